@@ -1,0 +1,3 @@
+from venvlayers.cli import main
+
+raise SystemExit(main())

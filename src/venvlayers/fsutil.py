@@ -1,0 +1,79 @@
+"""Atomic, deterministic file writing: never leave a half-written output behind."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+def dumps_json(data: Any) -> str:
+    """JSON the way every venvlayers file is written: sorted, indented, trailing newline."""
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temp path beside ``target``; rename it over ``target`` only on success."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(target: Path, text: str) -> bool:
+    """Write ``text`` to ``target`` unless it already holds exactly that. True if written.
+
+    Leaving identical files alone keeps their mtime, so "nothing changed" is visible.
+    """
+    data = text.encode("utf-8")
+    try:
+        if target.read_bytes() == data:
+            return False
+    except OSError:
+        pass
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+    return True
+
+
+def write_json_atomic(target: Path, data: Any) -> bool:
+    return write_text_atomic(target, dumps_json(data))
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def replace_dir(staging: Path, target: Path) -> None:
+    """Move a fully prepared ``staging`` folder into place at ``target``."""
+    if target.exists() or target.is_symlink():
+        old = target.with_name(f".{target.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(target, old)
+        os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging, target)

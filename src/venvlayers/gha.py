@@ -1,0 +1,136 @@
+"""Reporting: plain text locally, log groups/annotations/outputs/summaries under GitHub Actions.
+
+Stage functions never print; they call a ``Reporter``. ``Reporter.from_env()`` picks the
+GitHub flavour when ``GITHUB_ACTIONS=true``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TextIO
+
+from venvlayers.errors import VenvlayersError
+
+
+def _escape_data(value: str) -> str:
+    return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(value: str) -> str:
+    return _escape_data(value).replace(":", "%3A").replace(",", "%2C")
+
+
+class Reporter:
+    """Plain-text progress and results on stderr (results that are data go to stdout)."""
+
+    def __init__(self, stream: TextIO | None = None, *, quiet: bool = False) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.quiet = quiet
+
+    @staticmethod
+    def from_env(*, quiet: bool = False) -> Reporter:
+        if os.environ.get("GITHUB_ACTIONS") == "true":
+            return GitHubReporter(quiet=quiet)
+        return Reporter(quiet=quiet)
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            print(message, file=self.stream, flush=True)
+
+    def warning(self, message: str, *, path: Path | None = None, line: int | None = None) -> None:
+        where = f"{path}:{line}: " if path and line else f"{path}: " if path else ""
+        print(f"warning: {where}{message}", file=self.stream, flush=True)
+
+    def error(self, error: VenvlayersError) -> None:
+        print(f"error: {error.message}", file=self.stream, flush=True)
+
+    @contextmanager
+    def group(self, title: str) -> Iterator[None]:
+        self.info(title)
+        yield
+
+    def mask(self, secret: str) -> None:
+        """Plain text has no log masking; callers must never print secrets anyway."""
+
+    def set_output(self, name: str, value: str) -> None:
+        """Step outputs exist only under GitHub Actions."""
+
+    def summary(self, markdown: str) -> None:
+        """Step summaries exist only under GitHub Actions."""
+
+
+class GitHubReporter(Reporter):
+    """Workflow commands on stdout, outputs and summaries through the runner's files."""
+
+    def __init__(self, stream: TextIO | None = None, *, quiet: bool = False) -> None:
+        super().__init__(stream if stream is not None else sys.stdout, quiet=quiet)
+
+    def _command(self, name: str, message: str, **props: str | int | None) -> None:
+        rendered = ",".join(
+            f"{key}={_escape_property(str(value))}" for key, value in props.items() if value
+        )
+        sep = " " if rendered else ""
+        print(f"::{name}{sep}{rendered}::{_escape_data(message)}", file=self.stream, flush=True)
+
+    def warning(self, message: str, *, path: Path | None = None, line: int | None = None) -> None:
+        self._command("warning", message, file=_workspace_relative(path), line=line)
+
+    def error(self, error: VenvlayersError) -> None:
+        self._command("error", error.message, file=_workspace_relative(error.path), line=error.line)
+
+    @contextmanager
+    def group(self, title: str) -> Iterator[None]:
+        print(f"::group::{_escape_data(title)}", file=self.stream, flush=True)
+        try:
+            yield
+        finally:
+            print("::endgroup::", file=self.stream, flush=True)
+
+    def mask(self, secret: str) -> None:
+        if secret:
+            for line in secret.splitlines():
+                if line.strip():
+                    print(f"::add-mask::{line}", file=self.stream, flush=True)
+
+    def set_output(self, name: str, value: str) -> None:
+        append_env_file("GITHUB_OUTPUT", name, value)
+
+    def summary(self, markdown: str) -> None:
+        target = os.environ.get("GITHUB_STEP_SUMMARY")
+        if target:
+            with open(target, "a", encoding="utf-8") as f:
+                f.write(markdown if markdown.endswith("\n") else markdown + "\n")
+
+
+def _workspace_relative(path: Path | None) -> str | None:
+    """Annotations need repository-relative paths to attach to the right file."""
+    if path is None:
+        return None
+    workspace = os.environ.get("GITHUB_WORKSPACE")
+    if workspace:
+        try:
+            return Path(path).resolve().relative_to(Path(workspace).resolve()).as_posix()
+        except ValueError:
+            pass
+    return Path(path).as_posix()
+
+
+def append_env_file(variable: str, name: str, value: str) -> None:
+    """Append ``name=value`` to the runner file named by ``variable`` (GITHUB_OUTPUT/GITHUB_ENV).
+
+    Multi-line values use a random heredoc delimiter so content cannot end the block early.
+    """
+    target = os.environ.get(variable)
+    if not target:
+        return
+    with open(target, "a", encoding="utf-8") as f:
+        if "\n" in value:
+            delimiter = f"ghadelimiter_{uuid.uuid4().hex}"
+            f.write(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
+        else:
+            f.write(f"{name}={value}\n")
