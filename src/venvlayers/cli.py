@@ -2,6 +2,95 @@
 
 from __future__ import annotations
 
+import argparse
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
-def main(argv: list[str] | None = None) -> int:
+from venvlayers import __version__
+from venvlayers.errors import VenvlayersError
+from venvlayers.fsutil import dumps_json
+from venvlayers.gha import Reporter
+from venvlayers.graph import load_stack
+
+Handler = Callable[[argparse.Namespace, Reporter], int]
+
+
+def _add_include(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="only layers matching this fnmatch pattern (plus what they depend on and what depends on them); repeatable",
+    )
+    parser.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="an --include pattern matching nothing is not an error",
+    )
+
+
+def cmd_show(args: argparse.Namespace, reporter: Reporter) -> int:
+    from venvlayers.show import render_json, render_tree
+
+    graph = load_stack(args.spec)
+    selection = graph.select(args.include, allow_missing=args.allow_missing)
+    if args.json:
+        sys.stdout.write(dumps_json(render_json(graph, selection)))
+    else:
+        sys.stdout.write(render_tree(graph, selection))
     return 0
+
+
+def cmd_platform(args: argparse.Namespace, reporter: Reporter) -> int:
+    from venvlayers.platforms import host_platform
+
+    print(host_platform().value)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="venvlayers",
+        description="Layered Python environment stacks: lock, build, publish and deploy each layer on its own.",
+    )
+    parser.add_argument("--version", action="version", version=f"venvlayers {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only errors and results")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    show = commands.add_parser("show", help="show the layers of a stack and their sys.path order")
+    _add_include(show)
+    show.add_argument("--json", action="store_true", help="emit a JSON document instead of a tree")
+    show.add_argument("spec", type=Path, help="the stack spec (venvstacks.toml)")
+    show.set_defaults(handler=cmd_show)
+
+    plat = commands.add_parser("platform", help="print this machine's platform tag")
+    plat.set_defaults(handler=cmd_platform)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    reporter = Reporter.from_env(quiet=args.quiet)
+    handler: Handler = args.handler
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            code = handler(args, reporter)
+        except VenvlayersError as exc:
+            _flush_warnings(caught, reporter)
+            reporter.error(exc)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            reporter.info("interrupted")
+            return 130
+    _flush_warnings(caught, reporter)
+    return code
+
+
+def _flush_warnings(caught: list[warnings.WarningMessage], reporter: Reporter) -> None:
+    for warning in caught:
+        reporter.warning(str(warning.message))
