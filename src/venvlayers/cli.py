@@ -44,6 +44,37 @@ def cmd_show(args: argparse.Namespace, reporter: Reporter) -> int:
     return 0
 
 
+def cmd_lock(args: argparse.Namespace, reporter: Reporter) -> int:
+    from venvlayers.lock import lock_stack
+
+    graph = load_stack(args.spec)
+    result = lock_stack(
+        graph,
+        include=args.include,
+        reset=args.reset_lock,
+        check=args.check,
+        build_dir=args.build_dir,
+        reporter=reporter,
+        allow_missing=args.allow_missing,
+    )
+    if args.check:
+        for state in result.stale:
+            print(f"{state.layer.name}: stale ({'; '.join(state.stale_reasons)})")
+        reporter.set_output("stale", "true" if result.stale else "false")
+        if result.stale:
+            reporter.info(
+                f"{len(result.stale)} stale lock(s); run `venvlayers lock {args.spec}` and commit the result"
+            )
+            return 1
+        reporter.info("all locks are up to date")
+        return 0
+    changed = result.changed
+    reporter.info(
+        f"locked {len(result.layers)} layer(s); changed: {', '.join(changed) if changed else 'none'}"
+    )
+    return 0
+
+
 def cmd_platform(args: argparse.Namespace, reporter: Reporter) -> int:
     from venvlayers.platforms import host_platform
 
@@ -65,6 +96,31 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="emit a JSON document instead of a tree")
     show.add_argument("spec", type=Path, help="the stack spec (venvstacks.toml)")
     show.set_defaults(handler=cmd_show)
+
+    lock = commands.add_parser(
+        "lock", help="lock every layer's requirements (one cross-platform pylock.toml each)"
+    )
+    _add_include(lock)
+    lock.add_argument(
+        "--reset-lock",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="relock matching layers from scratch (forget previous pins); repeatable",
+    )
+    lock.add_argument(
+        "--check",
+        action="store_true",
+        help="change nothing; exit 1 and list the layers whose locks are stale",
+    )
+    lock.add_argument(
+        "--build-dir",
+        type=Path,
+        default=None,
+        help="working folder (default: _build beside the spec)",
+    )
+    lock.add_argument("spec", type=Path)
+    lock.set_defaults(handler=cmd_lock)
 
     plat = commands.add_parser("platform", help="print this machine's platform tag")
     plat.set_defaults(handler=cmd_platform)
