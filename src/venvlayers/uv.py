@@ -89,10 +89,10 @@ def summarize_uv_error(stderr: str) -> str:
     relevant = [
         line
         for line in lines
-        if line.startswith(("error:", "×", "╰─▶", "Caused by:", "cause:", "hint:"))
+        if line.startswith(("error:", "\u00d7", "╰─▶", "Caused by:", "cause:", "hint:"))
         or "Because" in line
         or "unsatisfiable" in line
     ]
     chosen = relevant or lines[-3:]
-    text = " ".join(line.removeprefix("×").removeprefix("╰─▶").strip() for line in chosen)
+    text = " ".join(line.removeprefix("\u00d7").removeprefix("╰─▶").strip() for line in chosen)
     return " ".join(text.split())[:1500] or "uv failed without a message"
