@@ -75,11 +75,64 @@ def cmd_lock(args: argparse.Namespace, reporter: Reporter) -> int:
     return 0
 
 
+def cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
+    from venvlayers.build import build_stack
+    from venvlayers.lock import lock_stack, require_fresh_locks
+
+    graph = load_stack(args.spec)
+    lock_args = dict(
+        include=args.include,
+        build_dir=args.build_dir,
+        reporter=reporter,
+        allow_missing=args.allow_missing,
+    )
+    if args.locked:
+        require_fresh_locks(lock_stack(graph, check=True, **lock_args))
+    else:
+        lock_stack(graph, **lock_args)
+    result = build_stack(
+        graph,
+        include=args.include,
+        build_dir=args.build_dir,
+        clean=args.clean,
+        reporter=reporter,
+        allow_missing=args.allow_missing,
+    )
+    reporter.info(
+        f"built: {', '.join(result.built) or 'none'}; unchanged: {', '.join(result.unchanged) or 'none'}"
+        + (f"; not for this platform: {', '.join(result.skipped)}" if result.skipped else "")
+    )
+    if args.publish:
+        return cmd_publish(args, reporter)
+    return 0
+
+
 def cmd_platform(args: argparse.Namespace, reporter: Reporter) -> int:
     from venvlayers.platforms import host_platform
 
     print(host_platform().value)
     return 0
+
+
+def _add_publish_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    parser.add_argument(
+        "--output-dir", type=Path, required=required, help="where archives and metadata go"
+    )
+    parser.add_argument(
+        "--tag-outputs",
+        action="store_true",
+        help="name archives <install_target>-<platform>-<archive_build> (as venvstacks does)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=["tar.xz", "tar.zst", "zip"],
+        default=None,
+        help="archive format (default: zip on Windows, tar.xz elsewhere)",
+    )
+
+
+def cmd_publish(args: argparse.Namespace, reporter: Reporter) -> int:
+    raise NotImplementedError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,6 +174,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lock.add_argument("spec", type=Path)
     lock.set_defaults(handler=cmd_lock)
+
+    build = commands.add_parser(
+        "build", help="build the layer environments for this platform (locking first if needed)"
+    )
+    _add_include(build)
+    build.add_argument(
+        "--build-dir",
+        type=Path,
+        default=None,
+        help="build folder (default: _build beside the spec)",
+    )
+    build.add_argument(
+        "--clean", action="store_true", help="rebuild every selected layer from scratch"
+    )
+    build.add_argument(
+        "--locked",
+        action="store_true",
+        help="fail (exit 1) instead of locking when a lock is stale",
+    )
+    build.add_argument(
+        "--publish", action="store_true", help="publish after building (needs --output-dir)"
+    )
+    _add_publish_options(build, required=False)
+    build.add_argument("spec", type=Path)
+    build.set_defaults(handler=cmd_build)
 
     plat = commands.add_parser("platform", help="print this machine's platform tag")
     plat.set_defaults(handler=cmd_platform)
