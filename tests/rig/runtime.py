@@ -154,26 +154,27 @@ def _relink(prefix: Path, minor: str) -> None:
 
 def _tar_members(root: Path) -> Iterator[Path]:
     yield root
-    for path in sorted(root.rglob("*"), key=lambda p: p.relative_to(root).as_posix()):
-        yield path
+    yield from sorted(root.rglob("*"), key=lambda p: p.relative_to(root).as_posix())
 
 
 def _write_tar_gz(staging_root: Path, archive: Path) -> None:
     """Deterministic tar.gz: sorted members, fixed mtime/owner, no gzip timestamp."""
-    with archive.open("wb") as raw:
-        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz:
-            with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                for path in _tar_members(staging_root):
-                    arcname = Path("python", path.relative_to(staging_root)).as_posix()
-                    info = tar.gettarinfo(str(path), arcname=arcname)
-                    info.mtime = ARCHIVE_MTIME
-                    info.uid = info.gid = 0
-                    info.uname = info.gname = ""
-                    if info.isreg():
-                        with path.open("rb") as f:
-                            tar.addfile(info, f)
-                    else:
-                        tar.addfile(info)
+    with (
+        archive.open("wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for path in _tar_members(staging_root):
+            arcname = Path("python", path.relative_to(staging_root)).as_posix()
+            info = tar.gettarinfo(str(path), arcname=arcname)
+            info.mtime = ARCHIVE_MTIME
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            if info.isreg():
+                with path.open("rb") as f:
+                    tar.addfile(info, f)
+            else:
+                tar.addfile(info)
 
 
 def make_runtime_archive(source_prefix: Path, version: str, dest_dir: Path) -> Path:
