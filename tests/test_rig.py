@@ -122,7 +122,7 @@ def test_downloads_entry_rejects_what_uv_would_skip(
     archive = tmp_path / "runtime.tar.gz"
     archive.write_bytes(b"x")
     with pytest.raises(RuntimeMirrorError, match=message):
-        downloads_entry(archive, **kwargs)  # type: ignore[arg-type]
+        downloads_entry(archive, **kwargs)
 
 
 def test_downloads_json_refuses_missing_archive_and_duplicates(tmp_path: Path) -> None:
@@ -212,14 +212,20 @@ def test_runtime_archive_is_deterministic_relocatable_and_small(
 
 
 @pytest.mark.slow
-def test_runtime_mirror_311_lists_both_runtimes(runtime_mirror_311: RuntimeMirror) -> None:
+def test_runtime_mirror_311_lists_both_runtimes(
+    runtime_mirror_311: RuntimeMirror, tmp_path: Path
+) -> None:
     assert runtime_mirror_311.python_implementation == "cpython@3.11.7"
+    assert runtime_mirror_311.python_implementations == ["cpython@3.11.7", "cpython@3.12.1"]
     listed = json.loads(runtime_mirror_311.downloads_json.read_text())
     assert sorted(listed) == ["cpython-3.11.7-linux-x86_64-gnu", "cpython-3.12.1-linux-x86_64-gnu"]
     assert (
         os.environ["UV_PYTHON_DOWNLOADS_JSON_URL"]
         == runtime_mirror_311.env["UV_PYTHON_DOWNLOADS_JSON_URL"]
     )
+    runtime = _install_runtime(runtime_mirror_311, tmp_path)
+    version = _python(runtime / "bin" / "python3", "import sys; print(sys.version.split()[0])")
+    assert version == "3.11.7"
 
 
 # -- wheels -----------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from pathlib import Path
 from venvlayers.runtime_mirror import downloads_entry, write_downloads_json
 
 #: Bump when the archive layout changes, so cached archives from older rigs are not reused.
-RIG_RUNTIME_VERSION = "1"
+RIG_RUNTIME_VERSION = "2"
 
 #: Fixed timestamp for every archive member: same source prefix -> same archive bytes.
 ARCHIVE_MTIME = 1_700_000_000
@@ -37,9 +37,6 @@ ARCHIVE_MTIME = 1_700_000_000
 _SKIP_STDLIB_DIRS = frozenset(
     {"test", "tests", "idle_test", "idlelib", "tkinter", "turtledemo", "__pycache__"}
 )
-# Scripts with absolute shebangs into the source prefix (not relocatable) and gdb helpers.
-_SKIP_BIN_PREFIXES = ("2to3", "idle", "pip", "pydoc")
-_SKIP_BIN_SUFFIXES = ("-gdb.py",)
 
 
 def host_x86_64_linux() -> bool:
@@ -84,8 +81,12 @@ def _keep(rel: Path, minor: str) -> bool:
     if not parts or parts[0] not in {"bin", "include", "lib"}:
         return False  # share/ (man pages) and anything unexpected
     if parts[0] == "bin" and len(parts) == 2:
-        name = parts[1]
-        return not (name.startswith(_SKIP_BIN_PREFIXES) or name.endswith(_SKIP_BIN_SUFFIXES))
+        # Only the interpreter and its config script: other scripts have absolute shebangs
+        # into the source prefix, and tools pip-installed there (uv, ruff...) do not belong.
+        return parts[1] in {
+            "python", "python3", f"python{minor}",
+            "python-config", "python3-config", f"python{minor}-config",
+        }  # fmt: skip
     stdlib = ("lib", f"python{minor}")
     if parts[:2] == stdlib and len(parts) > 2:
         if parts[2] == "site-packages":
@@ -202,9 +203,16 @@ def _cache_root() -> Path:
 
 
 def _cache_key(source_prefix: Path, version: str) -> str:
-    # The interpreter's size and mtime stand in for "the source build changed".
-    stat = (source_prefix / "lib" / f"libpython{_minor(version)}.so.1.0").stat()
-    text = f"{RIG_RUNTIME_VERSION}\0{source_prefix.resolve()}\0{version}\0{stat.st_size}\0{stat.st_mtime_ns}"
+    # Sizes and mtimes of the interpreter (and libpython, for shared builds) stand in for
+    # "the source build changed".
+    minor = _minor(version)
+    stamps = [RIG_RUNTIME_VERSION, str(source_prefix.resolve()), version]
+    for rel in (f"bin/python{minor}", f"lib/libpython{minor}.so.1.0"):
+        path = source_prefix / rel
+        if path.exists():
+            stat = path.stat()
+            stamps += [rel, str(stat.st_size), str(stat.st_mtime_ns)]
+    text = "\0".join(stamps)
     return f"cpython-{version}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
@@ -221,6 +229,7 @@ def cached_runtime_archive(
     building = Path(tempfile.mkdtemp(prefix=f".build-{final_dir.name}-", dir=root))
     try:
         make_runtime_archive(source_prefix, version, building)
+        building.chmod(0o755)  # mkdtemp makes it private; the cache is shared
         try:
             os.rename(building, final_dir)
         except OSError:

@@ -330,7 +330,7 @@ def make_wheelhouse(dest: Path, python_version: str = "3.12") -> Wheelhouse:
         ext = compile_extuser(build_dir, python_include_dir(python_version), build_dir, soabi)
         lib_bytes, ext_bytes = lib.read_bytes(), ext.read_bytes()
 
-    libshared_real = {
+    libshared_real: dict[str, str | bytes] = {
         "libshared/__init__.py": _LIBSHARED_INIT,
         "libshared/lib/libvlshared.so": lib_bytes,
     }
