@@ -753,9 +753,7 @@ def release_directory(
     """
     env = os.environ if environ is None else environ
     token = token or env.get("GITHUB_TOKEN", "")
-    if token:
-        reporter.mask(token)
-    else:
+    if not token:
         raise ReleaseError("no GitHub token: set GITHUB_TOKEN (the workflow's token works)")
     repo = repo or env.get("GITHUB_REPOSITORY", "")
     if not repo:
