@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import http
+import json
 import os
 import re
 import time
@@ -170,7 +172,13 @@ class _HttpFailure(Exception):
     def describe(self) -> str:
         if self.status is None:
             return self.message
-        return f"{self.status} {self.message}".rstrip()
+        message = self.message
+        if not message:  # e.g. an HTML error page from a proxy: name the status instead
+            try:
+                message = http.HTTPStatus(self.status).phrase
+            except ValueError:
+                message = ""
+        return f"{self.status} {message}".rstrip()
 
 
 def _message_and_codes(data: Any) -> tuple[str, tuple[str, ...]]:
@@ -200,6 +208,9 @@ def _translate(exc: BaseException) -> _HttpFailure:
         return _HttpFailure(None, "connection dropped before GitHub answered")
     if isinstance(exc, requests.RequestException):
         return _HttpFailure(None, f"request failed ({type(exc).__name__})")
+    if isinstance(exc, json.JSONDecodeError):
+        # a proxy or load balancer answering with a cut-off body
+        return _HttpFailure(None, "GitHub sent a malformed JSON answer")
     raise TypeError(exc)  # pragma: no cover - callers only pass the types above
 
 
@@ -422,7 +433,12 @@ class _Publisher:
             attempt += 1
             try:
                 return action()
-            except (GithubException, requests.RequestException, _HttpFailure) as exc:
+            except (
+                GithubException,
+                requests.RequestException,
+                json.JSONDecodeError,
+                _HttpFailure,
+            ) as exc:
                 failure = _translate(exc)
             plan = _retry_delay(failure, attempt, time.time())
             if plan is None:
@@ -678,6 +694,11 @@ def _publish(
     )
     state = "draft " if release.draft else ""
     reporter.info(f"{'created' if created else 'using existing'} {state}release {release.html_url}")
+    if release.draft and not draft:
+        reporter.warning(
+            f"release {publisher.tag} exists as a draft and stays one; publish it on GitHub "
+            "when its assets are complete"
+        )
     existing = publisher.list_assets(release) if not created else {}
 
     # plan everything before changing anything, so a conflict leaves the release as it was
@@ -769,7 +790,7 @@ def release_directory(
         tag=tag,
         assets=[*(out / n for n in names), sums],
         token=token,
-        api_url=api_url or env.get("GITHUB_API_URL") or None,
+        api_url=api_url or env.get("GITHUB_API_URL") or DEFAULT_API_URL,
         draft=draft,
         replace=replace,
         name=name,

@@ -148,7 +148,10 @@ class GitHubDouble:
         server.daemon_threads = True
         self._server = server
         self.port = server.server_address[1]
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        # a short poll interval keeps stop() (and so each test's teardown) quick
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -407,6 +410,12 @@ def _fault_answer(fault: Fault) -> _Answer:
 class _Handler(BaseHTTPRequestHandler):
     owner: GitHubDouble
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        # headers and body go out in separate writes; without this, Nagle's algorithm and
+        # the client's delayed ACK add ~40 ms to every answer
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: tests read the request record instead."""
