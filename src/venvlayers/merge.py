@@ -102,6 +102,11 @@ class Problem:
             return False
         return self.layer in (None, layer) and self.platform in (None, platform)
 
+    def describe(self) -> str:
+        """One line for the log: kind, where, what."""
+        where = " on ".join(part for part in (self.layer, self.platform) if part)
+        return f"{self.kind.value}: {where + ': ' if where else ''}{self.message}"
+
 
 @dataclass
 class MergeReport:
@@ -288,7 +293,7 @@ def merge_publish_outputs(
                 report.sizes.setdefault(name, {})[job.platform] = meta.archive_size
     if report.problems:
         for problem in report.problems:
-            reporter.error(MergeError(f"{problem.kind.value}: {problem.message}"))
+            reporter.error(MergeError(problem.describe()))
         _publish_report(report, reporter, report_path)
         raise MergeConsistencyError(report)
 
