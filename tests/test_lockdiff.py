@@ -396,3 +396,34 @@ def test_diff_packages_directions_and_names() -> None:
         PackageChange("pytz", ChangeKind.DOWNGRADED, ("2024.1",), ("2023.3",)),
         PackageChange("weird", ChangeKind.CHANGED, ("not-a-version",), ("other",)),
     ]
+
+
+def test_stack_at_repository_root_introduced_by_the_change(tmp_path: Path) -> None:
+    """The base commit has no stack yet: every layer is new and needs a build."""
+    root = tmp_path / "rootrepo"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    (root / "README.md").write_text("stack to come\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "empty")
+    (root / "launch").mkdir()
+    (root / "launch" / "hello.py").write_text("print('hello')\n")
+    (root / "launch" / "tool.py").write_text("print('tool')\n")
+    (root / "venvstacks.toml").write_text(SPEC_V2)
+    write_locks(root / "venvstacks.toml", V2_LOCKS, {})
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "add the stack")
+
+    report = lock_diff(root / "venvstacks.toml", "HEAD~1", reporter=Reporter(io.StringIO()))
+    assert report.new_layers == ["cpython-3.12", "framework-common", "app-hello", "app-tool"]
+    assert report.needs_rebuild == report.new_layers
+    assert report.deleted_layers == []
+    assert not report.stale
+    markdown = report.to_markdown()
+    assert markdown.startswith("## Lock changes in `venvstacks.toml` against `HEAD~1`\n")
+    assert "### `cpython-3.12` (new layer)\n\nNo package changes.\n" in markdown
+    # Against itself, with the stack at the root, nothing changed
+    assert (
+        lock_diff(root / "venvstacks.toml", "HEAD", reporter=Reporter(io.StringIO())).needs_rebuild
+        == []
+    )
