@@ -21,7 +21,7 @@ from pathlib import Path
 from venvlayers.errors import MergeError
 from venvlayers.fsutil import replace_dir, sha256_file, write_text_atomic
 from venvlayers.gha import Reporter
-from venvlayers.models import FileModel, LayerMetadata, StackManifest, read_model
+from venvlayers.models import FileModel, LayerMetadata, PublishInfo, StackManifest, read_model
 
 METADATA_DIR = "__venvstacks__"
 MANIFEST_NAME = "venvstacks.json"
@@ -29,16 +29,6 @@ ENV_METADATA_DIR = "env_metadata"
 PUBLISH_INFO_NAME = "venvlayers-publish.json"
 INDEX_NAME = "venvstacks-index.json"
 CATEGORIES = ("runtimes", "frameworks", "applications")
-
-
-class PublishInfo(FileModel):
-    """``__venvstacks__/<platform>/venvlayers-publish.json``: what one publish job ran."""
-
-    tool_version: str
-    spec_hash: str
-    platform: str
-    layers: list[str]
-    """Every layer the spec targets on this platform (whether or not it was published)."""
 
 
 class IndexArchive(FileModel):
