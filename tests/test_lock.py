@@ -377,6 +377,30 @@ def test_reset_lock_forgets_previous_pins(
     assert pinned(spec, "framework-fw") == {"alpha": "1.1.0"}
 
 
+def test_package_indexes_take_a_package_from_its_named_index(
+    tmp_path: Path,
+    local_index: SimpleIndex,
+    cli: Callable[..., Run],
+    simple_index_factory: Callable[..., SimpleIndex],
+) -> None:
+    other = simple_index_factory(tmp_path / "other-wheels")
+    build_wheel(tmp_path / "other-wheels", "epsilon", "9.0", modules={"epsilon/__init__.py": ""})
+    spec = write_spec(
+        tmp_path / "stack",
+        local_index.url,
+        '[[frameworks]]\nname = "fw"\nruntime = "cpython-3.12"\nrequirements = ["zeta", "epsilon"]\n'
+        'package_indexes = {epsilon = "other"}\n'
+        f'\n[[tool.uv.index]]\nname = "other"\nurl = "{other.url}"\nexplicit = true\n',
+    )
+    run = cli("lock", spec)
+    assert run.code == 0, run.text
+    assert pinned(spec, "framework-fw") == {"alpha": "1.1.0", "zeta": "1.0", "epsilon": "9.0"}
+    packages = pylock(spec, "framework-fw")["packages"]
+    assert isinstance(packages, list)
+    indexes = {p["name"]: p["index"] for p in packages}
+    assert indexes == {"alpha": local_index.url, "zeta": local_index.url, "epsilon": other.url}
+
+
 def test_exclude_newer_before_locked_at_makes_locks_stale(
     stack: Path, cli: Callable[..., Run], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -439,8 +439,8 @@ class _StackBuilder:
             "        importlib.import_module(name)\n"
             "    except Exception as exc:\n"
             "        failed.append(f'{name} ({type(exc).__name__}: {exc})')\n"
-            # Imported modules may print; only the marked last line is the verdict
-            f"print({_CHECK_MARKER!r} + '; '.join(failed))\n"
+            # Imported modules may print (without a newline): the marked line is the verdict
+            f"print({chr(10) + _CHECK_MARKER!r} + '; '.join(failed))\n"
         )
         try:
             completed = subprocess.run(

@@ -354,7 +354,9 @@ def _project_file(layer: Layer, inputs: LockInputs, settings: dict[str, Any]) ->
         "package": False,
         "environments": environments,
         "required-environments": environments,
-        **{k: v for k, v in settings.items() if k in _PROJECT_UV_KEYS},
+        # Indexes go in both files: uv looks up the index a source names among the
+        # project's own indexes, but resolves against those of the --config-file.
+        **{k: v for k, v in settings.items() if k in _PROJECT_UV_KEYS or k == "index"},
     }
     if inputs.constraints:
         tool_uv["constraint-dependencies"] = list(inputs.constraints)
