@@ -280,7 +280,7 @@ class _StackBuilder:
 
     def _install_lock(self, layer: Layer, python: Path, *, system: bool) -> set[str]:
         pylock = lock_paths(self.graph, layer.name).pylock
-        from venvlayers.lock import read_pylock
+        from venvlayers.lock import read_pylock, write_layer_uv_config
 
         packages = {p.name for p in read_pylock(pylock)}
         if not packages:
@@ -291,6 +291,9 @@ class _StackBuilder:
             "--python",
             str(python),
             "--no-build",
+            # the spec's index settings, so UV_INDEX_<NAME>_* credentials reach the downloads
+            "--config-file",
+            str(write_layer_uv_config(self.graph, layer, self.root / "_uv" / f"{layer.name}.toml")),
             "--link-mode",
             "copy",
             "-r",

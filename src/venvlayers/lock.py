@@ -343,6 +343,12 @@ def _config_file(settings: dict[str, Any]) -> str:
     return tomlkit.dumps(config)
 
 
+def write_layer_uv_config(graph: StackGraph, layer: Layer, path: Path) -> Path:
+    """Write the layer's resolver settings as a uv.toml (for --config-file); returns ``path``."""
+    write_text_atomic(path, _config_file(layer_uv_settings(graph, layer)))
+    return path
+
+
 def _project_file(layer: Layer, inputs: LockInputs, settings: dict[str, Any]) -> str:
     environments = [MARKERS[p].marker() for p in layer.platforms]
     major_minor = ".".join(layer.py_version.split(".")[:2])
