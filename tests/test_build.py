@@ -11,10 +11,10 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from rig.cli import Run, index_table
 from rig.index import SimpleIndex
 from rig.runtime import RuntimeMirror
 from rig.wheels import build_wheel
@@ -35,17 +35,6 @@ LAYERS = [
     "app-one",
     "app-two",
 ]
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-def index_table(url: str) -> str:
-    return f'\n[[tool.uv.index]]\nname = "local"\nurl = "{url}"\ndefault = true\n'
 
 
 def clean_env() -> dict[str, str]:
@@ -92,17 +81,6 @@ def top_level(site: Path) -> set[str]:
         for p in site.iterdir()
         if p.name not in ("sitecustomize.py", "_virtualenv.py", "_virtualenv.pth", "__pycache__")
     }
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
-    def run(*args: str | Path) -> Run:
-        capsys.readouterr()
-        code = main([str(a) for a in args])
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err)
-
-    return run
 
 
 @pytest.fixture(scope="module")
