@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -468,6 +469,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             reporter.info("interrupted")
             return 130
+        except Exception:
+            # A traceback is a bug in venvlayers: show it, with its own exit status
+            traceback.print_exc()
+            print(
+                "error: internal error in venvlayers (a bug); please report it with the traceback above",
+                file=sys.stderr,
+            )
+            return 3
     _flush_warnings(caught, reporter)
     return code
 
