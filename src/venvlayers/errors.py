@@ -32,7 +32,9 @@ class LockError(VenvlayersError):
 
 
 class StaleLockError(LockError):
-    """A lock is missing or out of date where an up-to-date lock is required."""
+    """A lock is missing or out of date where an up-to-date lock is required (exit 1: a check failed)."""
+
+    exit_code = 1
 
 
 class BuildError(VenvlayersError):

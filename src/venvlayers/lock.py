@@ -1,0 +1,599 @@
+"""Locking: one cross-platform PEP 751 ``pylock.<layer>.toml`` per layer, locked together.
+
+Each layer is resolved by ``uv lock`` in a generated project whose ``[tool.uv]`` holds the
+layer's target environments (wheels required for each), the spec's uv settings, and the
+exact versions locked by every lower layer as constraints. The exported lock omits the
+packages lower layers provide: at run time they are imported from below.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+from packaging.markers import Marker
+from packaging.tags import Tag, parse_tag
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
+from venvlayers.errors import LockError, StaleLockError, UvError
+from venvlayers.fsutil import sha256_file, sha256_text, write_text_atomic
+from venvlayers.gha import Reporter
+from venvlayers.graph import Layer, StackGraph
+from venvlayers.models import LockMetadata, read_model
+from venvlayers.platforms import MARKERS, Platform, wheel_platform_tags
+from venvlayers.spec import LayerKind, module_name
+from venvlayers.uv import run_uv
+
+REQUIREMENTS_DIR = "requirements"
+# Settings venvlayers always decides itself; user values for these are ignored.
+_MANAGED_UV_SETTINGS = {
+    "environments",
+    "required-environments",
+    "constraint-dependencies",
+    "no-build",
+    "package",
+    "cache-keys",
+}
+
+
+@dataclass(frozen=True)
+class LockPaths:
+    folder: Path
+    pylock: Path
+    meta: Path
+    packages: Path
+
+
+def lock_paths(graph: StackGraph, layer_name: str) -> LockPaths:
+    folder = graph.spec.spec_dir / REQUIREMENTS_DIR / layer_name
+    return LockPaths(
+        folder=folder,
+        pylock=folder / f"pylock.{layer_name}.toml",
+        meta=folder / f"pylock.{layer_name}.meta.json",
+        packages=folder / f"packages-{layer_name}.txt",
+    )
+
+
+@dataclass(frozen=True)
+class LockedPackage:
+    name: str
+    version: str
+    marker: str | None = None
+    wheels: tuple[str, ...] = ()
+
+    def constraint(self) -> str:
+        return f"{self.name}=={self.version}" + (f" ; {self.marker}" if self.marker else "")
+
+
+def read_pylock(path: Path) -> list[LockedPackage]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LockError(f"{path}: lock file not found; run `venvlayers lock`", path=path) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise LockError(
+            f"{path}: corrupt lock file ({exc}); run `venvlayers lock --reset-lock '*'`", path=path
+        ) from None
+    packages = []
+    for entry in data.get("packages", []):
+        wheels = tuple(
+            str(w.get("name") or w.get("url", "").rsplit("/", 1)[-1])
+            for w in entry.get("wheels", [])
+        )
+        packages.append(
+            LockedPackage(
+                str(entry["name"]), str(entry.get("version", "")), entry.get("marker"), wheels
+            )
+        )
+    return packages
+
+
+@dataclass
+class LayerLockState:
+    """What is known about one layer's lock during a lock run."""
+
+    layer: Layer
+    paths: LockPaths
+    stale_reasons: list[str] = field(default_factory=list)
+    packages: list[LockedPackage] = field(default_factory=list)  # this layer's own lock
+    provided: dict[str, tuple[LockedPackage, str]] = field(
+        default_factory=dict
+    )  # name -> (pkg, provider)
+    metadata: LockMetadata | None = None
+    changed: bool = False
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.stale_reasons)
+
+
+@dataclass
+class LockResult:
+    layers: list[LayerLockState]
+
+    @property
+    def stale(self) -> list[LayerLockState]:
+        return [state for state in self.layers if state.stale]
+
+    @property
+    def changed(self) -> list[str]:
+        return [state.layer.name for state in self.layers if state.changed]
+
+
+def _hash(data: Any) -> str:
+    return "sha256:" + sha256_text(json.dumps(data, sort_keys=True, separators=(",", ":")))
+
+
+def exclude_newer(graph: StackGraph) -> str | None:
+    value = os.environ.get("UV_EXCLUDE_NEWER") or graph.spec.uv_config.get("exclude-newer")
+    return str(value) if value else None
+
+
+def _parse_time(value: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def layer_uv_settings(graph: StackGraph, layer: Layer) -> dict[str, Any]:
+    """The spec's uv settings adjusted for one layer (priority_indexes, package_indexes)."""
+    settings = {k: v for k, v in graph.spec.uv_config.items() if k not in _MANAGED_UV_SETTINGS}
+    indexes = [dict(index) for index in settings.get("index", [])]
+    if layer.spec.priority_indexes:
+        by_name = {index.get("name"): index for index in indexes}
+        first = []
+        for name in layer.spec.priority_indexes:
+            promoted = dict(by_name[name])
+            promoted.pop("explicit", None)
+            first.append(promoted)
+        indexes = first + [i for i in indexes if i.get("name") not in layer.spec.priority_indexes]
+    if indexes:
+        settings["index"] = indexes
+    sources = dict(settings.get("sources", {}))
+    for package, index_name in layer.package_indexes.items():
+        sources[package] = {"index": index_name}
+    if sources:
+        settings["sources"] = sources
+    return settings
+
+
+def _other_inputs(graph: StackGraph, layer: Layer) -> dict[str, Any]:
+    return {
+        "python": layer.python_implementation,
+        "platforms": [str(p) for p in layer.platforms],
+        "linux_target": list(layer.linux_target),
+        "macosx_target": list(layer.macosx_target),
+        "uv": layer_uv_settings(graph, layer),
+    }
+
+
+def _version_inputs(graph: StackGraph, layer: Layer) -> dict[str, Any]:
+    spec = layer.spec
+    if spec.kind is not LayerKind.APPLICATION or spec.launch_module is None:
+        return {}
+    base = graph.spec.spec_dir
+    return {
+        "launch_module": module_name(spec.launch_module),
+        "launch_module_hash": module_hash(base / spec.launch_module),
+        "support_modules": {module_name(m): module_hash(base / m) for m in spec.support_modules},
+    }
+
+
+def module_hash(path: Path) -> str:
+    """Content hash of a module file or package folder (names + bytes, no caches)."""
+    if path.is_file():
+        return "sha256:" + sha256_file(path)
+    entries = []
+    for item in sorted(path.rglob("*")):
+        relative = item.relative_to(path)
+        if item.is_file() and not any(
+            part == "__pycache__" or part.startswith(".git") for part in relative.parts
+        ):
+            entries.append([relative.as_posix(), sha256_file(item)])
+    return _hash(entries)
+
+
+def lock_stack(
+    graph: StackGraph,
+    *,
+    include: Sequence[str] = (),
+    reset: Sequence[str] = (),
+    check: bool = False,
+    build_dir: Path | None = None,
+    reporter: Reporter,
+    allow_missing: bool = False,
+) -> LockResult:
+    """Lock the selected layers in dependency order, relocking only what needs it.
+
+    With ``check=True`` nothing is written; the result lists stale layers and why.
+    """
+    selection = graph.select(include, allow_missing=allow_missing)
+    to_reset = set(graph.select(reset).matched) if reset else set()
+    # Matched layers and everything above them may be relocked; layers below are only read
+    updatable = set(selection.matched)
+    for name in selection.matched:
+        updatable.update(graph.dependents(name))
+    build_dir = build_dir or graph.spec.spec_dir / "_build"
+    cutoff = exclude_newer(graph)
+    states: dict[str, LayerLockState] = {}
+    for layer in graph:
+        if layer.name not in selection:
+            continue
+        state = LayerLockState(layer=layer, paths=lock_paths(graph, layer.name))
+        states[layer.name] = state
+        for lower in layer.dependencies:
+            lower_state = states[lower]
+            for name, provided in lower_state.provided.items():
+                state.provided.setdefault(name, provided)
+            if lower_state.stale and check:
+                state.stale_reasons.append(f"lower layer {lower} is stale")
+        inputs = _lock_inputs(graph, layer, state)
+        _assess(state, inputs, cutoff, force=layer.name in to_reset)
+        if state.stale and not check:
+            if layer.name not in updatable:
+                if state.metadata is None:
+                    raise StaleLockError(
+                        f"{graph.path}: layer {layer.name} has no lock and is not selected; add --include {layer.name}",
+                        path=graph.path,
+                    )
+                reporter.warning(
+                    f"{layer.name}: lock is stale ({'; '.join(state.stale_reasons)}) but not selected; using it as is"
+                )
+            else:
+                with reporter.group(f"lock {layer.name}"):
+                    _relock(
+                        graph,
+                        state,
+                        inputs,
+                        build_dir,
+                        cutoff,
+                        reporter,
+                        reset=layer.name in to_reset,
+                    )
+                state.stale_reasons = []
+        if not state.stale or not check:
+            if not state.packages and state.paths.pylock.exists():
+                state.packages = read_pylock(state.paths.pylock)
+            for package in state.packages:
+                state.provided.setdefault(package.name, (package, layer.name))
+    return LockResult(list(states.values()))
+
+
+@dataclass(frozen=True)
+class LockInputs:
+    requirements: tuple[str, ...]
+    constraints: tuple[str, ...]
+    omitted: tuple[str, ...]
+    other: dict[str, Any]
+    version: dict[str, Any]
+
+    def input_hash(self) -> str:
+        return _hash({"requirements": self.requirements, "constraints": self.constraints})
+
+
+def _lock_inputs(graph: StackGraph, layer: Layer, state: LayerLockState) -> LockInputs:
+    provided = sorted(state.provided.values(), key=lambda item: item[0].name)
+    return LockInputs(
+        requirements=tuple(layer.spec.requirements),
+        constraints=tuple(pkg.constraint() for pkg, _ in provided),
+        omitted=tuple(sorted({pkg.name for pkg, _ in provided})),
+        other=_other_inputs(graph, layer),
+        version=_version_inputs(graph, layer),
+    )
+
+
+def _assess(state: LayerLockState, inputs: LockInputs, cutoff: str | None, *, force: bool) -> None:
+    """Fill ``state.stale_reasons`` (empty when the lock on disk is up to date)."""
+    paths = state.paths
+    reasons = state.stale_reasons
+    if paths.meta.exists():
+        state.metadata = read_model(LockMetadata, paths.meta, LockError)
+    if force:
+        reasons.append("--reset-lock")
+    if state.metadata is None or not paths.pylock.exists():
+        reasons.append("no lock yet")
+        return
+    meta = state.metadata
+    if meta.requirements_hash != "sha256:" + sha256_file(paths.pylock):
+        reasons.append("lock file was edited after locking")
+    if meta.lock_input_hash != inputs.input_hash():
+        reasons.append("requirements or lower layers' locks changed")
+    if meta.other_inputs_hash != _hash(inputs.other):
+        reasons.append("python version, platforms or index settings changed")
+    if meta.version_inputs_hash != _hash(inputs.version):
+        reasons.append("launch or support modules changed")
+    if cutoff:
+        locked, limit = _parse_time(meta.locked_at), _parse_time(cutoff)
+        if locked and limit and locked > limit:
+            reasons.append(f"locked at {meta.locked_at}, after exclude-newer {cutoff}")
+
+
+def _project_file(layer: Layer, inputs: LockInputs, settings: dict[str, Any]) -> str:
+    environments = [MARKERS[p].marker() for p in layer.platforms]
+    major_minor = ".".join(layer.py_version.split(".")[:2])
+    doc = tomlkit.document()
+    doc["project"] = {
+        "name": f"venvlayers-lock-{layer.name}".lower().replace("@", "-"),
+        "version": "0",
+        "requires-python": f"=={major_minor}.*",
+        "dependencies": list(inputs.requirements),
+    }
+    tool_uv: dict[str, Any] = {
+        "package": False,
+        "environments": environments,
+        "required-environments": environments,
+        "no-build": True,
+        **settings,
+    }
+    if inputs.constraints:
+        tool_uv["constraint-dependencies"] = list(inputs.constraints)
+    doc["tool"] = {"uv": tool_uv}
+    return tomlkit.dumps(doc)
+
+
+def _relock(
+    graph: StackGraph,
+    state: LayerLockState,
+    inputs: LockInputs,
+    build_dir: Path,
+    cutoff: str | None,
+    reporter: Reporter,
+    *,
+    reset: bool,
+) -> None:
+    layer = state.layer
+    if not layer.platforms:
+        raise LockError(
+            f"{graph.path}: layer {layer.name} targets no platform (its 'platforms' and those of the layers below have nothing in common)",
+            path=graph.path,
+            line=layer.spec.line,
+        )
+    workspace = build_dir / "_lock" / layer.name
+    if reset and workspace.exists():
+        shutil.rmtree(workspace)
+    workspace.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(
+        workspace / "pyproject.toml", _project_file(layer, inputs, layer_uv_settings(graph, layer))
+    )
+    env = {"MACOSX_DEPLOYMENT_TARGET": "{}.{}".format(*layer.macosx_target)}
+    reporter.info(f"{layer.name}: resolving for {', '.join(str(p) for p in layer.platforms)}")
+    try:
+        run_uv(
+            ["lock", "--python", layer.py_version],
+            cwd=workspace,
+            env=env,
+            what=f"lock {layer.name}",
+        )
+    except UvError as exc:
+        raise _translate_lock_failure(graph, state, str(exc)) from None
+    omit: list[str] = []
+    for name in inputs.omitted:
+        omit += ["--no-emit-package", name]
+    exported = run_uv(
+        ["export", "--format", "pylock.toml", "--frozen", "--no-header", *omit],
+        cwd=workspace,
+        env=env,
+        what=f"export the lock of {layer.name}",
+    ).stdout
+    full = run_uv(
+        ["export", "--format", "pylock.toml", "--frozen", "--no-header"],
+        cwd=workspace,
+        env=env,
+        what=f"export the lock of {layer.name}",
+    ).stdout
+    lock_text = _normalize_pylock(exported)
+    _check_wheels(graph, layer, tomllib.loads(lock_text))
+
+    paths = state.paths
+    previous = state.metadata
+    content_hash = "sha256:" + sha256_text(lock_text)
+    content_changed = previous is None or previous.requirements_hash != content_hash
+    version_changed = previous is not None and previous.version_inputs_hash != _hash(inputs.version)
+    lock_version = 1
+    if layer.spec.versioned and previous is not None:
+        lock_version = previous.lock_version + (1 if content_changed or version_changed else 0)
+    if content_changed or previous is None:
+        locked_at = (
+            _format_time(cutoff) if cutoff else datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        )
+    else:
+        locked_at = previous.locked_at
+    meta = LockMetadata(
+        requirements_hash=content_hash,
+        lock_input_hash=inputs.input_hash(),
+        other_inputs_hash=_hash(inputs.other),
+        version_inputs_hash=_hash(inputs.version),
+        lock_version=lock_version,
+        locked_at=locked_at,
+    )
+    changed = write_text_atomic(paths.pylock, lock_text)
+    changed = meta.write(paths.meta) or changed
+    packages = read_pylock_text(lock_text)
+    all_packages = read_pylock_text(full)
+    changed = (
+        write_text_atomic(paths.packages, _packages_summary(layer, all_packages, state.provided))
+        or changed
+    )
+    state.packages = packages
+    state.metadata = meta
+    state.changed = changed
+    reporter.info(
+        f"{layer.name}: {'updated' if changed else 'unchanged'} ({len(packages)} packages)"
+    )
+
+
+def read_pylock_text(text: str) -> list[LockedPackage]:
+    data = tomllib.loads(text)
+    return [
+        LockedPackage(
+            str(p["name"]),
+            str(p.get("version", "")),
+            p.get("marker"),
+            tuple(str(w.get("url", "")).rsplit("/", 1)[-1] for w in p.get("wheels", [])),
+        )
+        for p in data.get("packages", [])
+    ]
+
+
+def _format_time(value: str) -> str:
+    parsed = _parse_time(value)
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if parsed else value
+
+
+def _normalize_pylock(text: str) -> str:
+    """Drop uv's generated-by comment lines so the lock depends only on its content."""
+    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    return "\n".join(lines).strip() + "\n"
+
+
+def _packages_summary(
+    layer: Layer, packages: list[LockedPackage], provided: dict[str, tuple[LockedPackage, str]]
+) -> str:
+    lines = [f"# Packages of {layer.name}; 'from X' marks packages a lower layer provides"]
+    for package in sorted(packages, key=lambda p: p.name):
+        marker = f" ; {package.marker}" if package.marker else ""
+        origin = provided.get(package.name)
+        suffix = f"  # from {origin[1]}" if origin else ""
+        lines.append(f"{package.name}=={package.version}{marker}{suffix}")
+    return "\n".join(lines) + "\n"
+
+
+def _check_wheels(graph: StackGraph, layer: Layer, lock: dict[str, Any]) -> None:
+    """Every locked package must have a wheel installable on every target platform."""
+    py_nodot = "".join(layer.py_version.split(".")[:2])
+    for platform in layer.platforms:
+        plat_tags = wheel_platform_tags(
+            platform, glibc=layer.linux_target, macosx=layer.macosx_target
+        )
+        environment = _marker_environment(platform, layer.py_version)
+        accepted = _accepted_tags(py_nodot, plat_tags)
+        for package in lock.get("packages", []):
+            marker = package.get("marker")
+            if marker and not Marker(marker).evaluate(environment):
+                continue
+            wheels = [
+                str(w.get("url", w.get("name", ""))).rsplit("/", 1)[-1]
+                for w in package.get("wheels", [])
+            ]
+            if any(_wheel_tags(w) & accepted for w in wheels):
+                continue
+            target = _target_text(layer, platform)
+            raise LockError(
+                f"{graph.path}: layer {layer.name}: {package['name']} {package.get('version', '')} has no wheel for {target};"
+                f" remove {platform} from the layer's 'platforms'"
+                + (
+                    " or raise 'linux_target'"
+                    if platform.is_linux
+                    else " or raise 'macosx_target'"
+                    if platform.is_macos
+                    else ""
+                )
+                + " (or pin a version that has one)",
+                path=graph.path,
+                line=layer.spec.line,
+            )
+
+
+def _target_text(layer: Layer, platform: Platform) -> str:
+    if platform.is_linux:
+        return f"{platform} (glibc {layer.linux_target[0]}.{layer.linux_target[1]})"
+    if platform.is_macos:
+        return f"{platform} (macOS {layer.macosx_target[0]}.{layer.macosx_target[1]})"
+    return str(platform)
+
+
+def _wheel_tags(filename: str) -> frozenset[Tag]:
+    try:
+        return parse_wheel_filename(filename)[3]
+    except Exception:
+        return frozenset()
+
+
+def _accepted_tags(py_nodot: str, plat_tags: list[str]) -> frozenset[Tag]:
+    interpreters = [f"cp{py_nodot}"]
+    abis = [f"cp{py_nodot}", "abi3", "none"]
+    tags: set[Tag] = set()
+    for plat in [*plat_tags, "any"]:
+        for abi in abis:
+            tags.add(Tag(f"cp{py_nodot}", abi, plat))
+        for minor in range(int(py_nodot[1:]), 1, -1):
+            tags.add(Tag(f"cp3{minor}", "abi3", plat))
+        for py in ("py3", f"py{py_nodot}", *interpreters):
+            tags.add(Tag(py, "none", plat))
+    tags |= set(parse_tag(f"py2.py3-none-{plat_tags[0]}")) if plat_tags else set()
+    return frozenset(tags)
+
+
+def _marker_environment(platform: Platform, py_version: str) -> dict[str, str]:
+    markers = MARKERS[platform]
+    return {
+        "sys_platform": markers.sys_platform,
+        "platform_machine": markers.platform_machine,
+        "platform_system": {"linux": "Linux", "darwin": "Darwin", "win32": "Windows"}[
+            markers.sys_platform
+        ],
+        "os_name": "nt" if platform.is_windows else "posix",
+        "python_version": ".".join(py_version.split(".")[:2]),
+        "python_full_version": py_version,
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+    }
+
+
+_NAME_RE = re.compile(r"\b([A-Za-z0-9][A-Za-z0-9._-]*)\b")
+
+
+def _translate_lock_failure(graph: StackGraph, state: LayerLockState, message: str) -> LockError:
+    """Turn uv's resolver failure into a message that names the layers involved."""
+    layer = state.layer
+    uv_text = message.split(": ", 1)[-1]
+    mentioned = {canonicalize_name(m) for m in _NAME_RE.findall(uv_text)}
+    pinned = [
+        f"{pkg.name} {pkg.version} (locked by {provider})"
+        for pkg, provider in state.provided.values()
+        if canonicalize_name(pkg.name) in mentioned
+    ]
+    where = dict(path=graph.path, line=layer.spec.line)
+    if (
+        "no-build" in uv_text
+        or "building from source is disabled" in uv_text
+        or "no usable wheels" in uv_text
+    ):
+        return LockError(
+            f"{graph.path}: layer {layer.name}: a requirement has no wheel (venvlayers installs wheels only); uv says: {uv_text}",
+            **where,  # type: ignore[arg-type]
+        )
+    if (
+        "required-environments" in uv_text
+        or "doesn't have a source distribution or wheel for the current platform" in uv_text
+        or "wheel for" in uv_text
+    ):
+        return LockError(
+            f"{graph.path}: layer {layer.name}: no wheel for one of the target platforms ({', '.join(str(p) for p in layer.platforms)});"
+            f" narrow 'platforms' or set 'linux_target'/'macosx_target'; uv says: {uv_text}",
+            **where,  # type: ignore[arg-type]
+        )
+    if pinned:
+        return LockError(
+            f"{graph.path}: layer {layer.name} conflicts with versions pinned by lower layers: {', '.join(pinned)};"
+            f" change the requirement or relock the lower layer; uv says: {uv_text}",
+            **where,  # type: ignore[arg-type]
+        )
+    return LockError(f"{graph.path}: cannot lock layer {layer.name}: {uv_text}", **where)  # type: ignore[arg-type]
+
+
+def require_fresh_locks(result: LockResult) -> None:
+    if result.stale:
+        details = "; ".join(f"{s.layer.name} ({', '.join(s.stale_reasons)})" for s in result.stale)
+        raise StaleLockError(f"stale locks: {details}; run `venvlayers lock` and commit the result")

@@ -1,0 +1,57 @@
+"""Runtime provisioning: ``uv python install`` of a layer's CPython into the build folder.
+
+uv's own mirror settings (``UV_PYTHON_INSTALL_MIRROR``, ``UV_PYTHON_DOWNLOADS_JSON_URL``)
+are honoured, so air-gapped builds work from an internal runtime mirror
+(``venvlayers.runtime_mirror`` writes the downloads JSON for one).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from venvlayers.errors import BuildError, UvError
+from venvlayers.uv import run_uv
+
+
+def uv_python_request(python_implementation: str) -> str:
+    """``cpython@3.12.1`` (venvstacks spelling) -> ``cpython-3.12.1`` (uv spelling)."""
+    return python_implementation.replace("@", "-")
+
+
+def install_runtime(python_implementation: str, destination: Path, *, layer_name: str) -> None:
+    """Install the runtime into ``destination`` (replaced only once fully installed)."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".runtime-", dir=destination.parent) as scratch:
+        scratch_path = Path(scratch)
+        try:
+            run_uv(
+                [
+                    "python",
+                    "install",
+                    "--install-dir",
+                    str(scratch_path),
+                    "--no-bin",
+                    "--no-registry",
+                    "--force",
+                    uv_python_request(python_implementation),
+                ],
+                what=f"install {python_implementation} for {layer_name}",
+            )
+        except UvError as exc:
+            raise BuildError(
+                f"{exc} (offline? point UV_PYTHON_DOWNLOADS_JSON_URL or UV_PYTHON_INSTALL_MIRROR at a runtime mirror)"
+            ) from None
+        installed = [
+            p
+            for p in scratch_path.iterdir()
+            if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
+        ]
+        if len(installed) != 1:
+            raise BuildError(
+                f"uv installed {len(installed)} runtimes for {python_implementation}; expected one"
+            )
+        if destination.exists():
+            shutil.rmtree(destination)
+        installed[0].rename(destination)

@@ -1,0 +1,98 @@
+"""The only place that runs uv: which binary, which environment, and error translation."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from venvlayers.errors import UvError
+
+
+def uv_binary() -> str:
+    """The uv shipped with venvlayers (the ``uv`` dependency), else one on PATH."""
+    override = os.environ.get("VENVLAYERS_UV")
+    if override:
+        return override
+    try:
+        from uv import find_uv_bin
+
+        return str(find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        return "uv"
+
+
+def uv_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The process environment for uv, minus anything that would leak user config in.
+
+    uv's own variables (index credentials, UV_PYTHON_DOWNLOADS_JSON_URL mirrors, caches)
+    pass through; project-shaping ones that we set ourselves do not.
+    """
+    env = dict(os.environ)
+    for leaky in (
+        "UV_CONFIG_FILE",
+        "UV_PROJECT_ENVIRONMENT",
+        "VIRTUAL_ENV",
+        "UV_CONSTRAINT",
+        "UV_OVERRIDE",
+        "UV_REQUIRE_HASHES",
+        "PIP_REQUIRE_VIRTUALENV",
+    ):
+        env.pop(leaky, None)
+    env.setdefault("UV_NO_PROGRESS", "1")
+    env["UV_PYTHON_PREFERENCE"] = env.get("UV_PYTHON_PREFERENCE", "managed")
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run_uv(
+    args: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    what: str,
+) -> subprocess.CompletedProcess[str]:
+    """Run uv with ``--no-config`` (user/system config must not leak in); raise UvError on failure.
+
+    ``what`` names the operation for the error message ("lock framework-x").
+    """
+    command = [uv_binary(), *args]
+    # --no-config stops uv reading user/system uv.toml; project settings come from the
+    # pyproject.toml we generate, so the spec's [tool.uv] is the only configuration.
+    if args and args[0] in ("lock", "export", "venv", "sync"):
+        command.insert(2, "--no-config")
+    elif len(args) > 1 and args[0] in ("pip", "python"):
+        command.insert(3, "--no-config")
+    try:
+        result = subprocess.run(
+            command,
+            cwd=cwd,
+            env=uv_environment(env),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise UvError(
+            f"cannot {what}: uv is not installed; install it with `pip install uv`"
+        ) from None
+    if result.returncode != 0:
+        raise UvError(f"cannot {what}: {summarize_uv_error(result.stderr)}")
+    return result
+
+
+def summarize_uv_error(stderr: str) -> str:
+    """uv's error in one line: its 'error:' line plus the most telling cause/hint."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    relevant = [
+        line
+        for line in lines
+        if line.startswith(("error:", "\u00d7", "╰─▶", "Caused by:", "cause:", "hint:"))
+        or "Because" in line
+        or "unsatisfiable" in line
+    ]
+    chosen = relevant or lines[-3:]
+    text = " ".join(line.removeprefix("\u00d7").removeprefix("╰─▶").strip() for line in chosen)
+    return " ".join(text.split())[:1500] or "uv failed without a message"

@@ -1,0 +1,101 @@
+"""`venvlayers show`: tree and JSON in C3 sys.path order, with --include selection."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from venvlayers.cli import main
+
+DIAMOND = Path(__file__).parent / "data" / "diamond" / "venvstacks.toml"
+
+# The same tree the reference tool (venvstacks 0.7.0) prints for this spec.
+EXPECTED_TREE = """\
+├── Runtimes
+│   ├── *cpython-3.11
+│   └── *cpython-3.12
+├── Frameworks
+│   ├── *framework-base
+│   │   └── *cpython-3.12
+│   ├── *framework-left
+│   │   ├── *framework-base
+│   │   └── *cpython-3.12
+│   ├── *framework-right
+│   │   ├── *framework-base
+│   │   └── *cpython-3.12
+│   └── *framework-diamond
+│       ├── *framework-left
+│       ├── *framework-right
+│       ├── *framework-base
+│       └── *cpython-3.12
+└── Applications
+    ├── *app-app1
+    │   ├── *framework-diamond
+    │   ├── *framework-left
+    │   ├── *framework-right
+    │   ├── *framework-base
+    │   └── *cpython-3.12
+    └── *app-app2
+        └── *cpython-3.11
+"""
+
+
+def test_tree_matches_c3_order(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", str(DIAMOND)]) == 0
+    out = capsys.readouterr().out
+    assert out == f"{DIAMOND}\n{EXPECTED_TREE}"
+
+
+def test_json_is_stable_and_ordered(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", "--json", str(DIAMOND)]) == 0
+    first = capsys.readouterr().out
+    assert main(["show", "--json", str(DIAMOND)]) == 0
+    assert capsys.readouterr().out == first
+    doc = json.loads(first)
+    app1 = doc["applications"][0]
+    assert app1["name"] == "app-app1"
+    assert app1["dependencies"] == [
+        "framework-diamond",
+        "framework-left",
+        "framework-right",
+        "framework-base",
+        "cpython-3.12",
+    ]
+    assert [r["name"] for r in doc["runtimes"]] == ["cpython-3.11", "cpython-3.12"]
+
+
+def test_include_keeps_dependencies_and_dependents(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", "--json", "--include", "framework-left", str(DIAMOND)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    names = [
+        layer["name"] for key in ("runtimes", "frameworks", "applications") for layer in doc[key]
+    ]
+    # left itself, what it stands on, what stands on it, and what those stand on
+    assert names == [
+        "cpython-3.12",
+        "framework-base",
+        "framework-left",
+        "framework-right",
+        "framework-diamond",
+        "app-app1",
+    ]
+    selected = [layer["name"] for key in ("frameworks",) for layer in doc[key] if layer["selected"]]
+    assert selected == ["framework-left"]
+
+
+def test_include_by_spec_name_and_glob(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", "--json", "--include", "app*", str(DIAMOND)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [a["name"] for a in doc["applications"]] == ["app-app1", "app-app2"]
+    assert main(["show", "--json", "--include", "app2", str(DIAMOND)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [a["name"] for a in doc["applications"]] == ["app-app2"]
+    assert [r["name"] for r in doc["runtimes"]] == ["cpython-3.11"]
+
+
+def test_include_matching_nothing_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", "--include", "nope", str(DIAMOND)]) == 2
+    assert "--include 'nope' matches no layer" in capsys.readouterr().err
+    assert main(["show", "--allow-missing", "--include", "nope", str(DIAMOND)]) == 0
