@@ -113,16 +113,36 @@ def cli_args(inputs: Inputs, report: Path) -> list[str]:
         return ["build", "--locked", *_includes(inputs), spec]
     if inputs.command == "publish":
         # platform-tagged names, so per-platform outputs can be merged into one release
-        return ["publish", spec, "--output-dir", out, "--tag-outputs", *fmt, *_includes(inputs), "--json"]
+        return [
+            "publish",
+            spec,
+            "--output-dir",
+            out,
+            "--tag-outputs",
+            *fmt,
+            *_includes(inputs),
+            "--json",
+        ]
     if inputs.command == "lock-diff":
         if not inputs.base:
-            raise VenvlayersError("input 'base' is required for lock-diff (a git ref such as origin/main)")
+            raise VenvlayersError(
+                "input 'base' is required for lock-diff (a git ref such as origin/main)"
+            )
         return ["lock-diff", "--base", inputs.base, "--report", str(report), spec]
     if inputs.command == "merge":
-        return ["merge", *_merge_dirs(inputs.merge_inputs), "--output-dir", out, "--report", str(report)]
+        return [
+            "merge",
+            *_merge_dirs(inputs.merge_inputs),
+            "--output-dir",
+            out,
+            "--report",
+            str(report),
+        ]
     if inputs.command == "release":
         if not inputs.tag:
-            raise VenvlayersError("input 'tag' is required for release (for example github.ref_name)")
+            raise VenvlayersError(
+                "input 'tag' is required for release (for example github.ref_name)"
+            )
         repo = os.environ.get("GITHUB_REPOSITORY", "")
         return ["release", "--tag", inputs.tag, *(["--repo", repo] if repo else []), "--json", out]
     raise VenvlayersError(
@@ -148,7 +168,7 @@ def run_cli(args: list[str], env: dict[str, str]) -> Result:
     command = [sys.executable, "-m", "venvlayers", *args]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, env=env, text=True, encoding="utf-8")
     assert proc.stdout is not None
-    result, pending, text = Result(code=0), [], []
+    result, pending, text = Result(code=0), list[str](), list[str]()
     for line in proc.stdout:
         bare = line.rstrip("\r\n")
         if pending or bare in ("{", "["):
@@ -172,7 +192,10 @@ def run_cli(args: list[str], env: dict[str, str]) -> Result:
 
 def host_platform() -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "venvlayers", "platform"], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "venvlayers", "platform"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     return done.stdout.strip() if done.returncode == 0 else ""
 
@@ -189,7 +212,9 @@ def describe(inputs: Inputs, result: Result, report: Path) -> str:
     if cmd in ("lock-check", "build", "lock-diff"):
         out["stale"] = "true" if result.code == 1 else "false"
         if result.code == 1:
-            lines.append("Some layer locks are stale: run `venvlayers lock` and commit the changes.\n")
+            lines.append(
+                "Some layer locks are stale: run `venvlayers lock` and commit the changes.\n"
+            )
     if cmd == "publish" and isinstance(result.data, dict):
         archives = [str(a) for a in result.data.get("archives", [])]
         out["platform"] = str(result.data.get("platform", out.get("platform", "")))
@@ -228,7 +253,9 @@ def publish_results(reporter: Reporter, inputs: Inputs, result: Result, report: 
     for name, value in sorted(result.outputs.items()):
         reporter.set_output(name, value)
     summary = os.environ.get("GITHUB_STEP_SUMMARY", "")
-    already = Path(summary).read_text(encoding="utf-8") if summary and Path(summary).is_file() else ""
+    already = (
+        Path(summary).read_text(encoding="utf-8") if summary and Path(summary).is_file() else ""
+    )
     if markdown.strip() not in already:  # the CLI may have added its own report already
         reporter.summary(markdown)
 

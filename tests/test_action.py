@@ -55,14 +55,19 @@ def runner(tmp_path: Path) -> ActionRunner:
     workspace = tmp_path / "workspace"
     workspace.mkdir()
     # a persistent uv cache keeps re-installing the builder's locked dependencies quick
-    cache = Path(os.environ.get("VENVLAYERS_TEST_CACHE", Path.home() / ".cache" / "venvlayers-tests"))
+    cache = Path(
+        os.environ.get("VENVLAYERS_TEST_CACHE", Path.home() / ".cache" / "venvlayers-tests")
+    )
     env = {"UV_CACHE_DIR": str(cache / "action-uv-cache")}
     return ActionRunner(ROOT, workspace, tmp_path / "runner-temp", token=TOKEN, env=env)
 
 
 def run_action(runner: ActionRunner, **inputs: str) -> tuple[dict[str, str], str, str]:
     # the builder runs on this interpreter: the test machine cannot download Pythons
-    given = {"python-version": sys.executable, **{k.replace("_", "-"): v for k, v in inputs.items()}}
+    given = {
+        "python-version": sys.executable,
+        **{k.replace("_", "-"): v for k, v in inputs.items()},
+    }
     result = runner.run(given)
     assert TOKEN in result.masks, "the entrypoint must mask the token"
     for line in result.log.splitlines():
@@ -182,7 +187,10 @@ def test_publish_the_example(runner: ActionRunner, runtime_mirror: object) -> No
     assert all(platform in a.name for a in archives)  # --tag-outputs, so platforms can merge
     metadata = Path(outputs["metadata-dir"])
     assert (metadata / "venvstacks.json").is_file()
-    assert metadata.resolve() == (runner.workspace / "_publish" / "__venvstacks__" / platform).resolve()
+    assert (
+        metadata.resolve()
+        == (runner.workspace / "_publish" / "__venvstacks__" / platform).resolve()
+    )
     # one artifact per platform: archives + metadata, laid out as in the output folder
     artifact = result.artifacts / f"venvlayers-{platform}"
     assert sorted(p.name for p in artifact.iterdir()) == sorted(

@@ -331,7 +331,9 @@ def upload_artifact(call: UsesCall) -> dict[str, str]:
         if call.with_.get("if-no-files-found", "warn") == "error":
             raise FileNotFoundError(f"upload-artifact stand-in: no files found for {name!r}")
         return {}
-    files = [f for p in existing for f in ([p] if p.is_file() else sorted(p.rglob("*"))) if f.is_file()]
+    files = [
+        f for p in existing for f in ([p] if p.is_file() else sorted(p.rglob("*"))) if f.is_file()
+    ]
     root = Path(os.path.commonpath([str(f.parent) for f in files]))
     dest = call.artifacts / name
     if dest.exists():
@@ -442,9 +444,13 @@ class ActionRunner:
                 steps_ctx[step_id] = {"outputs": {}, "outcome": "skipped", "conclusion": "skipped"}
                 continue
             step_env = {**env, **added_env}
-            step_env.update({k: interpolate(v, context) for k, v in (step.get("env") or {}).items()})
+            step_env.update(
+                {k: interpolate(v, context) for k, v in (step.get("env") or {}).items()}
+            )
             step_env["PATH"] = os.pathsep.join([*path_prefix, env["PATH"]])
-            record = self._step(step, step_id, name, step_env, files, artifacts, path_prefix, context)
+            record = self._step(
+                step, step_id, name, step_env, files, artifacts, path_prefix, context
+            )
             logs.append(record)
             summary.append(record.outputs.pop("__summary__", ""))
             added_env.update(parse_env_file(files / f"{step_id}.env"))
