@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -107,6 +108,31 @@ def cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
     return 0
 
 
+def cmd_release(args: argparse.Namespace, reporter: Reporter) -> int:
+    from venvlayers.release import release_directory
+
+    result = release_directory(
+        args.out,
+        tag=args.tag,
+        repo=args.repo,
+        draft=args.draft,
+        replace=args.replace,
+        name=args.name,
+        reporter=reporter,
+    )
+    reporter.set_output("release-url", result.html_url)
+    if args.json:
+        sys.stdout.write(
+            dumps_json({"url": result.html_url, **result.model_dump(exclude={"html_url"})})
+        )
+    else:
+        print(result.html_url)
+    reporter.info(
+        f"uploaded {len(result.uploaded)}, already present {len(result.skipped)}, replaced {len(result.replaced)}"
+    )
+    return 0
+
+
 def cmd_platform(args: argparse.Namespace, reporter: Reporter) -> int:
     from venvlayers.platforms import host_platform
 
@@ -132,7 +158,89 @@ def _add_publish_options(parser: argparse.ArgumentParser, *, required: bool) -> 
 
 
 def cmd_publish(args: argparse.Namespace, reporter: Reporter) -> int:
-    raise NotImplementedError
+    from venvlayers.archive import ArchiveFormat
+    from venvlayers.publish import publish_stack
+
+    if args.output_dir is None:
+        parser_error = "publishing needs --output-dir DIR"
+        raise VenvlayersError(parser_error)
+    graph = load_stack(args.spec)
+    progress = _progress_printer() if sys.stderr.isatty() and not args.quiet else None
+    result = publish_stack(
+        graph,
+        args.output_dir,
+        include=args.include,
+        build_dir=args.build_dir,
+        tag_outputs=args.tag_outputs,
+        fmt=ArchiveFormat(args.format) if args.format else None,
+        reporter=reporter,
+        allow_missing=args.allow_missing,
+        progress=progress,
+    )
+    archives = [str(path) for path in result.archives]
+    reporter.set_output("platform", str(result.platform))
+    reporter.set_output("metadata-dir", str(result.metadata_dir))
+    reporter.set_output("archives", json.dumps(archives))
+    if getattr(args, "json", False):
+        sys.stdout.write(
+            dumps_json(
+                {
+                    "platform": str(result.platform),
+                    "metadata_dir": str(result.metadata_dir),
+                    "archives": archives,
+                }
+            )
+        )
+    else:
+        reporter.info(
+            f"published {len(archives)} archive(s) for {result.platform} to {args.output_dir}"
+        )
+    return 0
+
+
+def _progress_printer() -> Callable[[str, int, int], None]:
+    """Bytes done / total per layer, rewritten in place on a terminal."""
+
+    def show(layer: str, done: int, total: int) -> None:
+        percent = 100 * done // total if total else 100
+        end = "\n" if done >= total else ""
+        print(
+            f"\r{layer}: {done / 1e6:8.1f} / {total / 1e6:.1f} MB ({percent}%)",
+            end=end,
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show
+
+
+def cmd_local_export(args: argparse.Namespace, reporter: Reporter) -> int:
+    from venvlayers.export import export_stack
+
+    graph = load_stack(args.spec)
+    result = export_stack(
+        graph,
+        args.output_dir,
+        include=args.include,
+        build_dir=args.build_dir,
+        reporter=reporter,
+        allow_missing=args.allow_missing,
+    )
+    reporter.info(f"exported {len(result.layers)} layer(s) to {args.output_dir}")
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace, reporter: Reporter) -> int:
+    from venvlayers.deploy import deploy_stack, run_app
+
+    result = deploy_stack(args.metadata, args.archives, args.target, args.layers, reporter=reporter)
+    reporter.info(
+        f"deployed {len(result.deployed)} layer(s) to {result.target}"
+        + (f"; already current: {', '.join(result.unchanged)}" if result.unchanged else "")
+    )
+    if args.run:
+        return run_app(result, args.run, args.app_arguments)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -200,6 +308,68 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("spec", type=Path)
     build.set_defaults(handler=cmd_build)
 
+    publish = commands.add_parser(
+        "publish", help="archive the built layers of this platform, with venvstacks metadata"
+    )
+    _add_include(publish)
+    publish.add_argument("--build-dir", type=Path, default=None)
+    _add_publish_options(publish, required=True)
+    publish.add_argument(
+        "--json",
+        action="store_true",
+        help="print the platform, metadata folder and archives as JSON",
+    )
+    publish.add_argument("spec", type=Path)
+    publish.set_defaults(handler=cmd_publish)
+
+    export = commands.add_parser(
+        "local-export", help="copy the built layers as they would be deployed, relinked in place"
+    )
+    _add_include(export)
+    export.add_argument("--build-dir", type=Path, default=None)
+    export.add_argument("--output-dir", type=Path, required=True)
+    export.add_argument("spec", type=Path)
+    export.set_defaults(handler=cmd_local_export)
+
+    deploy = commands.add_parser(
+        "deploy", help="install published layers: verify, unpack, relink (and run an app)"
+    )
+    deploy.add_argument(
+        "--metadata",
+        type=Path,
+        required=True,
+        help="the publish output's __venvstacks__ (or platform) folder",
+    )
+    deploy.add_argument("--archives", type=Path, required=True, help="folder holding the archives")
+    deploy.add_argument("--target", type=Path, required=True, help="folder to deploy into")
+    deploy.add_argument(
+        "--run", metavar="APP", help="after deploying, run this app with the arguments after --"
+    )
+    deploy.add_argument(
+        "layers",
+        nargs="*",
+        default=[],
+        metavar="LAYER",
+        help="layers or apps to deploy (default: all)",
+    )
+    deploy.set_defaults(handler=cmd_deploy)
+
+    release = commands.add_parser(
+        "release", help="upload merged archives and index as GitHub release assets (idempotent)"
+    )
+    release.add_argument(
+        "--tag", required=True, help="release tag, e.g. v1.2.0 (created if missing)"
+    )
+    release.add_argument("--repo", default=None, help="owner/name (default: GITHUB_REPOSITORY)")
+    release.add_argument("--name", default=None, help="release title (default: the tag)")
+    release.add_argument("--draft", action="store_true", help="create the release as a draft")
+    release.add_argument(
+        "--replace", action="store_true", help="replace same-name assets whose content differs"
+    )
+    release.add_argument("--json", action="store_true")
+    release.add_argument("out", type=Path, help="the merge output folder")
+    release.set_defaults(handler=cmd_release)
+
     plat = commands.add_parser("platform", help="print this machine's platform tag")
     plat.set_defaults(handler=cmd_platform)
     return parser
@@ -207,7 +377,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after "--" belongs to the app run by `deploy --run`
+    app_arguments: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, app_arguments = argv[:cut], argv[cut + 1 :]
     args = parser.parse_args(argv)
+    args.app_arguments = app_arguments
     reporter = Reporter.from_env(quiet=args.quiet)
     handler: Handler = args.handler
     with warnings.catch_warnings(record=True) as caught:

@@ -1,0 +1,193 @@
+"""Deploy published layers on a target machine: verify, unpack, relink, run.
+
+All archives are checked (size and sha256) before anything is unpacked, and every layer is
+unpacked into a staging folder inside the target first, so a refused or broken archive
+leaves the target exactly as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from venvlayers import postinstall
+from venvlayers.archive import extract_archive
+from venvlayers.errors import DeployError
+from venvlayers.fsutil import sha256_file, write_json_atomic
+from venvlayers.gha import Reporter
+from venvlayers.models import LayerMetadata, StackManifest, read_model
+from venvlayers.platforms import host_platform
+
+DEPLOY_RECORD = ".venvlayers-deployed.json"
+
+
+@dataclass
+class DeployResult:
+    target: Path
+    deployed: list[str]
+    unchanged: list[str]
+    apps: dict[str, list[str]]
+    """install target of each deployed app -> the command that runs it"""
+
+
+def find_manifest(metadata: Path) -> Path:
+    """Accept the platform folder, the ``__venvstacks__`` folder, or the manifest itself."""
+    if metadata.is_file():
+        return metadata
+    direct = metadata / "venvstacks.json"
+    if direct.exists():
+        return direct
+    platform_manifest = metadata / str(host_platform()) / "venvstacks.json"
+    if platform_manifest.exists():
+        return platform_manifest
+    nested = metadata / "__venvstacks__" / str(host_platform()) / "venvstacks.json"
+    if nested.exists():
+        return nested
+    raise DeployError(
+        f"{metadata}: no venvstacks.json for {host_platform()} here; pass the publish output's __venvstacks__/<platform> folder"
+    )
+
+
+def _select(manifest: StackManifest, wanted: Sequence[str], source: Path) -> list[LayerMetadata]:
+    ordered = [
+        m
+        for kind in ("runtimes", "frameworks", "applications")
+        for m in manifest.layers.get(kind, [])
+    ]
+    by_target = {m.install_target: m for m in ordered}
+    if not wanted:
+        return ordered
+    needed: set[str] = set()
+    for name in wanted:
+        matches = [
+            m
+            for m in ordered
+            if name in (m.install_target, m.layer_name)
+            or m.layer_name in (f"app-{name}", f"framework-{name}")
+        ]
+        if not matches:
+            known = ", ".join(m.layer_name for m in ordered)
+            raise DeployError(f"{source}: no layer named {name!r} (layers: {known})")
+        for match in matches:
+            needed.add(match.install_target)
+            needed.update(match.required_layers or [])
+            if match.runtime_layer:
+                needed.add(match.runtime_layer)
+    missing = sorted(needed - set(by_target))
+    if missing:
+        raise DeployError(
+            f"{source}: required layers {', '.join(missing)} are not in this publish output"
+        )
+    return [m for m in ordered if m.install_target in needed]
+
+
+def deploy_stack(
+    metadata: Path, archives: Path, target: Path, layers: Sequence[str] = (), *, reporter: Reporter
+) -> DeployResult:
+    manifest_path = find_manifest(metadata)
+    manifest = read_model(StackManifest, manifest_path, DeployError)
+    selected = _select(manifest, layers, manifest_path)
+    platform = str(host_platform())
+    for item in selected:
+        if item.target_platform and item.target_platform != platform:
+            raise DeployError(
+                f"{manifest_path}: {item.layer_name} was built for {item.target_platform}; this machine is {platform}"
+            )
+    target = target.absolute()
+    target.mkdir(parents=True, exist_ok=True)
+    record_path = target / DEPLOY_RECORD
+    record: dict[str, str] = json.loads(record_path.read_text()) if record_path.exists() else {}
+
+    todo: list[tuple[LayerMetadata, Path]] = []
+    unchanged: list[str] = []
+    for item in selected:  # verify everything before unpacking anything
+        if not item.archive_name or not item.archive_hashes:
+            raise DeployError(
+                f"{manifest_path}: {item.layer_name} has no archive fields; deploy needs `venvlayers publish` output"
+            )
+        archive = archives / item.archive_name
+        if not archive.exists():
+            raise DeployError(
+                f"{archive}: archive of {item.layer_name} not found; pass --archives DIR where the archives are"
+            )
+        size = archive.stat().st_size
+        if item.archive_size is not None and size != item.archive_size:
+            raise DeployError(
+                f"{archive}: size {size} bytes, metadata says {item.archive_size}; the download is incomplete or altered"
+            )
+        digest = sha256_file(archive)
+        if digest != item.archive_hashes.sha256:
+            raise DeployError(
+                f"{archive}: sha256 {digest} does not match the metadata ({item.archive_hashes.sha256}); refusing to unpack"
+            )
+        if record.get(item.install_target) == digest and (target / item.install_target).is_dir():
+            unchanged.append(item.install_target)
+            continue
+        todo.append((item, archive))
+
+    with tempfile.TemporaryDirectory(prefix=".deploy-", dir=target) as scratch:
+        staging = Path(scratch)
+        for item, archive in todo:
+            reporter.info(f"{item.install_target}: unpacking {archive.name}")
+            extract_archive(
+                archive,
+                staging,
+                expected_root=item.install_target,
+                expected_size=item.archive_size,
+                expected_sha256=item.archive_hashes.sha256 if item.archive_hashes else None,
+            )
+        for item, _ in todo:
+            final = target / item.install_target
+            if final.exists():
+                shutil.rmtree(final)
+            (staging / item.install_target).rename(final)
+    for item, _archive in todo:  # lowest layers first, so upper postinstalls find them
+        _postinstall(target, item)
+        record[item.install_target] = item.archive_hashes.sha256 if item.archive_hashes else ""
+        write_json_atomic(record_path, record)
+    apps = {
+        item.install_target: run_command(target, item)
+        for item in selected
+        if item.app_launch_module
+    }
+    for app, command in apps.items():
+        reporter.info(f"run {app}: {' '.join(command)}")
+    return DeployResult(target, [item.install_target for item, _ in todo], unchanged, apps)
+
+
+def _python_of(layer_path: Path) -> Path:
+    config = postinstall.load_config(layer_path)
+    return postinstall.resolve(layer_path, config["python"])
+
+
+def _postinstall(target: Path, item: LayerMetadata) -> None:
+    layer_path = target / item.install_target
+    config = postinstall.load_config(layer_path)
+    base = postinstall.resolve(layer_path, config["base_python"])
+    completed = subprocess.run(
+        [str(base), str(layer_path / "postinstall.py")], capture_output=True, text=True, check=False
+    )
+    if completed.returncode != 0:
+        detail = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+        raise DeployError(f"{layer_path}: postinstall failed: {detail}")
+
+
+def run_command(target: Path, item: LayerMetadata) -> list[str]:
+    layer_path = target / item.install_target
+    return [str(_python_of(layer_path)), "-m", str(item.app_launch_module)]
+
+
+def run_app(result: DeployResult, app: str, arguments: Sequence[str]) -> int:
+    matches = [
+        name
+        for name in result.apps
+        if name == app or name in (f"app-{app}",) or name.startswith(f"app-{app}@")
+    ]
+    if not matches:
+        raise DeployError(f"no deployed app {app!r}; apps: {', '.join(result.apps) or 'none'}")
+    return subprocess.run([*result.apps[matches[0]], *arguments], check=False).returncode

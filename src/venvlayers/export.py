@@ -1,0 +1,87 @@
+"""Local export: the published view of each layer, copied (not archived) and relinked in place."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from venvlayers import postinstall
+from venvlayers.build import LayerLayout, build_dir_for
+from venvlayers.errors import PublishError
+from venvlayers.fsutil import replace_dir
+from venvlayers.gha import Reporter
+from venvlayers.graph import StackGraph
+from venvlayers.models import LayerMetadata, StackManifest
+from venvlayers.platforms import Platform, host_platform
+from venvlayers.publish import _CATEGORY, layer_metadata, metadata_dir, stage_layer
+from venvlayers.spec import LayerKind
+
+
+@dataclass
+class ExportResult:
+    platform: Platform
+    metadata_dir: Path
+    layers: dict[str, Path]
+
+
+def export_stack(
+    graph: StackGraph,
+    output_dir: Path,
+    *,
+    include: Sequence[str] = (),
+    build_dir: Path | None = None,
+    reporter: Reporter,
+    allow_missing: bool = False,
+) -> ExportResult:
+    platform = host_platform()
+    root = build_dir_for(graph, build_dir)
+    output_dir = output_dir.absolute()
+    selection = graph.select(include, allow_missing=allow_missing)
+    layers = [layer for layer in graph if layer.name in selection and layer.targets(platform)]
+    manifest: dict[str, list[LayerMetadata]] = {
+        "runtimes": [],
+        "frameworks": [],
+        "applications": [],
+    }
+    exported: dict[str, Path] = {}
+    meta_dir = metadata_dir(output_dir, platform)
+    for layer in layers:  # stack order: lower layers are in place before postinstall above them
+        if not (root / layer.name / postinstall.LAYER_CONFIG).exists():
+            raise PublishError(
+                f"{graph.path}: layer {layer.name} is not built in {root}; run `venvlayers build` first"
+            )
+        metadata = layer_metadata(graph, layer, platform)
+        target = output_dir / metadata.install_target
+        staging = output_dir / f".{metadata.install_target}.partial"
+        stage_layer(graph, layer, root / layer.name, staging, platform, copy=True)
+        replace_dir(staging, target)
+        _run_postinstall(target, LayerLayout(platform, layer.py_version), layer.kind)
+        manifest[_CATEGORY[layer.kind]].append(metadata)
+        metadata.write(meta_dir / "env_metadata" / f"{layer.name}.json")
+        exported[layer.name] = target
+        reporter.info(f"{layer.name}: exported to {target}")
+    StackManifest(layers=manifest).write(meta_dir / "venvstacks.json")
+    return ExportResult(platform, meta_dir, exported)
+
+
+def _run_postinstall(target: Path, layout: LayerLayout, kind: LayerKind) -> None:
+    """Run the layer's own postinstall with its own runtime, as a deployment would."""
+    python = target / layout.python(kind)
+    if kind is not LayerKind.RUNTIME:
+        # the venv's python cannot start before postinstall writes pyvenv.cfg: use the runtime's
+        config = postinstall.load_config(target)
+        python = postinstall.resolve(target, config["base_python"])
+    interpreter = str(python) if python.exists() else sys.executable
+    completed = subprocess.run(
+        [interpreter, str(target / "postinstall.py")], capture_output=True, text=True, check=False
+    )
+    if completed.returncode != 0:
+        detail = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+        raise PublishError(f"postinstall of {target.name} failed: {detail}")
+
+
+__all__ = ["ExportResult", "export_stack", "shutil"]
