@@ -78,6 +78,7 @@ class Result:
     """What one CLI run produced: exit code, the ``--json`` document, the other stdout text."""
 
     code: int
+    command: str = ""  # the venvlayers subcommand that produced this result
     data: Any = None
     text: str = ""
     outputs: dict[str, str] = field(default_factory=dict)
@@ -101,50 +102,38 @@ def _merge_dirs(patterns: list[str]) -> list[str]:
     return dirs
 
 
-def cli_args(inputs: Inputs, report: Path) -> list[str]:
-    """The venvlayers command line for these inputs (``report`` is where markdown goes)."""
+def cli_commands(inputs: Inputs, report: Path) -> list[list[str]]:
+    """The venvlayers command lines for these inputs, run in order (``report``: markdown)."""
     spec, out = inputs.spec, inputs.output_dir
     fmt = ["--format", inputs.format] if inputs.format else []
     if inputs.command == "show":
-        return ["show", *_includes(inputs), spec]
+        return [["show", *_includes(inputs), spec]]
     if inputs.command == "lock-check":
-        return ["lock", "--check", *_includes(inputs), spec]
+        return [["lock", "--check", *_includes(inputs), spec]]
     if inputs.command == "build":
-        return ["build", "--locked", *_includes(inputs), spec]
+        return [["build", "--locked", *_includes(inputs), spec]]
     if inputs.command == "publish":
-        # platform-tagged names, so per-platform outputs can be merged into one release
-        return [
-            "publish",
-            spec,
-            "--output-dir",
-            out,
-            "--tag-outputs",
-            *fmt,
-            *_includes(inputs),
-            "--json",
-        ]
+        # publish archives what build made; platform-tagged names, so platforms can merge
+        publish = ["publish", spec, "--output-dir", out, "--tag-outputs", *fmt, *_includes(inputs)]
+        return [["build", "--locked", *_includes(inputs), spec], [*publish, "--json"]]
     if inputs.command == "lock-diff":
         if not inputs.base:
             raise VenvlayersError(
                 "input 'base' is required for lock-diff (a git ref such as origin/main)"
             )
-        return ["lock-diff", "--base", inputs.base, "--report", str(report), spec]
+        return [["lock-diff", "--base", inputs.base, "--report", str(report), spec]]
     if inputs.command == "merge":
-        return [
-            "merge",
-            *_merge_dirs(inputs.merge_inputs),
-            "--output-dir",
-            out,
-            "--report",
-            str(report),
-        ]
+        dirs = _merge_dirs(inputs.merge_inputs)
+        return [["merge", *dirs, "--output-dir", out, "--report", str(report)]]
     if inputs.command == "release":
         if not inputs.tag:
             raise VenvlayersError(
                 "input 'tag' is required for release (for example github.ref_name)"
             )
         repo = os.environ.get("GITHUB_REPOSITORY", "")
-        return ["release", "--tag", inputs.tag, *(["--repo", repo] if repo else []), "--json", out]
+        return [
+            ["release", "--tag", inputs.tag, *(["--repo", repo] if repo else []), "--json", out]
+        ]
     raise VenvlayersError(
         f"input 'command' is {inputs.command!r}; use one of: {', '.join(COMMANDS)}"
     )
@@ -168,7 +157,7 @@ def run_cli(args: list[str], env: dict[str, str]) -> Result:
     command = [sys.executable, "-m", "venvlayers", *args]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, env=env, text=True, encoding="utf-8")
     assert proc.stdout is not None
-    result, pending, text = Result(code=0), list[str](), list[str]()
+    result, pending, text = Result(code=0, command=args[0]), list[str](), list[str]()
     for line in proc.stdout:
         bare = line.rstrip("\r\n")
         if pending or bare in ("{", "["):
@@ -209,9 +198,11 @@ def describe(inputs: Inputs, result: Result, report: Path) -> str:
     out, cmd = result.outputs, inputs.command
     status = "succeeded" if result.code == 0 else f"failed (exit {result.code})"
     lines = [f"### venvlayers {cmd}: {status}\n"]
-    if cmd in ("lock-check", "build", "lock-diff"):
-        out["stale"] = "true" if result.code == 1 else "false"
-        if result.code == 1:
+    if cmd in ("lock-check", "build", "publish", "lock-diff"):
+        # exit 1 means "stale locks" from the checking commands only (publish runs build first)
+        stale = result.code == 1 and result.command in ("lock", "build", "lock-diff")
+        out["stale"] = "true" if stale else "false"
+        if stale:
             lines.append(
                 "Some layer locks are stale: run `venvlayers lock` and commit the changes.\n"
             )
@@ -279,13 +270,16 @@ def main(argv: list[str]) -> int:
             raise VenvlayersError(
                 f"input 'format' is {inputs.format!r}; use one of: {', '.join(FORMATS)}"
             )
-        args = cli_args(inputs, report)
+        commands = cli_commands(inputs, report)
     except VenvlayersError as exc:
         reporter.error(exc)
         return exc.exit_code
     report.unlink(missing_ok=True)  # never mistake an older run's report for this one's
-    reporter.info(f"venvlayers {' '.join(args)}")
-    result = run_cli(args, child_env(inputs))
+    for args in commands:
+        reporter.info(f"venvlayers {' '.join(args)}")
+        result = run_cli(args, child_env(inputs))
+        if result.code != 0:
+            break
     result.outputs["platform"] = host_platform()
     publish_results(reporter, inputs, result, report)
     return result.code
