@@ -219,7 +219,7 @@ def test_deploy_runs_every_app(published: Stack, tmp_path: Path) -> None:
         text=True,
         check=True,
     )
-    assert other.stdout.strip() == "other 1.1.0"
+    assert other.stdout.strip() == "other 2.0.0"  # beta pulls the newest alpha
     # the build folder can go away: the deployed stack stands alone
     assert (
         "_build"

@@ -105,9 +105,8 @@ class LayerLockState:
     paths: LockPaths
     stale_reasons: list[str] = field(default_factory=list)
     packages: list[LockedPackage] = field(default_factory=list)  # this layer's own lock
-    provided: dict[str, tuple[LockedPackage, str]] = field(
-        default_factory=dict
-    )  # name -> (pkg, provider)
+    # name -> (every locked entry of it, e.g. one per platform marker; the providing layer)
+    provided: dict[str, tuple[tuple[LockedPackage, ...], str]] = field(default_factory=dict)
     metadata: LockMetadata | None = None
     changed: bool = False
 
@@ -265,8 +264,12 @@ def lock_stack(
         if not state.stale or not check:
             if not state.packages and state.paths.pylock.exists():
                 state.packages = read_pylock(state.paths.pylock)
+            own: dict[str, list[LockedPackage]] = {}
             for package in state.packages:
-                state.provided.setdefault(package.name, (package, layer.name))
+                own.setdefault(package.name, []).append(package)
+            for name, entries in own.items():
+                # the lowest layer in sys.path order that provides a name wins, with all its entries
+                state.provided.setdefault(name, (tuple(entries), layer.name))
     return LockResult(list(states.values()))
 
 
@@ -283,11 +286,11 @@ class LockInputs:
 
 
 def _lock_inputs(graph: StackGraph, layer: Layer, state: LayerLockState) -> LockInputs:
-    provided = sorted(state.provided.values(), key=lambda item: item[0].name)
+    names = sorted(state.provided)
     return LockInputs(
         requirements=tuple(layer.spec.requirements),
-        constraints=tuple(pkg.constraint() for pkg, _ in provided),
-        omitted=tuple(sorted({pkg.name for pkg, _ in provided})),
+        constraints=tuple(pkg.constraint() for name in names for pkg in state.provided[name][0]),
+        omitted=tuple(names),
         other=_other_inputs(graph, layer),
         version=_version_inputs(graph, layer),
     )
@@ -481,7 +484,9 @@ def _normalize_pylock(text: str) -> str:
 
 
 def _packages_summary(
-    layer: Layer, packages: list[LockedPackage], provided: dict[str, tuple[LockedPackage, str]]
+    layer: Layer,
+    packages: list[LockedPackage],
+    provided: dict[str, tuple[tuple[LockedPackage, ...], str]],
 ) -> str:
     lines = [f"# Packages of {layer.name}; 'from X' marks packages a lower layer provides"]
     for package in sorted(packages, key=lambda p: p.name):
@@ -604,7 +609,8 @@ def _translate_lock_failure(graph: StackGraph, state: LayerLockState, message: s
     mentioned = {canonicalize_name(m) for m in _NAME_RE.findall(uv_text)}
     pinned = [
         f"{pkg.name} {pkg.version} (locked by {provider})"
-        for pkg, provider in state.provided.values()
+        for entries, provider in state.provided.values()
+        for pkg in entries
         if canonicalize_name(pkg.name) in mentioned
     ]
     where = dict(path=graph.path, line=layer.spec.line)

@@ -28,6 +28,7 @@ from venvlayers.models import (
     ArchiveHashes,
     LayerMetadata,
     LockMetadata,
+    PublishInfo,
     StackManifest,
     SupportModule,
     read_model,
@@ -144,8 +145,9 @@ def stage_layer(
         bin_dir = stage_path / "bin"
         runtime_python = layout.python(LayerKind.RUNTIME)
         real = bin_dir / Path(runtime_python).name
+        # The link to the runtime's interpreter would leave the layer (and deploy refuses
+        # such links); postinstall recreates it next to the deployed runtime.
         real.unlink(missing_ok=True)
-        real.symlink_to(f"../../{install_target(graph, layer.runtime)}/{runtime_python}")
         if config.dynlib_dirs:
             variable = "DYLD_LIBRARY_PATH" if platform.is_macos else "LD_LIBRARY_PATH"
             script = python_wrapper(
