@@ -352,6 +352,14 @@ DEFAULT_USES: dict[str, UsesHandler] = {
 }
 
 
+def bash() -> str:
+    """Git Bash on Windows, as the runner's ``shell: bash`` (not WSL's System32\\bash.exe)."""
+    git_bash = (
+        Path(os.environ.get("PROGRAMFILES", r"C:\Program Files")) / "Git" / "bin" / "bash.exe"
+    )
+    return str(git_bash) if os.name == "nt" and git_bash.exists() else "bash"
+
+
 # --- the runner ------------------------------------------------------------------------------
 
 
@@ -508,7 +516,7 @@ class ActionRunner:
         script.write_text(interpolate(step["run"], context), encoding="utf-8")
         cwd = self.workspace / interpolate(step.get("working-directory", "."), context)
         done = subprocess.run(
-            ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+            [bash(), "--noprofile", "--norc", "-eo", "pipefail", str(script)],
             cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,
