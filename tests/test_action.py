@@ -199,3 +199,14 @@ def test_publish_the_example(runner: ActionRunner, runtime_mirror: object) -> No
     assert (artifact / "__venvstacks__" / platform / "venvstacks.json").is_file()
     for archive in archives:
         assert f"`{archive.name}`" in result.summary
+    if not cli_has("merge"):
+        return  # merging is checked below once `venvlayers merge` lands
+    # the build-stacks merge job: downloaded artifacts in, one stack out
+    downloaded = runner.workspace / "_artifacts"
+    shutil.copytree(result.artifacts, downloaded)
+    outputs, summary, _ = run_action(
+        runner, command="merge", merge_inputs="_artifacts/venvlayers-*", output_dir="_stack"
+    )
+    assert outputs["metadata-dir"] == "_stack"
+    assert (runner.workspace / "_stack" / "venvstacks-index.json").is_file()
+    assert Path(outputs["report"]).read_text(encoding="utf-8") in summary
