@@ -210,3 +210,30 @@ def test_publish_the_example(runner: ActionRunner, runtime_mirror: object) -> No
     assert outputs["metadata-dir"] == "_stack"
     assert (runner.workspace / "_stack" / "venvstacks-index.json").is_file()
     assert Path(outputs["report"]).read_text(encoding="utf-8") in summary
+
+
+def git(workspace: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
+        cwd=workspace,
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.mark.slow
+def test_lock_diff_reports_a_stale_layer(runner: ActionRunner) -> None:
+    if not cli_has("lock-diff") or shutil.which("git") is None:
+        pytest.skip("needs `venvlayers lock-diff` and git")
+    shutil.copytree(EXAMPLE, runner.workspace, dirs_exist_ok=True)
+    git(runner.workspace, "init", "-q", "-b", "main")
+    git(runner.workspace, "add", ".")
+    git(runner.workspace, "commit", "-q", "-m", "base")
+    spec = runner.workspace / "venvstacks.toml"
+    spec.write_text(spec.read_text().replace('["idna"]', '["idna", "packaging"]'))
+    result = runner.run({"command": "lock-diff", "base": "main", "python-version": sys.executable})
+    assert not result.success  # stale locks fail the step...
+    assert result.outputs["stale"] == "true"  # ...and say so
+    report = Path(result.outputs["report"]).read_text(encoding="utf-8")
+    assert "hello" in report
+    assert result.summary.count(report.strip()) == 1  # the CLI's summary is not repeated
