@@ -159,9 +159,22 @@ def test_archives_are_standard_and_leak_no_build_path(published: Stack) -> None:
             assert f"{root}/pyvenv.cfg" not in listing.stdout
 
 
-def test_publish_again_gives_identical_bytes(published: Stack, tmp_path: Path) -> None:
+def test_publish_again_gives_identical_bytes(
+    published: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     before = archives(published.out)
-    run("publish", "--tag-outputs", "--output-dir", str(published.out), str(published.spec))
+    # into a fresh folder: every archive is written again, byte for byte the same
+    fresh = tmp_path / "again"
+    run("publish", "--tag-outputs", "--output-dir", str(fresh), str(published.spec))
+    assert archives(fresh) == before
+    # into the same folder with nothing changed: the archives are reused, not rewritten
+    mtimes = {p.name: p.stat().st_mtime_ns for p in published.out.glob("*.tar.xz")}
+    assert (
+        main(["publish", "--tag-outputs", "--output-dir", str(published.out), str(published.spec)])
+        == 0
+    )
+    assert "app-tool-linux_x86_64-1.tar.xz unchanged" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in published.out.glob("*.tar.xz")} == mtimes
     assert archives(published.out) == before
     meta = json.loads(
         (published.out / "__venvstacks__/linux_x86_64/env_metadata/app-tool.json").read_text()
