@@ -272,6 +272,15 @@ class _Ordered(Generic[T]):
 
     def submit(self, job: Callable[[], T]) -> None:
         self.queue.append(self.pool.submit(job))
+        self._trim()
+
+    def put_ready(self, value: T) -> None:
+        done: Future[T] = Future()
+        done.set_result(value)
+        self.queue.append(done)
+        self._trim()
+
+    def _trim(self) -> None:
         while len(self.queue) > self.window:
             self.sink(self.queue.popleft().result())
 
@@ -614,6 +623,13 @@ def _write_zip(
 
     def sink(result: _ZipResult) -> None:
         entry, start, raw, deflated, last = result
+        name = _member_name(root_name, entry)
+        if entry.kind == "dir":
+            writer.add_small(name + "/", ((stat.S_IFDIR | 0o755) << 16) | 0x10, b"")
+            return
+        if entry.kind == "symlink":
+            writer.add_small(name, (stat.S_IFLNK | 0o777) << 16, raw)
+            return
         if start == 0:
             mode = stat.S_IFREG | entry.mode
             writer.begin(
@@ -642,15 +658,8 @@ def _write_zip(
                         length = min(ZIP_CHUNK, entry.size - start)
                         ordered.submit(job(entry, start, length, i == len(starts) - 1))
                     continue
-                # Folders and symlinks are written in order, once earlier files are out.
-                ordered.drain()
-                name = _member_name(root_name, entry)
-                if entry.kind == "dir":
-                    writer.add_small(name + "/", ((stat.S_IFDIR | 0o755) << 16) | 0x10, b"")
-                else:
-                    writer.add_small(
-                        name, (stat.S_IFLNK | 0o777) << 16, entry.target.encode("utf-8")
-                    )
+                # Folders and symlinks need no work; they just keep their place in line.
+                ordered.put_ready((entry, 0, entry.target.encode("utf-8"), b"", True))
             ordered.drain()
         except BaseException:
             ordered.cancel()
