@@ -565,3 +565,20 @@ def test_iter_archive_members_lists_folders_with_slash(tmp_path: Path) -> None:
     assert listed[0] == "layer/"
     assert "layer/empty/" in listed
     assert "layer/bin/python" in listed
+
+
+@pytest.mark.slow
+def test_zip_with_more_than_65535_entries_uses_zip64(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    for d in range(66):
+        folder = src / f"d{d:02}"
+        folder.mkdir(parents=True)
+        for f in range(1000):
+            (folder / f"{f}").touch()
+    out = tmp_path / "many.zip"
+    write(src, out, ArchiveFormat.ZIP)
+    with zipfile.ZipFile(out) as zf:
+        assert len(zf.infolist()) == 1 + 66 + 66_000
+        assert zf.testzip() is None
+    if shutil.which("unzip"):
+        subprocess.run(["unzip", "-tq", str(out)], check=True, capture_output=True)
