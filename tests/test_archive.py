@@ -582,3 +582,25 @@ def test_zip_with_more_than_65535_entries_uses_zip64(tmp_path: Path) -> None:
         assert zf.testzip() is None
     if shutil.which("unzip"):
         subprocess.run(["unzip", "-tq", str(out)], check=True, capture_output=True)
+
+
+def test_tar_hard_link_inside_the_layer_is_restored(tmp_path: Path) -> None:
+    good = tmp_path / "links.tar.xz"
+    good.write_bytes(
+        _tar_xz(
+            [*OK, ("layer/sub/", "dir", ""), ("layer/sub/same.txt", "hardlink", "layer/ok.txt")]
+        )
+    )
+    dest = extract_archive(good, tmp_path / "d", expected_root="layer")
+    assert (dest / "sub" / "same.txt").read_text() == "fine"
+    assert (dest / "sub" / "same.txt").stat().st_ino == (dest / "ok.txt").stat().st_ino
+
+
+@pytest.mark.parametrize("fmt", [ArchiveFormat.TAR_XZ, ArchiveFormat.ZIP])
+def test_top_level_file_instead_of_folder_is_refused(
+    tmp_path: Path, deploy_dir: Path, fmt: ArchiveFormat
+) -> None:
+    members: Evil = [("layer", "file", "not a folder")]
+    evil = tmp_path / f"evil{archive_suffix(fmt)}"
+    evil.write_bytes(_tar_xz(members) if fmt is ArchiveFormat.TAR_XZ else _zip(members))
+    _refused(evil, deploy_dir, "top-level entry must be a folder")
