@@ -133,6 +133,8 @@ def test_thread_count_does_not_change_bytes(
     monkeypatch.setattr(archive, "XZ_CHUNK", 64 << 10)
     monkeypatch.setattr(archive, "ZIP_CHUNK", 64 << 10)
     monkeypatch.setattr(archive, "ZSTD_FEED", 64 << 10)
+    # zstd splits work into jobs of 4 windows by default; 1 MiB jobs give several workers work.
+    monkeypatch.setitem(archive.ZSTD_OPTIONS, zstd.CompressionParameter.job_size, 1 << 20)
     src = big_tree(tmp_path / "src")
     infos = {t: write(src, tmp_path / f"t{t}.out", fmt, threads=t) for t in (1, 2, 5)}
     assert len(set(infos.values())) == 1
