@@ -234,6 +234,14 @@ def test_special_file_is_refused_by_name(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
 
 
+def test_absolute_symlink_is_refused_when_writing(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src")
+    (src / "abs").symlink_to("/usr/bin/env")
+    with pytest.raises(ArchiveError, match="abs: symlink to the absolute path '/usr/bin/env'"):
+        write(src, tmp_path / "a.tar.xz", ArchiveFormat.TAR_XZ)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
 def test_bad_root_name_is_refused(tmp_path: Path) -> None:
     src = make_tree(tmp_path / "src")
     for bad in ("", "..", "a/b"):

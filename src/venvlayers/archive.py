@@ -191,6 +191,12 @@ def _scan(source_dir: Path, exclude: ExcludeCallback | None) -> list[_Entry]:
             elif stat.S_ISLNK(st.st_mode):
                 target = os.readlink(path)
                 _utf8_name(path, target)
+                if target.startswith("/") or os.path.isabs(target):
+                    # Extraction refuses absolute links, so fail now rather than at deploy.
+                    raise ArchiveError(
+                        f"{path}: symlink to the absolute path {target!r}; make it relative "
+                        "to its folder (or exclude it) so the layer can be relocated."
+                    )
                 entries.append(_Entry(rel, "symlink", path, 0o777, 0, target))
             else:
                 raise ArchiveError(
