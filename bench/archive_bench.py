@@ -115,7 +115,8 @@ def main() -> int:
         cores = os.cpu_count() or 1
         print(
             f"tree: {size / 1e6:.1f} MB in {files} files; {cores} cores; "
-            f"threads={args.threads or cores}; Python {sys.version.split()[0]}"
+            f"threads={args.threads or cores}; Python {sys.version.split()[0]}; "
+            f"load average {os.getloadavg()[0]:.1f} (wall times need an idle machine)"
         )
 
         results: dict[str, tuple[float, int]] = {}
