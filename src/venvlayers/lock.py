@@ -76,25 +76,13 @@ class LockedPackage:
 
 def read_pylock(path: Path) -> list[LockedPackage]:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return read_pylock_text(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise LockError(f"{path}: lock file not found; run `venvlayers lock`", path=path) from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, KeyError) as exc:
         raise LockError(
             f"{path}: corrupt lock file ({exc}); run `venvlayers lock --reset-lock '*'`", path=path
         ) from None
-    packages = []
-    for entry in data.get("packages", []):
-        wheels = tuple(
-            str(w.get("name") or w.get("url", "").rsplit("/", 1)[-1])
-            for w in entry.get("wheels", [])
-        )
-        packages.append(
-            LockedPackage(
-                str(entry["name"]), str(entry.get("version", "")), entry.get("marker"), wheels
-            )
-        )
-    return packages
 
 
 @dataclass
@@ -466,13 +454,17 @@ def _relock(
 
 
 def read_pylock_text(text: str) -> list[LockedPackage]:
+    """The packages of a PEP 751 lock (wheel file names from ``name`` or the URL's end)."""
     data = tomllib.loads(text)
     return [
         LockedPackage(
             str(p["name"]),
             str(p.get("version", "")),
             p.get("marker"),
-            tuple(str(w.get("url", "")).rsplit("/", 1)[-1] for w in p.get("wheels", [])),
+            tuple(
+                str(w.get("name") or str(w.get("url", "")).rsplit("/", 1)[-1])
+                for w in p.get("wheels", [])
+            ),
         )
         for p in data.get("packages", [])
     ]
