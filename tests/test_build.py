@@ -372,3 +372,30 @@ def test_incremental_builds_clean_and_locked(
     assert run.code == 0, run.err
     assert summary(run) == (set(LAYERS), set())
     assert run_app(build, "app-one", "one")["answer"] == 42
+
+
+@pytest.mark.slow
+def test_shared_library_found_after_publish_and_deploy(built: Path, tmp_path: Path) -> None:
+    """The deployed wrapper names deployed folders (app-one is versioned: app-one@N)."""
+    out, target = tmp_path / "out", tmp_path / "deployed"
+    assert main(["-q", "publish", "--output-dir", str(out), str(built)]) == 0
+    meta = out / "__venvstacks__"
+    assert (
+        main(
+            [
+                "-q",
+                "deploy",
+                "--metadata",
+                str(meta),
+                "--archives",
+                str(out),
+                "--target",
+                str(target),
+            ]
+        )
+        == 0
+    )
+    (app,) = target.glob("app-one@*")
+    result = run_app(target, app.name, "one")
+    assert result["answer"] == 42
+    assert all(str(target) in str(path) for path in result["files"].values())  # type: ignore[union-attr]

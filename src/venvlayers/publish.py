@@ -24,8 +24,8 @@ from venvlayers.build import (
     BuildResult,
     LayerLayout,
     build_dir_for,
+    install_python_wrapper,
     layer_config,
-    python_wrapper,
 )
 from venvlayers.errors import PublishError
 from venvlayers.fsutil import sha256_file, sha256_text, write_json_atomic
@@ -156,16 +156,7 @@ def stage_layer(
         # The link to the runtime's interpreter would leave the layer (and deploy refuses
         # such links); postinstall recreates it next to the deployed runtime.
         real.unlink(missing_ok=True)
-        if config.dynlib_dirs:
-            variable = "DYLD_LIBRARY_PATH" if platform.is_macos else "LD_LIBRARY_PATH"
-            script = python_wrapper(
-                variable, [d.removeprefix("../") for d in config.dynlib_dirs], real.name
-            )
-            for alias in ("python", "python3"):
-                wrapper = bin_dir / alias
-                wrapper.unlink(missing_ok=True)
-                wrapper.write_text(script, encoding="utf-8")
-                wrapper.chmod(0o755)
+        install_python_wrapper(stage_path, layout, config.dynlib_dirs)
 
 
 def _link_or_copy(source: str, destination: str) -> None:
