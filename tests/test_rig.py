@@ -364,3 +364,32 @@ def test_simple_index_basic_auth(
     run_uv([*install, "--default-index", f"private={index.url}", "alpha==2.0.0"], env=credentials)
     assert _python(python, "import alpha; print(alpha.__version__)") == "2.0.0"
     assert index.requests and not index.unauthorized
+
+
+@pytest.mark.slow
+def test_runtime_mirror_command_lists_pbs_archives_for_uv(
+    tmp_path: Path, runtime_mirror_session: RuntimeMirror, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`venvlayers runtime-mirror` turns downloaded PBS archives into an air-gapped mirror."""
+    from venvlayers.cli import main
+
+    source = runtime_mirror_session.archives["3.12.1"]
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    pbs_name = mirror / "cpython-3.12.1+20240107-x86_64-unknown-linux-gnu-install_only.tar.gz"
+    shutil.copy(source, pbs_name)
+    (mirror / "README").write_text("not an archive")
+    assert main(["runtime-mirror", "--output", str(mirror / "downloads.json"), str(pbs_name)]) == 0
+    assert main(["runtime-mirror", "--output", str(mirror / "x.json"), str(mirror / "README")]) == 2
+    entries = json.loads((mirror / "downloads.json").read_text())
+    assert list(entries) == ["cpython-3.12.1-linux-x86_64-gnu"]
+    monkeypatch.setenv("UV_PYTHON_DOWNLOADS_JSON_URL", (mirror / "downloads.json").as_uri())
+    install_dir = tmp_path / "pythons"
+    run_uv(["python", "install", "--install-dir", str(install_dir), "--no-bin", "cpython-3.12.1"])
+    (python,) = install_dir.glob("cpython-3.12.1-*/bin/python3.12")
+    assert (
+        subprocess.run(
+            [str(python), "-c", "print(1)"], capture_output=True, text=True, check=True
+        ).stdout
+        == "1\n"
+    )

@@ -172,6 +172,17 @@ def cmd_lock_diff(args: argparse.Namespace, reporter: Reporter) -> int:
     return 1 if report.stale else 0
 
 
+def cmd_runtime_mirror(args: argparse.Namespace, reporter: Reporter) -> int:
+    from venvlayers.runtime_mirror import entry_from_archive_name, write_downloads_json
+
+    entries = [entry_from_archive_name(path, base_url=args.base_url) for path in args.archives]
+    target = write_downloads_json(entries, args.output)
+    reporter.info(
+        f"{len(entries)} runtime(s) listed; build with UV_PYTHON_DOWNLOADS_JSON_URL={target.absolute().as_uri()}"
+    )
+    return 0
+
+
 def cmd_platform(args: argparse.Namespace, reporter: Reporter) -> int:
     from venvlayers.platforms import host_platform
 
@@ -440,6 +451,19 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--json", action="store_true")
     diff.add_argument("spec", type=Path)
     diff.set_defaults(handler=cmd_lock_diff)
+
+    mirror = commands.add_parser(
+        "runtime-mirror",
+        help="list python-build-standalone archives as a uv downloads JSON (air-gapped builds)",
+    )
+    mirror.add_argument(
+        "archives", nargs="+", type=Path, metavar="ARCHIVE", help="install_only archives"
+    )
+    mirror.add_argument("--output", type=Path, required=True, help="the downloads JSON to write")
+    mirror.add_argument(
+        "--base-url", default=None, help="where clients fetch the archives (default: file:// paths)"
+    )
+    mirror.set_defaults(handler=cmd_runtime_mirror)
 
     plat = commands.add_parser("platform", help="print this machine's platform tag")
     plat.set_defaults(handler=cmd_platform)

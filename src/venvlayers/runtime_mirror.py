@@ -148,3 +148,43 @@ def write_downloads_json(entries: Iterable[Mapping[str, Any]], path: Path) -> Pa
     """
     write_json_atomic(path, downloads_document(entries))
     return path
+
+
+# cpython-3.12.7+20241016-x86_64-unknown-linux-gnu-install_only[_stripped].tar.gz
+_PBS_NAME_RE = re.compile(
+    r"^cpython-(?P<version>\d+\.\d+\.\d+(?:(?:a|b|rc)\d+)?)(?:\+(?P<build>\d+))?"
+    r"-(?P<arch>[a-z0-9_]+)-(?P<triple>[a-z0-9_-]+?)-install_only(?:_stripped)?\.tar\.(?:gz|zst)$"
+)
+_TRIPLES = {
+    "unknown-linux-gnu": ("linux", "gnu"),
+    "unknown-linux-musl": ("linux", "musl"),
+    "apple-darwin": ("darwin", "none"),
+    "pc-windows-msvc": ("windows", "none"),
+}
+
+
+def entry_from_archive_name(archive: Path, *, base_url: str | None = None) -> dict[str, Any]:
+    """A downloads entry for a python-build-standalone archive, from its standard name.
+
+    ``base_url`` is where clients will fetch it (the archive's file name is appended);
+    without it, the archive's own ``file://`` URL is used.
+    """
+    match = _PBS_NAME_RE.match(archive.name)
+    if not match or match["triple"] not in _TRIPLES:
+        raise RuntimeMirrorError(
+            f"{archive.name} is not named like a python-build-standalone install_only archive"
+            " (cpython-X.Y.Z+BUILD-ARCH-TRIPLE-install_only.tar.gz)",
+            path=archive,
+        )
+    os_name, libc = _TRIPLES[match["triple"]]
+    arch = {"arm64": "aarch64", "amd64": "x86_64"}.get(match["arch"], match["arch"])
+    url = f"{base_url.rstrip('/')}/{archive.name}" if base_url else None
+    return downloads_entry(
+        archive,
+        version=match["version"],
+        url=url,
+        os_name=os_name,
+        arch=arch,
+        libc=libc,
+        build=match["build"],
+    )
