@@ -34,6 +34,7 @@ STAMP_DIR = "_stamps"
 DYNLIB_DIR = "share/venv/dynlib"
 _EXTENSION_RE = re.compile(r"\.(cpython-\d+[^.]*|abi3|pypy[^.]*)\.(so|dylib)$")
 _SHARED_LIB_RE = re.compile(r"(\.so(\.\d+)*|\.dylib)$")
+_CHECK_MARKER = "venvlayers-import-check: "
 
 
 @dataclass(frozen=True)
@@ -438,7 +439,8 @@ class _StackBuilder:
             "        importlib.import_module(name)\n"
             "    except Exception as exc:\n"
             "        failed.append(f'{name} ({type(exc).__name__}: {exc})')\n"
-            "print('; '.join(failed))\n"
+            # Imported modules may print (without a newline): the marked line is the verdict
+            f"print({chr(10) + _CHECK_MARKER!r} + '; '.join(failed))\n"
         )
         try:
             completed = subprocess.run(
@@ -453,7 +455,12 @@ class _StackBuilder:
         if completed.returncode != 0:
             detail = (completed.stderr.strip().splitlines() or ["no output"])[-1]
             raise BuildError(f"{layer.name}: its python does not start: {detail}")
-        failed = completed.stdout.strip()
+        verdicts = [
+            line[len(_CHECK_MARKER) :]
+            for line in completed.stdout.splitlines()
+            if line.startswith(_CHECK_MARKER)
+        ]
+        failed = verdicts[-1].strip() if verdicts else "(the import check printed no result)"
         if failed:
             raise BuildError(
                 f"{self.graph.path}: layer {layer.name}: built, but these imports fail: {failed}"

@@ -108,6 +108,31 @@ def cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
     return 0
 
 
+def cmd_release(args: argparse.Namespace, reporter: Reporter) -> int:
+    from venvlayers.release import release_directory
+
+    result = release_directory(
+        args.out,
+        tag=args.tag,
+        repo=args.repo,
+        draft=args.draft,
+        replace=args.replace,
+        name=args.name,
+        reporter=reporter,
+    )
+    reporter.set_output("release-url", result.html_url)
+    if args.json:
+        sys.stdout.write(
+            dumps_json({"url": result.html_url, **result.model_dump(exclude={"html_url"})})
+        )
+    else:
+        print(result.html_url)
+    reporter.info(
+        f"uploaded {len(result.uploaded)}, already present {len(result.skipped)}, replaced {len(result.replaced)}"
+    )
+    return 0
+
+
 def cmd_platform(args: argparse.Namespace, reporter: Reporter) -> int:
     from venvlayers.platforms import host_platform
 
@@ -328,6 +353,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="layers or apps to deploy (default: all)",
     )
     deploy.set_defaults(handler=cmd_deploy)
+
+    release = commands.add_parser(
+        "release", help="upload merged archives and index as GitHub release assets (idempotent)"
+    )
+    release.add_argument(
+        "--tag", required=True, help="release tag, e.g. v1.2.0 (created if missing)"
+    )
+    release.add_argument("--repo", default=None, help="owner/name (default: GITHUB_REPOSITORY)")
+    release.add_argument("--name", default=None, help="release title (default: the tag)")
+    release.add_argument("--draft", action="store_true", help="create the release as a draft")
+    release.add_argument(
+        "--replace", action="store_true", help="replace same-name assets whose content differs"
+    )
+    release.add_argument("--json", action="store_true")
+    release.add_argument("out", type=Path, help="the merge output folder")
+    release.set_defaults(handler=cmd_release)
 
     plat = commands.add_parser("platform", help="print this machine's platform tag")
     plat.set_defaults(handler=cmd_platform)

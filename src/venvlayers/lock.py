@@ -319,6 +319,27 @@ def _assess(state: LayerLockState, inputs: LockInputs, cutoff: str | None, *, fo
             reasons.append(f"locked at {meta.locked_at}, after exclude-newer {cutoff}")
 
 
+# [tool.uv] keys uv reads as part of the project itself. Every other key is a resolver
+# setting, which uv drops under --no-config unless it comes from an explicit --config-file.
+_PROJECT_UV_KEYS = {
+    "sources",
+    "override-dependencies",
+    "build-constraint-dependencies",
+    "dev-dependencies",
+    "conflicts",
+    "default-groups",
+    "workspace",
+    "managed",
+}
+
+
+def _config_file(settings: dict[str, Any]) -> str:
+    """The ``uv.toml`` passed with --config-file: the resolver settings of the layer."""
+    config = {k: v for k, v in settings.items() if k not in _PROJECT_UV_KEYS}
+    config["no-build"] = True
+    return tomlkit.dumps(config)
+
+
 def _project_file(layer: Layer, inputs: LockInputs, settings: dict[str, Any]) -> str:
     environments = [MARKERS[p].marker() for p in layer.platforms]
     major_minor = ".".join(layer.py_version.split(".")[:2])
@@ -333,8 +354,9 @@ def _project_file(layer: Layer, inputs: LockInputs, settings: dict[str, Any]) ->
         "package": False,
         "environments": environments,
         "required-environments": environments,
-        "no-build": True,
-        **settings,
+        # Indexes go in both files: uv looks up the index a source names among the
+        # project's own indexes, but resolves against those of the --config-file.
+        **{k: v for k, v in settings.items() if k in _PROJECT_UV_KEYS or k == "index"},
     }
     if inputs.constraints:
         tool_uv["constraint-dependencies"] = list(inputs.constraints)
@@ -363,14 +385,15 @@ def _relock(
     if reset and workspace.exists():
         shutil.rmtree(workspace)
     workspace.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(
-        workspace / "pyproject.toml", _project_file(layer, inputs, layer_uv_settings(graph, layer))
-    )
+    settings = layer_uv_settings(graph, layer)
+    write_text_atomic(workspace / "pyproject.toml", _project_file(layer, inputs, settings))
+    write_text_atomic(workspace / "uv.toml", _config_file(settings))
+    config = ["--config-file", str(workspace / "uv.toml")]
     env = {"MACOSX_DEPLOYMENT_TARGET": "{}.{}".format(*layer.macosx_target)}
     reporter.info(f"{layer.name}: resolving for {', '.join(str(p) for p in layer.platforms)}")
     try:
         run_uv(
-            ["lock", "--python", layer.py_version],
+            ["lock", *config, "--python", layer.py_version],
             cwd=workspace,
             env=env,
             what=f"lock {layer.name}",
@@ -381,13 +404,13 @@ def _relock(
     for name in inputs.omitted:
         omit += ["--no-emit-package", name]
     exported = run_uv(
-        ["export", "--format", "pylock.toml", "--frozen", "--no-header", *omit],
+        ["export", *config, "--format", "pylock.toml", "--frozen", "--no-header", *omit],
         cwd=workspace,
         env=env,
         what=f"export the lock of {layer.name}",
     ).stdout
     full = run_uv(
-        ["export", "--format", "pylock.toml", "--frozen", "--no-header"],
+        ["export", *config, "--format", "pylock.toml", "--frozen", "--no-header"],
         cwd=workspace,
         env=env,
         what=f"export the lock of {layer.name}",
@@ -554,6 +577,26 @@ def _marker_environment(platform: Platform, py_version: str) -> dict[str, str]:
 _NAME_RE = re.compile(r"\b([A-Za-z0-9][A-Za-z0-9._-]*)\b")
 
 
+# uv: "Because linuxonly==1.0.0 has no `<marker>`-compatible wheels and ..."
+_MISSING_WHEEL_RE = re.compile(
+    r"([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+) has no `([^`]+)`-compatible wheels"
+)
+
+
+def _platform_of_marker(marker: str) -> Platform | None:
+    """The target platform whose lock environment uv names (uv reorders the clauses)."""
+    for platform, markers in MARKERS.items():
+        environment = _marker_environment(platform, "3.12.0")
+        try:
+            if Marker(marker).evaluate(environment) and all(
+                f"'{value}'" in marker for value in (markers.sys_platform, markers.platform_machine)
+            ):
+                return platform
+        except Exception:
+            return None
+    return None
+
+
 def _translate_lock_failure(graph: StackGraph, state: LayerLockState, message: str) -> LockError:
     """Turn uv's resolver failure into a message that names the layers involved."""
     layer = state.layer
@@ -572,6 +615,17 @@ def _translate_lock_failure(graph: StackGraph, state: LayerLockState, message: s
     ):
         return LockError(
             f"{graph.path}: layer {layer.name}: a requirement has no wheel (venvlayers installs wheels only); uv says: {uv_text}",
+            **where,  # type: ignore[arg-type]
+        )
+    missing = _MISSING_WHEEL_RE.search(uv_text)
+    if missing:
+        package, version, marker = missing.groups()
+        platform = _platform_of_marker(marker)
+        where_text = str(platform) if platform else f"the environment {marker}"
+        return LockError(
+            f"{graph.path}: layer {layer.name}: {package} {version} has no wheel for {where_text};"
+            f" set the layer's 'platforms' to leave {where_text} out"
+            " (or pin a version that has one); uv says: " + uv_text,
             **where,  # type: ignore[arg-type]
         )
     if (

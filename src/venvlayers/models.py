@@ -100,3 +100,13 @@ class StackManifest(FileModel):
     """``__venvstacks__/<platform>/venvstacks.json``: every layer published for a platform."""
 
     layers: dict[str, list[LayerMetadata]]
+
+
+class PublishInfo(FileModel):
+    """``__venvstacks__/<platform>/venvlayers-publish.json``: what one publish job ran."""
+
+    tool_version: str
+    spec_hash: str
+    platform: str
+    layers: list[str]
+    """Every layer the spec targets on this platform (whether or not it was published)."""

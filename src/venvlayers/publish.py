@@ -20,7 +20,7 @@ from venvlayers import __version__, postinstall
 from venvlayers.archive import ArchiveFormat, default_format_for, write_archive
 from venvlayers.build import BuildResult, LayerLayout, build_dir_for, layer_config, python_wrapper
 from venvlayers.errors import PublishError
-from venvlayers.fsutil import sha256_file, sha256_text, write_json_atomic
+from venvlayers.fsutil import sha256_file, sha256_text
 from venvlayers.gha import Reporter
 from venvlayers.graph import Layer, StackGraph
 from venvlayers.lock import lock_paths, module_hash
@@ -36,6 +36,7 @@ from venvlayers.platforms import Platform, host_platform
 from venvlayers.spec import LayerKind, module_name
 
 METADATA_DIR = "__venvstacks__"
+PUBLISH_INFO_NAME = "venvlayers-publish.json"
 _CATEGORY = {
     LayerKind.RUNTIME: "runtimes",
     LayerKind.FRAMEWORK: "frameworks",
@@ -275,15 +276,12 @@ def publish_stack(
         manifest[_CATEGORY[layer.kind]].append(item.metadata)
         item.metadata.write(env_dir / f"{layer.name}.json")
     StackManifest(layers=manifest).write(meta_dir / "venvstacks.json")
-    write_json_atomic(
-        meta_dir / "venvlayers-publish.json",
-        {
-            "tool_version": __version__,
-            "spec_hash": "sha256:" + sha256_text(graph.path.read_text(encoding="utf-8")),
-            "platform": str(platform),
-            "layers": [layer.name for layer in layers],
-        },
-    )
+    PublishInfo(
+        tool_version=__version__,
+        spec_hash="sha256:" + sha256_text(graph.path.read_text(encoding="utf-8")),
+        platform=str(platform),
+        layers=[layer.name for layer in graph if layer.targets(platform)],
+    ).write(meta_dir / PUBLISH_INFO_NAME)
     return PublishResult(platform, meta_dir, published)
 
 

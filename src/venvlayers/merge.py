@@ -1,0 +1,655 @@
+"""Merge the publish outputs of several platform jobs into one release folder.
+
+Each matrix job of a stack build publishes one platform: archives plus
+``__venvstacks__/<platform>/`` metadata. ``merge_publish_outputs`` gathers those outputs
+(as ``actions/download-artifact`` leaves them), checks that they describe one consistent
+stack, and writes the archives side by side with a cross-platform index. Every problem is
+collected before failing, so one run shows everything that is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from venvlayers.errors import MergeError
+from venvlayers.fsutil import replace_dir, sha256_file, write_text_atomic
+from venvlayers.gha import Reporter
+from venvlayers.models import FileModel, LayerMetadata, PublishInfo, StackManifest, read_model
+
+METADATA_DIR = "__venvstacks__"
+MANIFEST_NAME = "venvstacks.json"
+ENV_METADATA_DIR = "env_metadata"
+PUBLISH_INFO_NAME = "venvlayers-publish.json"
+INDEX_NAME = "venvstacks-index.json"
+CATEGORIES = ("runtimes", "frameworks", "applications")
+
+
+class IndexArchive(FileModel):
+    archive_name: str
+    archive_size: int
+    sha256: str
+    archive_build: int | None = None
+    metadata: str
+    """Path of the layer's ``env_metadata`` file, relative to the index."""
+
+
+class IndexLayer(FileModel):
+    category: str
+    install_target: str
+    lock_version: int
+    requirements_hash: str
+    locked_at: str
+    platforms: dict[str, IndexArchive]
+
+
+class StackIndex(FileModel):
+    """``venvstacks-index.json``: every layer of the stack on every platform."""
+
+    format_version: int = 1
+    platforms: list[str]
+    layers: dict[str, IndexLayer]
+    tool_version: str | None = None
+    spec_hash: str | None = None
+
+
+class ProblemKind(StrEnum):
+    NO_OUTPUT = "no-output"
+    UNREADABLE = "unreadable"
+    DUPLICATE_PLATFORM = "duplicate-platform"
+    MISSING_PLATFORM = "missing-platform"
+    UNEXPECTED_PLATFORM = "unexpected-platform"
+    PLATFORM_MISMATCH = "platform-mismatch"
+    SPEC_MISMATCH = "spec-mismatch"
+    TOOL_MISMATCH = "tool-version-mismatch"
+    DUPLICATE_LAYER = "duplicate-layer"
+    MISSING_LAYER = "missing-layer"
+    UNEXPECTED_LAYER = "unexpected-layer"
+    METADATA_MISMATCH = "metadata-mismatch"
+    LOCK_MISMATCH = "lock-mismatch"
+    MISSING_ARCHIVE = "missing-archive"
+    SIZE_MISMATCH = "size-mismatch"
+    HASH_MISMATCH = "hash-mismatch"
+    DUPLICATE_ARCHIVE = "duplicate-archive"
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    kind: ProblemKind
+    message: str
+    layer: str | None = None
+    platform: str | None = None
+
+    def concerns(self, layer: str, platform: str) -> bool:
+        """Whether this problem makes the (layer, platform) cell of the report fail."""
+        if self.layer is None and self.platform is None:
+            return False
+        return self.layer in (None, layer) and self.platform in (None, platform)
+
+    def describe(self) -> str:
+        """One line for the log: kind, where, what."""
+        where = " on ".join(part for part in (self.layer, self.platform) if part)
+        return f"{self.kind.value}: {where + ': ' if where else ''}{self.message}"
+
+
+@dataclass
+class MergeReport:
+    platforms: list[str]
+    """Platforms in the table: every job found plus any expected platform that is missing."""
+    layers: list[str]
+    sizes: dict[str, dict[str, int]] = field(default_factory=dict)
+    """layer -> platform -> archive size (as recorded in the metadata)."""
+    problems: list[Problem] = field(default_factory=list)
+    missing_platforms: list[str] = field(default_factory=list)
+    output_dir: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def layer_counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(self.platforms, 0)
+        for by_platform in self.sizes.values():
+            for platform in by_platform:
+                counts[platform] = counts.get(platform, 0) + 1
+        return counts
+
+    def _cell(self, layer: str, platform: str) -> str:
+        if platform in self.missing_platforms:
+            return "❌ no output"
+        size = self.sizes.get(layer, {}).get(platform)
+        failed = any(p.concerns(layer, platform) for p in self.problems)
+        if size is None:
+            return "❌ missing" if failed else "—"
+        return f"{'❌' if failed else '✅'} {format_size(size)}"
+
+    def to_markdown(self) -> str:
+        verdict = (
+            "✅ consistent"
+            if self.ok
+            else f"❌ {_count(len(self.problems), 'consistency problem')}"
+        )
+        lines = [
+            f"## Stack merge: {_count(len(self.layers), 'layer')} on "
+            f"{_count(len(self.platforms), 'platform')} — {verdict}",
+            "",
+        ]
+        if self.layers and self.platforms:
+            lines.append("| Layer | " + " | ".join(f"`{p}`" for p in self.platforms) + " |")
+            lines.append("|---|" + "---|" * len(self.platforms))
+            for layer in self.layers:
+                cells = " | ".join(self._cell(layer, p) for p in self.platforms)
+                lines.append(f"| `{layer}` | {cells} |")
+            counts = self.layer_counts
+            lines.append(
+                "| **layers** | " + " | ".join(str(counts[p]) for p in self.platforms) + " |"
+            )
+            lines.append("")
+        if self.problems:
+            lines.append(f"### Problems ({len(self.problems)})")
+            lines.append("")
+            for problem in self.problems:
+                where = " ".join(
+                    part
+                    for part in (
+                        f"`{problem.layer}`" if problem.layer else "",
+                        f"on `{problem.platform}`" if problem.platform else "",
+                    )
+                    if part
+                )
+                lines.append(
+                    f"- **{problem.kind.value}**{' ' + where if where else ''}: {problem.message}"
+                )
+            lines.append("")
+        elif self.output_dir is not None:
+            lines.append(f"Merged into `{self.output_dir}` (index: `{INDEX_NAME}`).")
+            lines.append("")
+        return "\n".join(lines)
+
+
+class MergeConsistencyError(MergeError):
+    """The platform outputs disagree; ``report`` lists every problem."""
+
+    def __init__(self, report: MergeReport):
+        count = len(report.problems)
+        super().__init__(f"{_count(count, 'consistency problem')}; see the report")
+        self.report = report
+
+
+def format_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+@dataclass
+class PlatformJob:
+    """One platform's publish output, as found among the inputs."""
+
+    platform: str
+    metadata_dir: Path
+    archives_dir: Path
+    manifest: StackManifest
+    info: PublishInfo | None
+    layers: dict[str, tuple[str, LayerMetadata]] = field(default_factory=dict)
+    """layer name -> (category, metadata)."""
+
+    @property
+    def source(self) -> str:
+        return str(self.metadata_dir)
+
+
+def find_platform_outputs(root: Path, *, exclude: Path | None = None) -> list[Path]:
+    """``__venvstacks__/<platform>`` folders in ``root`` or in its direct subfolders.
+
+    ``actions/download-artifact`` puts each artifact in its own subfolder unless
+    ``merge-multiple`` is set, so both layouts are searched. ``root`` may also be a
+    metadata folder itself.
+    """
+    if (root / MANIFEST_NAME).is_file():
+        return [root]
+    if root.name == METADATA_DIR:
+        bases = [root.parent]
+    else:
+        bases = [root, *sorted(p for p in root.iterdir() if p.is_dir() and not _skipped(p))]
+    found = []
+    for base in bases:
+        if exclude is not None and base.resolve() == exclude:
+            continue
+        meta_root = base / METADATA_DIR
+        if meta_root.is_dir():
+            found += sorted(
+                p for p in meta_root.iterdir() if p.is_dir() and (p / MANIFEST_NAME).is_file()
+            )
+    return found
+
+
+def _skipped(path: Path) -> bool:
+    # Hidden folders hold our own staging folders (and .git); metadata folders are not bases
+    return path.name.startswith(".") or path.name == METADATA_DIR
+
+
+def merge_publish_outputs(
+    inputs: list[Path],
+    output_dir: Path,
+    *,
+    reporter: Reporter,
+    expected_platforms: list[str] | None = None,
+    report_path: Path | None = None,
+) -> MergeReport:
+    """Check the platform outputs in ``inputs`` and merge them into ``output_dir``.
+
+    Raises ``MergeConsistencyError`` (carrying the full report) when any check fails;
+    ``output_dir`` is then left untouched. ``report_path`` receives the markdown report
+    either way; the report also goes to the step summary.
+    """
+    output_dir = Path(output_dir)
+    if not inputs:
+        raise MergeError("merge: no input folders given; pass the downloaded publish outputs")
+    _check_inputs(inputs, output_dir)
+    problems: list[Problem] = []
+    jobs = _load_jobs(inputs, output_dir.resolve(), problems)
+    missing = _check_platforms(jobs, expected_platforms, problems)
+    _check_runs(jobs, problems)
+    for job in jobs:
+        _check_job_layers(job, problems)
+    _check_locks(jobs, problems)
+    _check_archive_names(jobs, problems)
+
+    layer_names = sorted({name for job in jobs for name in job.layers} | _missing_layers(jobs))
+    report = MergeReport(
+        platforms=sorted({job.platform for job in jobs} | set(missing)),
+        layers=layer_names,
+        missing_platforms=missing,
+        problems=sorted(set(problems), key=_problem_order),
+    )
+    for job in jobs:
+        for name, (_, meta) in job.layers.items():
+            if meta.archive_size is not None:
+                report.sizes.setdefault(name, {})[job.platform] = meta.archive_size
+    if report.problems:
+        for problem in report.problems:
+            reporter.error(MergeError(problem.describe()))
+        _publish_report(report, reporter, report_path)
+        raise MergeConsistencyError(report)
+
+    index = build_index(jobs)
+    _write_output(jobs, index, output_dir)
+    report.output_dir = output_dir
+    reporter.info(
+        f"merged {_count(len(layer_names), 'layer')} for {', '.join(report.platforms)} into {output_dir}"
+    )
+    _publish_report(report, reporter, report_path)
+    return report
+
+
+def _problem_order(problem: Problem) -> tuple[str, str, str, str]:
+    return (problem.layer or "", problem.platform or "", problem.kind.value, problem.message)
+
+
+def _publish_report(report: MergeReport, reporter: Reporter, report_path: Path | None) -> None:
+    markdown = report.to_markdown()
+    if report_path is not None:
+        write_text_atomic(report_path, markdown)
+    reporter.summary(markdown)
+
+
+def _check_inputs(inputs: Iterable[Path], output_dir: Path) -> None:
+    out = output_dir.resolve()
+    for item in inputs:
+        path = Path(item)
+        if not path.is_dir():
+            raise MergeError(f"merge: input {path} is not a folder; pass publish output folders")
+        resolved = path.resolve()
+        if resolved == out or resolved.is_relative_to(out):
+            raise MergeError(
+                f"merge: input {path} is inside the output folder {output_dir}, which merge replaces;"
+                " choose another --output-dir"
+            )
+
+
+def _load_jobs(inputs: list[Path], exclude: Path, problems: list[Problem]) -> list[PlatformJob]:
+    jobs: dict[str, PlatformJob] = {}
+    for item in inputs:
+        found = find_platform_outputs(Path(item), exclude=exclude)
+        if not found:
+            problems.append(
+                Problem(
+                    ProblemKind.NO_OUTPUT,
+                    f"{item} holds no {METADATA_DIR}/<platform>/{MANIFEST_NAME}"
+                    " (directly or one folder down); did its publish job fail?",
+                )
+            )
+        for metadata_dir in found:
+            job = _load_job(metadata_dir, problems)
+            if job is None:
+                continue
+            if job.platform in jobs:
+                problems.append(
+                    Problem(
+                        ProblemKind.DUPLICATE_PLATFORM,
+                        f"published twice: {jobs[job.platform].source} and {job.source};"
+                        " give each platform to exactly one job",
+                        platform=job.platform,
+                    )
+                )
+                continue
+            jobs[job.platform] = job
+    return [jobs[name] for name in sorted(jobs)]
+
+
+def _load_job(metadata_dir: Path, problems: list[Problem]) -> PlatformJob | None:
+    platform = metadata_dir.name
+    try:
+        manifest = read_model(StackManifest, metadata_dir / MANIFEST_NAME, MergeError)
+        info_path = metadata_dir / PUBLISH_INFO_NAME
+        info = read_model(PublishInfo, info_path, MergeError) if info_path.exists() else None
+    except MergeError as exc:
+        problems.append(Problem(ProblemKind.UNREADABLE, exc.message, platform=platform))
+        return None
+    job = PlatformJob(platform, metadata_dir, metadata_dir.parent.parent, manifest, info)
+    if info is not None and info.platform != platform:
+        problems.append(
+            Problem(
+                ProblemKind.PLATFORM_MISMATCH,
+                f"{info_path} says platform {info.platform!r} but sits in the {platform!r} folder",
+                platform=platform,
+            )
+        )
+    for category in sorted(manifest.layers):
+        for meta in manifest.layers[category]:
+            if meta.layer_name in job.layers:
+                problems.append(
+                    Problem(
+                        ProblemKind.DUPLICATE_LAYER,
+                        f"{metadata_dir / MANIFEST_NAME} lists the layer twice",
+                        layer=meta.layer_name,
+                        platform=platform,
+                    )
+                )
+                continue
+            job.layers[meta.layer_name] = (category, meta)
+    return job
+
+
+def _check_platforms(
+    jobs: list[PlatformJob], expected: list[str] | None, problems: list[Problem]
+) -> list[str]:
+    if expected is None:
+        return []
+    found = {job.platform for job in jobs}
+    missing = sorted(set(expected) - found)
+    for platform in missing:
+        problems.append(
+            Problem(
+                ProblemKind.MISSING_PLATFORM,
+                f"no publish output for expected platform {platform}; did its matrix job fail?",
+                platform=platform,
+            )
+        )
+    for platform in sorted(found - set(expected)):
+        problems.append(
+            Problem(
+                ProblemKind.UNEXPECTED_PLATFORM,
+                f"publish output for {platform}, which is not among the expected platforms"
+                f" ({', '.join(sorted(expected))})",
+                platform=platform,
+            )
+        )
+    return missing
+
+
+def _check_runs(jobs: list[PlatformJob], problems: list[Problem]) -> None:
+    """Every job must have built the same spec with the same venvlayers version."""
+    recorded = [job for job in jobs if job.info is not None]
+    for kind, attribute, what in (
+        (ProblemKind.SPEC_MISMATCH, "spec_hash", "different stack specs"),
+        (ProblemKind.TOOL_MISMATCH, "tool_version", "different venvlayers versions"),
+    ):
+        values = {job.platform: str(getattr(job.info, attribute)) for job in recorded}
+        if len(set(values.values())) > 1:
+            listed = ", ".join(f"{p}: {v}" for p, v in sorted(values.items()))
+            problems.append(
+                Problem(
+                    kind,
+                    f"the platform jobs ran {what} ({attribute} {listed});"
+                    " rerun every platform job from the same commit",
+                )
+            )
+
+
+def _check_job_layers(job: PlatformJob, problems: list[Problem]) -> None:
+    platform = job.platform
+    if job.info is not None:
+        expected = set(job.info.layers)
+        for name in sorted(expected - set(job.layers)):
+            problems.append(
+                Problem(
+                    ProblemKind.MISSING_LAYER,
+                    f"targets {platform} but its archive was not published",
+                    layer=name,
+                    platform=platform,
+                )
+            )
+        for name in sorted(set(job.layers) - expected):
+            problems.append(
+                Problem(
+                    ProblemKind.UNEXPECTED_LAYER,
+                    f"was published for {platform}, which the spec does not target for it"
+                    f" (per {job.metadata_dir / PUBLISH_INFO_NAME})",
+                    layer=name,
+                    platform=platform,
+                )
+            )
+    for name, (_, meta) in job.layers.items():
+        _check_layer_metadata(job, name, meta, problems)
+        _check_archive(job, name, meta, problems)
+
+
+def _check_layer_metadata(
+    job: PlatformJob, name: str, meta: LayerMetadata, problems: list[Problem]
+) -> None:
+    platform = job.platform
+    if meta.target_platform is not None and meta.target_platform != platform:
+        problems.append(
+            Problem(
+                ProblemKind.PLATFORM_MISMATCH,
+                f"metadata says target_platform {meta.target_platform!r} but sits in the {platform!r} folder",
+                layer=name,
+                platform=platform,
+            )
+        )
+    snippet = job.metadata_dir / ENV_METADATA_DIR / f"{name}.json"
+    try:
+        detail = read_model(LayerMetadata, snippet, MergeError)
+    except MergeError as exc:
+        problems.append(
+            Problem(ProblemKind.METADATA_MISMATCH, exc.message, layer=name, platform=platform)
+        )
+        return
+    if detail.dump() != meta.dump():
+        problems.append(
+            Problem(
+                ProblemKind.METADATA_MISMATCH,
+                f"{snippet} differs from the entry in {MANIFEST_NAME}; republish this platform",
+                layer=name,
+                platform=platform,
+            )
+        )
+
+
+def _check_archive(
+    job: PlatformJob, name: str, meta: LayerMetadata, problems: list[Problem]
+) -> None:
+    platform = job.platform
+
+    def problem(kind: ProblemKind, message: str) -> None:
+        problems.append(Problem(kind, message, layer=name, platform=platform))
+
+    if meta.archive_name is None or meta.archive_size is None or meta.archive_hashes is None:
+        problem(
+            ProblemKind.MISSING_ARCHIVE,
+            "metadata has no archive_name/archive_size/archive_hashes; was it written by `publish`?",
+        )
+        return
+    if Path(meta.archive_name).name != meta.archive_name or meta.archive_name in ("", ".", ".."):
+        problem(
+            ProblemKind.MISSING_ARCHIVE, f"archive_name {meta.archive_name!r} is not a file name"
+        )
+        return
+    archive = job.archives_dir / meta.archive_name
+    if not archive.is_file():
+        problem(
+            ProblemKind.MISSING_ARCHIVE,
+            f"archive {meta.archive_name} is missing from {job.archives_dir}; upload it with the metadata",
+        )
+        return
+    size = archive.stat().st_size
+    if size != meta.archive_size:
+        problem(
+            ProblemKind.SIZE_MISMATCH,
+            f"{archive} is {size} bytes but the metadata says {meta.archive_size}; the archive was"
+            " replaced or truncated, republish this platform",
+        )
+    digest = sha256_file(archive)
+    if digest != meta.archive_hashes.sha256:
+        problem(
+            ProblemKind.HASH_MISMATCH,
+            f"{archive} has sha256 {digest} but the metadata says {meta.archive_hashes.sha256};"
+            " republish this platform",
+        )
+
+
+def _check_locks(jobs: list[PlatformJob], problems: list[Problem]) -> None:
+    """A layer must come from the same lock (and install target) on every platform."""
+    by_layer: dict[str, dict[str, LayerMetadata]] = defaultdict(dict)
+    for job in jobs:
+        for name, (_, meta) in job.layers.items():
+            by_layer[name][job.platform] = meta
+    for name in sorted(by_layer):
+        metas = by_layer[name]
+        for kind, fields, hint in (
+            (
+                ProblemKind.LOCK_MISMATCH,
+                ("requirements_hash", "lock_version", "locked_at"),
+                "build every platform from the same commit of requirements/",
+            ),
+            (
+                ProblemKind.METADATA_MISMATCH,
+                ("install_target",),
+                "build every platform from the same spec",
+            ),
+        ):
+            for attribute in fields:
+                values = {p: str(getattr(m, attribute)) for p, m in metas.items()}
+                if len(set(values.values())) > 1:
+                    listed = ", ".join(f"{p}: {v}" for p, v in sorted(values.items()))
+                    problems.append(
+                        Problem(
+                            kind,
+                            f"{attribute} differs between platforms ({listed}); {hint}",
+                            layer=name,
+                        )
+                    )
+
+
+def _check_archive_names(jobs: list[PlatformJob], problems: list[Problem]) -> None:
+    users: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for job in jobs:
+        for name, (_, meta) in job.layers.items():
+            if meta.archive_name:
+                users[meta.archive_name].append((name, job.platform))
+    for archive_name in sorted(users):
+        owners = sorted(users[archive_name])
+        if len(owners) < 2:
+            continue
+        layers = {layer for layer, _ in owners}
+        listed = ", ".join(f"{layer} on {platform}" for layer, platform in owners)
+        problems.append(
+            Problem(
+                ProblemKind.DUPLICATE_ARCHIVE,
+                f"archive name {archive_name} is used by {listed}; publish with --tag-outputs"
+                " so archive names include the platform",
+                layer=owners[0][0] if len(layers) == 1 else None,
+            )
+        )
+
+
+def _missing_layers(jobs: list[PlatformJob]) -> set[str]:
+    return {name for job in jobs if job.info is not None for name in job.info.layers}
+
+
+def build_index(jobs: list[PlatformJob]) -> StackIndex:
+    """The merged index; call only on jobs that passed every check."""
+    layers: dict[str, IndexLayer] = {}
+    for job in jobs:
+        for name, (category, meta) in sorted(job.layers.items()):
+            assert meta.archive_name and meta.archive_size is not None and meta.archive_hashes
+            entry = layers.setdefault(
+                name,
+                IndexLayer(
+                    category=category,
+                    install_target=meta.install_target,
+                    lock_version=meta.lock_version,
+                    requirements_hash=meta.requirements_hash,
+                    locked_at=meta.locked_at,
+                    platforms={},
+                ),
+            )
+            entry.platforms[job.platform] = IndexArchive(
+                archive_name=meta.archive_name,
+                archive_size=meta.archive_size,
+                sha256=meta.archive_hashes.sha256,
+                archive_build=meta.archive_build,
+                metadata=f"{METADATA_DIR}/{job.platform}/{ENV_METADATA_DIR}/{name}.json",
+            )
+    infos = [job.info for job in jobs if job.info is not None]
+    return StackIndex(
+        platforms=[job.platform for job in jobs],
+        layers=dict(sorted(layers.items())),
+        tool_version=infos[0].tool_version if infos else None,
+        spec_hash=infos[0].spec_hash if infos else None,
+    )
+
+
+def _write_output(jobs: list[PlatformJob], index: StackIndex, output_dir: Path) -> None:
+    """Assemble everything in a staging folder beside ``output_dir``, then swap it in."""
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(
+        tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".merging", dir=output_dir.parent)
+    )
+    # mkdtemp makes a private folder; the merged output is meant to be shared
+    staging.chmod(0o755)
+    try:
+        for job in jobs:
+            for _, meta in job.layers.values():
+                assert meta.archive_name
+                _link_or_copy(job.archives_dir / meta.archive_name, staging / meta.archive_name)
+            shutil.copytree(job.metadata_dir, staging / METADATA_DIR / job.platform)
+        index.write(staging / INDEX_NAME)
+        replace_dir(staging, output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    # Archives can be gigabytes: a hard link costs nothing when both sit on one file system
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)

@@ -1,0 +1,3 @@
+"""Support package of app-one."""
+
+GREETING = "hello from onehelp"

@@ -1,0 +1,567 @@
+"""Archive writing (reproducible, parallel, standard) and safe extraction (hostile corpus)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import lzma
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+
+from venvlayers import archive
+from venvlayers.archive import (
+    ArchiveFormat,
+    archive_suffix,
+    default_format_for,
+    extract_archive,
+    iter_archive_members,
+    write_archive,
+)
+from venvlayers.errors import ArchiveError
+
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:
+    from backports import zstd
+
+MTIME = 1_700_000_000
+ALL_FORMATS = list(ArchiveFormat)
+
+
+def make_tree(root: Path, *, file_mode: int = 0o644, on_disk_mtime: int | None = None) -> Path:
+    """A small layer-like tree: text, binary, exec bit, nested folders, symlinks, hard link."""
+    (root / "bin").mkdir(parents=True)
+    (root / "lib" / "pkg" / "sub").mkdir(parents=True)
+    (root / "empty").mkdir()
+    (root / "lib" / "pkg" / "__init__.py").write_text("VALUE = 1\n" * 50)
+    (root / "lib" / "pkg" / "sub" / "data.bin").write_bytes(bytes(range(256)) * 300)
+    (root / "lib" / "pkg" / "ünïcode.txt").write_text("non-ascii name\n")
+    (root / "lib" / "pkg" / ("long" * 40 + ".txt")).write_text("long name\n")
+    (root / "bin" / "tool").write_text("#!/bin/sh\necho hi\n")
+    (root / "bin" / "tool").chmod(0o750)  # any exec bit -> 0o755
+    for path in root.rglob("*"):
+        if path.is_file() and path.name != "tool":
+            path.chmod(file_mode)
+    (root / "bin" / "python").symlink_to("../lib/pkg/__init__.py")
+    (root / "lib" / "pkg" / "here").symlink_to("sub")
+    os.link(root / "lib" / "pkg" / "__init__.py", root / "lib" / "hardlinked.py")
+    if on_disk_mtime is not None:
+        for path in [root, *root.rglob("*")]:
+            os.utime(path, (on_disk_mtime, on_disk_mtime), follow_symlinks=False)
+    return root
+
+
+def big_tree(root: Path) -> Path:
+    """Enough content to span several compression chunks once the chunk sizes are shrunk."""
+    root.mkdir(parents=True)
+    for i in range(6):
+        text = "".join(f"line {i} {j} {j * j % 97}\n" for j in range(12_000))
+        (root / f"mod{i}.py").write_text(text)
+    (root / "blob.bin").write_bytes(hashlib.sha256(b"seed").digest() * 20_000)
+    return root
+
+
+def write(src: Path, dest: Path, fmt: ArchiveFormat, **kwargs: object) -> archive.ArchiveInfo:
+    return write_archive(src, dest, root_name="layer", fmt=fmt, mtime=MTIME, **kwargs)  # type: ignore[arg-type]
+
+
+def snapshot(folder: Path) -> list[tuple[str, str]]:
+    """Everything under ``folder`` (hidden entries included) with type and content."""
+    result = []
+    for path in sorted(folder.rglob("*")):
+        rel = str(path.relative_to(folder))
+        if path.is_symlink():
+            result.append((rel, "link:" + os.readlink(path)))
+        elif path.is_dir():
+            result.append((rel, "dir"))
+        else:
+            result.append((rel, hashlib.sha256(path.read_bytes()).hexdigest()))
+    return result
+
+
+# --- small API --------------------------------------------------------------------------
+
+
+def test_default_format_and_suffix() -> None:
+    assert default_format_for("win_amd64") is ArchiveFormat.ZIP
+    assert default_format_for("linux_x86_64") is ArchiveFormat.TAR_XZ
+    assert default_format_for("macosx_arm64") is ArchiveFormat.TAR_XZ
+    assert archive_suffix(ArchiveFormat.TAR_XZ) == ".tar.xz"
+    assert archive_suffix(ArchiveFormat.TAR_ZST) == ".tar.zst"
+    assert archive_suffix(ArchiveFormat.ZIP) == ".zip"
+
+
+# --- determinism ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ALL_FORMATS)
+def test_same_tree_twice_gives_same_bytes(tmp_path: Path, fmt: ArchiveFormat) -> None:
+    src = make_tree(tmp_path / "src")
+    first = write(src, tmp_path / f"a{archive_suffix(fmt)}", fmt)
+    second = write(src, tmp_path / f"b{archive_suffix(fmt)}", fmt)
+    assert first == second
+    a = (tmp_path / f"a{archive_suffix(fmt)}").read_bytes()
+    assert a == (tmp_path / f"b{archive_suffix(fmt)}").read_bytes()
+    assert first.size == len(a)
+    assert first.sha256 == hashlib.sha256(a).hexdigest()
+
+
+@pytest.mark.parametrize("fmt", ALL_FORMATS)
+def test_other_folder_mtimes_and_modes_give_same_bytes(tmp_path: Path, fmt: ArchiveFormat) -> None:
+    one = make_tree(tmp_path / "one" / "src", file_mode=0o644, on_disk_mtime=1_000_000)
+    two = make_tree(tmp_path / "elsewhere" / "deeper" / "x", file_mode=0o664, on_disk_mtime=2_000)
+    a = write(one, tmp_path / "a.out", fmt)
+    b = write(two, tmp_path / "b.out", fmt)
+    assert a == b
+
+
+@pytest.mark.parametrize("fmt", ALL_FORMATS)
+def test_thread_count_does_not_change_bytes(
+    tmp_path: Path, fmt: ArchiveFormat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small chunks so this small tree spans many xz streams / deflate chunks.
+    monkeypatch.setattr(archive, "XZ_CHUNK", 64 << 10)
+    monkeypatch.setattr(archive, "ZIP_CHUNK", 64 << 10)
+    monkeypatch.setattr(archive, "ZSTD_FEED", 64 << 10)
+    src = big_tree(tmp_path / "src")
+    infos = {t: write(src, tmp_path / f"t{t}.out", fmt, threads=t) for t in (1, 2, 5)}
+    assert len(set(infos.values())) == 1
+    # The multi-chunk output is still one readable archive with intact content.
+    dest = extract_archive(tmp_path / "t2.out", tmp_path / "x", expected_root="layer")
+    assert snapshot(dest) == snapshot(src)
+
+
+def test_tar_metadata_is_normalized(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src", file_mode=0o666, on_disk_mtime=5)
+    out = tmp_path / "a.tar.xz"
+    write(src, out, ArchiveFormat.TAR_XZ)
+    with tarfile.open(out) as tf:
+        members = tf.getmembers()
+    names = [m.name for m in members]
+    assert names == sorted(names)
+    assert names[0] == "layer"
+    assert all(n == "layer" or n.startswith("layer/") for n in names)
+    by_name = {m.name: m for m in members}
+    for m in members:
+        assert (m.uid, m.gid, m.uname, m.gname, m.mtime) == (0, 0, "", "", MTIME)
+    assert by_name["layer/lib"].mode == 0o755
+    assert by_name["layer/bin/tool"].mode == 0o755
+    assert by_name["layer/lib/pkg/__init__.py"].mode == 0o644
+    assert by_name["layer/bin/python"].issym()
+    assert by_name["layer/bin/python"].linkname == "../lib/pkg/__init__.py"
+    # Hard links are stored as plain files.
+    assert by_name["layer/lib/hardlinked.py"].isreg()
+    assert by_name["layer/lib/hardlinked.py"].size == 500
+
+
+def test_zip_metadata_and_epoch_clamp(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src")
+    out = tmp_path / "a.zip"
+    write_archive(src, out, root_name="layer", fmt=ArchiveFormat.ZIP, mtime=0)
+    with zipfile.ZipFile(out) as zf:
+        infos = {i.filename: i for i in zf.infolist()}
+        assert zf.testzip() is None
+    assert all(i.date_time == (1980, 1, 1, 0, 0, 0) for i in infos.values())
+    assert infos["layer/"].is_dir()
+    assert infos["layer/bin/tool"].external_attr >> 16 == stat.S_IFREG | 0o755
+    assert infos["layer/lib/pkg/__init__.py"].external_attr >> 16 == stat.S_IFREG | 0o644
+    link = infos["layer/bin/python"]
+    assert stat.S_ISLNK(link.external_attr >> 16)
+    with zipfile.ZipFile(out) as zf:
+        assert zf.read(link) == b"../lib/pkg/__init__.py"
+
+
+def test_exclude_skips_paths_and_whole_folders(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src")
+    (src / "lib" / "pkg" / "__pycache__").mkdir()
+    (src / "lib" / "pkg" / "__pycache__" / "x.pyc").write_bytes(b"junk")
+
+    def exclude(rel: PurePosixPath) -> bool:
+        return rel.name == "__pycache__" or rel == PurePosixPath("bin/tool")
+
+    out = tmp_path / "a.tar.xz"
+    write(src, out, ArchiveFormat.TAR_XZ, exclude=exclude)
+    names = list(iter_archive_members(out))
+    assert "layer/bin/python" in names
+    assert not [n for n in names if "__pycache__" in n or n.endswith("bin/tool")]
+
+
+def test_progress_is_reported_in_steps_not_per_file(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(300):
+        (src / f"f{i}.txt").write_bytes(os.urandom(20_000))
+    calls: list[tuple[int, int]] = []
+    write(
+        src,
+        tmp_path / "a.tar.zst",
+        ArchiveFormat.TAR_ZST,
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    total = 300 * 20_000
+    assert calls[0] == (0, total)
+    assert calls[-1] == (total, total)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+    assert len(calls) < 50
+
+
+def test_special_file_is_refused_by_name(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src")
+    fifo = src / "lib" / "a-fifo"
+    os.mkfifo(fifo)
+    out = tmp_path / "a.tar.xz"
+    with pytest.raises(ArchiveError, match=r"a-fifo.*fifo"):
+        write(src, out, ArchiveFormat.TAR_XZ)
+    fifo.unlink()
+    sock_path = src / "sock"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(sock_path))
+        with pytest.raises(ArchiveError, match=r"sock.*socket"):
+            write(src, out, ArchiveFormat.ZIP)
+    # Nothing half-written is left beside the target.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_bad_root_name_is_refused(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src")
+    for bad in ("", "..", "a/b"):
+        with pytest.raises(ArchiveError, match="single folder name"):
+            write_archive(
+                src, tmp_path / "a.zip", root_name=bad, fmt=ArchiveFormat.ZIP, mtime=MTIME
+            )
+
+
+# --- standard tools read what we write -------------------------------------------------
+
+
+def _tar_supports_zstd() -> bool:
+    if shutil.which("tar") is None or shutil.which("zstd") is None:
+        return False
+    probe = subprocess.run(["tar", "--help"], capture_output=True, text=True)
+    return "--zstd" in probe.stdout
+
+
+@pytest.mark.parametrize("fmt", ALL_FORMATS)
+def test_standard_tools_read_the_archive(
+    tmp_path: Path, fmt: ArchiveFormat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(archive, "XZ_CHUNK", 64 << 10)  # several concatenated xz streams
+    monkeypatch.setattr(archive, "ZIP_CHUNK", 64 << 10)  # chunked deflate of big files
+    src = big_tree(tmp_path / "src")
+    make_tree(src / "tree")
+    out = tmp_path / f"a{archive_suffix(fmt)}"
+    write(src, out, fmt, threads=3)
+    expected = sorted(n.rstrip("/") for n in iter_archive_members(out))
+    assert "layer/blob.bin" in expected
+    if fmt is ArchiveFormat.ZIP:
+        if shutil.which("unzip"):
+            subprocess.run(["unzip", "-tq", str(out)], check=True, capture_output=True)
+            listing = subprocess.run(
+                ["unzip", "-Z1", str(out)], check=True, capture_output=True, text=True
+            ).stdout.split("\n")
+            names = sorted(n.rstrip("/") for n in listing if n)
+        else:
+            with zipfile.ZipFile(out) as zf:
+                assert zf.testzip() is None
+                names = sorted(n.rstrip("/") for n in zf.namelist())
+    else:
+        flag = {"tar.xz": "-J", "tar.zst": "--zstd"}[fmt.value]
+        if shutil.which("tar") and (fmt is ArchiveFormat.TAR_XZ or _tar_supports_zstd()):
+            unpacked = tmp_path / "tar-x"
+            unpacked.mkdir()
+            listing = subprocess.run(
+                ["tar", flag, "-tf", str(out)], check=True, capture_output=True, text=True
+            ).stdout.split("\n")
+            names = sorted(n.rstrip("/") for n in listing if n)
+            subprocess.run(["tar", flag, "-xf", str(out), "-C", str(unpacked)], check=True)
+            assert snapshot(unpacked / "layer") == snapshot(src)
+        else:
+            opener = lzma.open if fmt is ArchiveFormat.TAR_XZ else zstd.open
+            with opener(out) as raw, tarfile.open(fileobj=raw) as tf:
+                names = sorted(tf.getnames())
+    assert names == expected
+
+
+# --- round trip -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ALL_FORMATS)
+def test_round_trip_keeps_content_modes_and_symlinks(tmp_path: Path, fmt: ArchiveFormat) -> None:
+    src = make_tree(tmp_path / "src")
+    out = tmp_path / f"a{archive_suffix(fmt)}"
+    info = write(src, out, fmt)
+    dest = extract_archive(
+        out,
+        tmp_path / "deploy",
+        expected_root="layer",
+        expected_size=info.size,
+        expected_sha256=info.sha256,
+    )
+    assert dest == tmp_path / "deploy" / "layer"
+    assert snapshot(dest) == snapshot(src)
+    assert stat.S_IMODE((dest / "bin" / "tool").stat().st_mode) == 0o755
+    assert stat.S_IMODE((dest / "lib" / "pkg" / "__init__.py").stat().st_mode) == 0o644
+    assert stat.S_IMODE((dest / "lib" / "pkg").stat().st_mode) == 0o755
+    assert os.readlink(dest / "bin" / "python") == "../lib/pkg/__init__.py"
+    assert (dest / "bin" / "python").read_text() == "VALUE = 1\n" * 50
+    assert (dest / "empty").is_dir()
+    assert sorted(p.name for p in (tmp_path / "deploy").iterdir()) == ["layer"]
+
+
+def test_existing_destination_needs_replace(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src")
+    out = tmp_path / "a.zip"
+    write(src, out, ArchiveFormat.ZIP)
+    old = tmp_path / "deploy" / "layer"
+    old.mkdir(parents=True)
+    (old / "stale.txt").write_text("old")
+    with pytest.raises(ArchiveError, match="already exists"):
+        extract_archive(out, tmp_path / "deploy", expected_root="layer")
+    assert (old / "stale.txt").exists()
+    dest = extract_archive(out, tmp_path / "deploy", expected_root="layer", replace=True)
+    assert not (dest / "stale.txt").exists()
+    assert snapshot(dest) == snapshot(src)
+    assert sorted(p.name for p in (tmp_path / "deploy").iterdir()) == ["layer"]
+
+
+def test_sibling_symlinks_only_when_allowed(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "bin").mkdir(parents=True)
+    (src / "bin" / "python").symlink_to("../../runtime/bin/python3")
+    out = tmp_path / "a.tar.xz"
+    write(src, out, ArchiveFormat.TAR_XZ)
+    with pytest.raises(ArchiveError, match="leaves the layer"):
+        extract_archive(out, tmp_path / "d", expected_root="layer")
+    dest = extract_archive(out, tmp_path / "d", expected_root="layer", allow_sibling_symlinks=True)
+    assert os.readlink(dest / "bin" / "python") == "../../runtime/bin/python3"
+
+
+# --- hostile corpus ---------------------------------------------------------------------
+
+# Each evil member: (name, kind, payload) where payload is file content or a link target.
+Evil = list[tuple[str, str, str]]
+
+
+def _tar_xz(members: Evil) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for name, kind, payload in members:
+            info = tarfile.TarInfo(name)
+            data = b""
+            if kind == "file":
+                data = payload.encode()
+                info.size = len(data)
+            elif kind == "dir":
+                info.type = tarfile.DIRTYPE
+            elif kind == "symlink":
+                info.type, info.linkname = tarfile.SYMTYPE, payload
+            elif kind == "hardlink":
+                info.type, info.linkname = tarfile.LNKTYPE, payload
+            elif kind == "device":
+                info.type, info.devmajor, info.devminor = tarfile.CHRTYPE, 1, 3
+            elif kind == "fifo":
+                info.type = tarfile.FIFOTYPE
+            tf.addfile(info, io.BytesIO(data))
+    return lzma.compress(buf.getvalue(), format=lzma.FORMAT_XZ)
+
+
+def _zip(members: Evil) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, kind, payload in members:
+            info = zipfile.ZipInfo(name, (2020, 1, 1, 0, 0, 0))
+            info.create_system = 3
+            modes = {
+                "file": stat.S_IFREG | 0o644,
+                "dir": stat.S_IFDIR | 0o755,
+                "symlink": stat.S_IFLNK | 0o777,
+                "device": stat.S_IFCHR | 0o644,
+                "fifo": stat.S_IFIFO | 0o644,
+            }
+            info.external_attr = modes[kind] << 16
+            with pytest.warns(UserWarning) if name in zf.NameToInfo else _nothing():
+                zf.writestr(info, payload)
+    return buf.getvalue()
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *args: object) -> None:
+        return None
+
+
+OK = [("layer/", "dir", ""), ("layer/ok.txt", "file", "fine")]
+
+CORPUS: dict[str, tuple[Evil, str]] = {
+    "absolute": ([*OK, ("/tmp/evil.txt", "file", "x")], "has an absolute path"),
+    "dotdot": ([*OK, ("../x", "file", "x")], "contains a '..' component"),
+    "inner-dotdot": ([*OK, ("layer/a/../../x", "file", "x")], "contains a '..' component"),
+    "outside-root": ([*OK, ("other/x", "file", "x")], "is not under the expected top-level"),
+    "symlink-escape": ([*OK, ("layer/esc", "symlink", "../../etc/passwd")], "leaves the layer"),
+    "symlink-absolute": ([*OK, ("layer/abs", "symlink", "/etc/passwd")], "is absolute"),
+    "symlink-chain": (
+        [
+            *OK,
+            ("layer/sub/", "dir", ""),
+            ("layer/sub/up", "symlink", ".."),
+            ("layer/sub/trick", "symlink", "up/../../x"),
+        ],
+        "is not a plain relative path",
+    ),
+    "write-through-symlink": (
+        [
+            *OK,
+            ("layer/sub/", "dir", ""),
+            ("layer/door", "symlink", "sub"),
+            ("layer/door/x.txt", "file", "x"),
+        ],
+        "goes through the symlink member",
+    ),
+    "hardlink-escape": ([*OK, ("layer/h", "hardlink", "../../etc/passwd")], "hard link target"),
+    "hardlink-outside": ([*OK, ("layer/h", "hardlink", "other/x")], "hard link target"),
+    "device": ([*OK, ("layer/null", "device", "")], "device file or fifo"),
+    "fifo": ([*OK, ("layer/pipe", "fifo", "")], "device file or fifo"),
+    "duplicate": ([*OK, ("layer/ok.txt", "file", "again")], "appears more than once"),
+}
+ZIP_LACKS = {"hardlink-escape", "hardlink-outside"}  # zip has no hard links
+
+
+def _cases() -> list[Any]:
+    cases: list[Any] = []
+    for fmt in (ArchiveFormat.TAR_XZ, ArchiveFormat.ZIP):
+        for key in CORPUS:
+            if not (fmt is ArchiveFormat.ZIP and key in ZIP_LACKS):
+                cases.append(pytest.param(fmt, key, id=f"{fmt.value}-{key}"))
+    return cases
+
+
+@pytest.fixture
+def deploy_dir(tmp_path: Path) -> Path:
+    """A destination that already holds other layers; it must stay exactly as it is."""
+    dest = tmp_path / "deploy"
+    (dest / "runtime" / "bin").mkdir(parents=True)
+    (dest / "runtime" / "bin" / "python3").write_text("runtime")
+    (dest / "notes.txt").write_text("keep me")
+    return dest
+
+
+def _refused(archive_file: Path, dest: Path, fragment: str, **kwargs: object) -> None:
+    before = snapshot(dest)
+    with pytest.raises(ArchiveError) as caught:
+        extract_archive(archive_file, dest, expected_root="layer", **kwargs)  # type: ignore[arg-type]
+    message = str(caught.value)
+    assert fragment in message
+    assert str(archive_file) in message
+    assert snapshot(dest) == before
+
+
+@pytest.mark.parametrize(("fmt", "key"), _cases())
+def test_hostile_member_is_refused(
+    tmp_path: Path, deploy_dir: Path, fmt: ArchiveFormat, key: str
+) -> None:
+    members, fragment = CORPUS[key]
+    data = _tar_xz(members) if fmt is ArchiveFormat.TAR_XZ else _zip(members)
+    evil = tmp_path / f"evil{archive_suffix(fmt)}"
+    evil.write_bytes(data)
+    _refused(evil, deploy_dir, fragment)
+    # The offending member is named (duplicates name the repeated one).
+    with pytest.raises(ArchiveError) as caught:
+        extract_archive(evil, deploy_dir, expected_root="layer")
+    assert repr(members[-1][0]) in str(caught.value)
+
+
+@pytest.mark.parametrize("fmt", [ArchiveFormat.TAR_XZ, ArchiveFormat.ZIP, ArchiveFormat.TAR_ZST])
+def test_truncated_archive_is_refused(tmp_path: Path, deploy_dir: Path, fmt: ArchiveFormat) -> None:
+    src = big_tree(tmp_path / "src")
+    good = tmp_path / f"good{archive_suffix(fmt)}"
+    write(src, good, fmt)
+    data = good.read_bytes()
+    for cut in (len(data) // 2, len(data) - 7):
+        bad = tmp_path / f"cut{archive_suffix(fmt)}"
+        bad.write_bytes(data[:cut])
+        _refused(bad, deploy_dir, "truncated or corrupt")
+
+
+def test_tar_without_end_marker_is_refused(tmp_path: Path, deploy_dir: Path) -> None:
+    # Complete xz data whose tar stream stops cleanly between members.
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name in ("layer/a", "layer/b"):
+            info = tarfile.TarInfo(name)
+            info.size = 1
+            tf.addfile(info, io.BytesIO(b"x"))
+    cut = buf.getvalue()[: 4 * 512]  # two members, no end-of-archive blocks
+    bad = tmp_path / "cut.tar.xz"
+    bad.write_bytes(lzma.compress(cut, format=lzma.FORMAT_XZ))
+    _refused(bad, deploy_dir, "end-of-archive marker is missing")
+
+
+def test_corrupted_zip_member_is_refused(tmp_path: Path, deploy_dir: Path) -> None:
+    src = make_tree(tmp_path / "src")
+    good = tmp_path / "good.zip"
+    write(src, good, ArchiveFormat.ZIP)
+    data = bytearray(good.read_bytes())
+    with zipfile.ZipFile(good) as zf:
+        info = zf.getinfo("layer/lib/pkg/sub/data.bin")
+    data[info.header_offset + 30 + len(info.filename) + 10] ^= 0xFF
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(bytes(data))
+    _refused(bad, deploy_dir, "truncated or corrupt")
+
+
+@pytest.mark.parametrize("fmt", [ArchiveFormat.TAR_XZ, ArchiveFormat.ZIP])
+def test_wrong_size_and_sha256_are_refused_before_unpacking(
+    tmp_path: Path, deploy_dir: Path, fmt: ArchiveFormat
+) -> None:
+    src = make_tree(tmp_path / "src")
+    out = tmp_path / f"a{archive_suffix(fmt)}"
+    info = write(src, out, fmt)
+    _refused(out, deploy_dir, "size mismatch", expected_size=info.size + 1)
+    with pytest.raises(ArchiveError, match=f"expected {info.size + 1} bytes.*found {info.size}"):
+        extract_archive(out, deploy_dir, expected_root="layer", expected_size=info.size + 1)
+    wrong = "0" * 64
+    _refused(out, deploy_dir, "sha256 mismatch", expected_sha256=wrong)
+    with pytest.raises(ArchiveError, match=f"expected {wrong}.*found {info.sha256}"):
+        extract_archive(out, deploy_dir, expected_root="layer", expected_sha256=wrong)
+
+
+def test_wrong_root_and_missing_parent_leave_nothing(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src")
+    out = tmp_path / "a.tar.xz"
+    write(src, out, ArchiveFormat.TAR_XZ)
+    target = tmp_path / "new" / "deeper"
+    with pytest.raises(ArchiveError, match="is not under the expected top-level folder 'other/'"):
+        extract_archive(out, target, expected_root="other")
+    assert not (tmp_path / "new").exists()
+
+
+def test_not_an_archive_is_refused(tmp_path: Path, deploy_dir: Path) -> None:
+    junk = tmp_path / "junk.tar.xz"
+    junk.write_bytes(b"this is not an archive")
+    _refused(junk, deploy_dir, "not a tar.xz, tar.zst or zip archive")
+
+
+def test_iter_archive_members_lists_folders_with_slash(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src")
+    names: dict[ArchiveFormat, list[str]] = {}
+    for fmt in ALL_FORMATS:
+        out = tmp_path / f"a{archive_suffix(fmt)}"
+        write(src, out, fmt)
+        names[fmt] = list(iter_archive_members(out))
+    assert names[ArchiveFormat.TAR_XZ] == names[ArchiveFormat.ZIP] == names[ArchiveFormat.TAR_ZST]
+    listed = names[ArchiveFormat.ZIP]
+    assert listed[0] == "layer/"
+    assert "layer/empty/" in listed
+    assert "layer/bin/python" in listed

@@ -1,0 +1,523 @@
+"""Acceptance tests of `venvlayers lock`: real uv against the local test index (and PyPI).
+
+The stack in tests/data/stacks/layered is locked once per module; tests that change
+something work on a copy (copied with mtimes, so "untouched" can be checked by mtime).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tomllib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from rig import run_uv
+from rig.index import SimpleIndex
+from rig.runtime import RuntimeMirror
+from rig.wheels import build_wheel
+
+from venvlayers.cli import main
+
+STACKS = Path(__file__).parent / "data" / "stacks"
+LAYERS = [
+    "cpython-3.12",
+    "framework-base",
+    "framework-upper",
+    "framework-side",
+    "app-one",
+    "app-two",
+]
+RUNTIME_HEADER = """\
+[[runtimes]]
+name = "cpython-3.12"
+python_implementation = "cpython@3.12.1"
+requirements = []
+"""
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out + self.err
+
+
+def index_table(url: str) -> str:
+    return f'\n[[tool.uv.index]]\nname = "local"\nurl = "{url}"\ndefault = true\n'
+
+
+def make_stack(dest: Path, index_url: str, name: str = "layered") -> Path:
+    """Copy a test stack into ``dest`` and point it at ``index_url``; return the spec path."""
+    shutil.copytree(STACKS / name, dest)
+    spec = dest / "venvstacks.toml"
+    spec.write_text(spec.read_text() + index_table(index_url))
+    return spec
+
+
+def write_spec(dest: Path, index_url: str, body: str) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    spec = dest / "venvstacks.toml"
+    spec.write_text(RUNTIME_HEADER + "\n" + body + index_table(index_url))
+    return spec
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file's bytes and mtime under ``folder``."""
+    return {
+        p.relative_to(folder).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def layer_files(snap: dict[str, tuple[bytes, int]], layer: str) -> dict[str, tuple[bytes, int]]:
+    return {k: v for k, v in snap.items() if k.startswith(f"{layer}/")}
+
+
+def pylock(spec: Path, layer: str) -> dict[str, object]:
+    path = spec.parent / "requirements" / layer / f"pylock.{layer}.toml"
+    return tomllib.loads(path.read_text())
+
+
+def pinned(spec: Path, layer: str) -> dict[str, str]:
+    packages = pylock(spec, layer)["packages"]
+    assert isinstance(packages, list)
+    return {p["name"]: p["version"] for p in packages}
+
+
+def meta(spec: Path, layer: str) -> dict[str, object]:
+    path = spec.parent / "requirements" / layer / f"pylock.{layer}.meta.json"
+    data: dict[str, object] = json.loads(path.read_text())
+    return data
+
+
+def stale_layers(run: Run) -> list[str]:
+    return re.findall(r"^(\S+): stale", run.out, flags=re.MULTILINE)
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
+    def run(*args: str | Path) -> Run:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return Run(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture(autouse=True)
+def _runtime(runtime_mirror: RuntimeMirror, monkeypatch: pytest.MonkeyPatch) -> None:
+    """uv lock needs the 3.12.1 interpreter: it comes from the offline runtime mirror."""
+    for name in ("GITHUB_ACTIONS", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "UV_EXCLUDE_NEWER"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="module")
+def locked(
+    tmp_path_factory: pytest.TempPathFactory,
+    local_index: SimpleIndex,
+    runtime_mirror_session: RuntimeMirror,
+) -> Iterator[Path]:
+    """The layered stack, locked once; tests must not change it (use ``stack``)."""
+    spec = make_stack(tmp_path_factory.mktemp("locked") / "stack", local_index.url)
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in runtime_mirror_session.env.items():
+            mp.setenv(key, value)
+        assert main(["-q", "lock", str(spec)]) == 0
+    yield spec
+
+
+@pytest.fixture
+def stack(locked: Path, tmp_path: Path) -> Path:
+    """A private copy of the locked stack (lock files keep their mtimes)."""
+    dest = tmp_path / "stack"
+    shutil.copytree(locked.parent, dest, copy_function=shutil.copy2)
+    return dest / "venvstacks.toml"
+
+
+# -- the locked stack ---------------------------------------------------------------------
+
+
+def test_lock_writes_lock_metadata_and_package_list_per_layer(locked: Path) -> None:
+    requirements = locked.parent / "requirements"
+    assert sorted(p.name for p in requirements.iterdir()) == sorted(LAYERS)
+    for layer in LAYERS:
+        folder = requirements / layer
+        assert (folder / f"pylock.{layer}.toml").is_file()
+        assert (folder / f"packages-{layer}.txt").is_file()
+        data = meta(locked, layer)
+        assert set(data) >= {
+            "requirements_hash",
+            "lock_input_hash",
+            "other_inputs_hash",
+            "version_inputs_hash",
+            "lock_version",
+            "locked_at",
+        }
+        assert data["lock_version"] == 1
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", str(data["locked_at"]))
+        assert str(data["requirements_hash"]).startswith("sha256:")
+    # The package list names the lower layer a shared package comes from
+    upper = (requirements / "framework-upper" / "packages-framework-upper.txt").read_text()
+    assert re.search(r"^alpha==1\.1\.0 .*# from framework-base$", upper, flags=re.MULTILINE)
+    assert re.search(r"^beta==1\.0\.0 ", upper, flags=re.MULTILINE)
+    assert "beta==1.0.0" in upper and "# from" not in upper.split("beta==1.0.0")[1].split("\n")[0]
+    one = (requirements / "app-one" / "packages-app-one.txt").read_text()
+    assert re.search(r"^libshared==1\.0\.0 .*# from framework-upper$", one, flags=re.MULTILINE)
+    assert re.search(r"^alpha==1\.1\.0 .*# from framework-base$", one, flags=re.MULTILINE)
+
+
+def test_upper_layers_omit_lower_layers_packages(locked: Path) -> None:
+    assert pinned(locked, "cpython-3.12") == {}
+    assert pinned(locked, "framework-base") == {"alpha": "1.1.0", "zeta": "1.0"}
+    # beta needs alpha, which framework-base provides
+    assert pinned(locked, "framework-upper") == {"beta": "1.0.0", "libshared": "1.0.0"}
+    # app-one asks for alpha itself, and extuser needs libshared: both come from below
+    assert pinned(locked, "app-one") == {"delta": "1.0.0", "gamma": "1.0.0", "extuser": "1.0.0"}
+    # Layers that do not stand on each other may pin different versions
+    assert pinned(locked, "framework-side") == {"alpha": "1.0.0"}
+    assert pinned(locked, "app-two") == {"epsilon": "1.0"}
+
+
+def test_lock_covers_every_platform_with_wheels(locked: Path) -> None:
+    lock = pylock(locked, "framework-upper")
+    assert len(lock["environments"]) == 6  # type: ignore[arg-type]
+    libshared = next(p for p in lock["packages"] if p["name"] == "libshared")  # type: ignore[attr-defined]
+    tags = sorted(w["url"].rsplit("-", 1)[1].removesuffix(".whl") for w in libshared["wheels"])
+    assert tags == [
+        "macosx_11_0_arm64",
+        "macosx_11_0_x86_64",
+        "manylinux_2_17_aarch64",
+        "manylinux_2_17_x86_64",
+        "win_amd64",
+        "win_arm64",
+    ]
+
+
+def test_pylocks_install_into_scratch_venvs(locked: Path, tmp_path: Path) -> None:
+    for layer in LAYERS:
+        packages = pinned(locked, layer)
+        if not packages:
+            continue
+        venv = tmp_path / layer
+        run_uv(["venv", "-q", "--python", "3.12.1", venv])
+        lock_file = locked.parent / "requirements" / layer / f"pylock.{layer}.toml"
+        run_uv(["pip", "install", "--python", venv / "bin" / "python", "-r", lock_file])
+        listed = run_uv(["pip", "list", "--python", venv / "bin" / "python", "--format", "json"])
+        installed = {p["name"]: p["version"] for p in json.loads(listed.stdout)}
+        assert installed == packages, layer
+
+
+# -- staleness and relocking ------------------------------------------------------------------
+
+
+def test_relock_changes_nothing_and_check_passes(stack: Path, cli: Callable[..., Run]) -> None:
+    before = snapshot(stack.parent / "requirements")
+    run = cli("lock", stack)
+    assert run.code == 0, run.text
+    assert "changed: none" in run.err
+    assert snapshot(stack.parent / "requirements") == before
+    check = cli("lock", "--check", stack)
+    assert check.code == 0, check.text
+    assert stale_layers(check) == []
+
+
+def test_edited_framework_is_stale_with_layers_above_and_only_they_relock(
+    stack: Path, cli: Callable[..., Run]
+) -> None:
+    requirements = stack.parent / "requirements"
+    before = snapshot(requirements)
+    edit(
+        stack,
+        'requirements = ["beta", "libshared"]',
+        'requirements = ["beta", "libshared", "gamma"]',
+    )
+
+    check = cli("lock", "--check", stack)
+    assert check.code == 1, check.text
+    assert stale_layers(check) == ["framework-upper", "app-one"]
+    assert "framework-upper: stale (requirements or lower layers' locks changed)" in check.out
+    assert "lower layer framework-upper is stale" in check.out
+    assert snapshot(requirements) == before  # --check writes nothing
+
+    run = cli("lock", stack)
+    assert run.code == 0, run.text
+    assert "changed: framework-upper, app-one" in run.err
+    after = snapshot(requirements)
+    for layer in ("cpython-3.12", "framework-base", "framework-side", "app-two"):
+        assert layer_files(after, layer) == layer_files(before, layer), layer
+    assert pinned(stack, "framework-upper") == {
+        "beta": "1.0.0",
+        "gamma": "1.0.0",
+        "libshared": "1.0.0",
+    }
+    # gamma now comes from framework-upper, so app-one's lock content changed: versioned bump
+    assert pinned(stack, "app-one") == {"delta": "1.0.0", "extuser": "1.0.0"}
+    assert meta(stack, "app-one")["lock_version"] == 2
+    assert meta(stack, "framework-upper")["lock_version"] == 1  # not versioned
+    assert cli("lock", "--check", stack).code == 0
+
+
+def test_versioned_app_bumps_only_when_lock_or_launch_module_changes(
+    stack: Path, cli: Callable[..., Run]
+) -> None:
+    requirements = stack.parent / "requirements"
+    lock_file = requirements / "app-one" / "pylock.app-one.toml"
+    before = snapshot(requirements)
+
+    # Relocking from scratch gives the same content: no new lock version, no write at all
+    run = cli("lock", "--reset-lock", "app-one", stack)
+    assert run.code == 0, run.text
+    assert snapshot(requirements) == before
+    assert meta(stack, "app-one")["lock_version"] == 1
+
+    # A changed launch module (same requirements) is a new version of the app
+    launch = stack.parent / "launch" / "one.py"
+    launch.write_text(launch.read_text() + "\n# changed\n")
+    check = cli("lock", "--check", stack)
+    assert check.code == 1
+    assert stale_layers(check) == ["app-one"]
+    assert "launch or support modules changed" in check.out
+    assert cli("lock", stack).code == 0
+    assert meta(stack, "app-one")["lock_version"] == 2
+    assert lock_file.read_bytes() == before["app-one/pylock.app-one.toml"][0]
+
+    # So is a changed support module
+    helper = stack.parent / "launch" / "onehelp" / "__init__.py"
+    helper.write_text(helper.read_text() + "EXTRA = 1\n")
+    assert stale_layers(cli("lock", "--check", stack)) == ["app-one"]
+    assert cli("lock", stack).code == 0
+    assert meta(stack, "app-one")["lock_version"] == 3
+
+    # An unversioned app's lock_version stays at 1 whatever happens
+    two = stack.parent / "launch" / "two.py"
+    two.write_text(two.read_text() + "\n# changed\n")
+    assert cli("lock", stack).code == 0
+    assert meta(stack, "app-two")["lock_version"] == 1
+
+
+def test_edited_lock_file_is_stale(stack: Path, cli: Callable[..., Run]) -> None:
+    lock_file = stack.parent / "requirements" / "framework-side" / "pylock.framework-side.toml"
+    lock_file.write_text(lock_file.read_text() + "\n")
+    check = cli("lock", "--check", stack)
+    assert check.code == 1
+    assert stale_layers(check) == ["framework-side", "app-two"]
+    assert "lock file was edited after locking" in check.out
+
+
+def test_include_locks_only_selected_layers_and_their_dependents(
+    stack: Path, cli: Callable[..., Run]
+) -> None:
+    requirements = stack.parent / "requirements"
+    before = snapshot(requirements)
+    edit(
+        stack,
+        'requirements = ["beta", "libshared"]',
+        'requirements = ["beta", "libshared", "gamma"]',
+    )
+    edit(stack, 'requirements = ["alpha==1.0.0"]', 'requirements = ["alpha==1.0.0", "gamma"]')
+
+    run = cli("lock", "--include", "side", stack)
+    assert run.code == 0, run.text
+    after = snapshot(requirements)
+    assert pinned(stack, "framework-side") == {"alpha": "1.0.0", "gamma": "1.0.0"}
+    assert layer_files(after, "app-two") != layer_files(before, "app-two")  # gamma-free inputs
+    for layer in ("framework-base", "framework-upper", "app-one"):
+        assert layer_files(after, layer) == layer_files(before, layer), layer
+    check = cli("lock", "--check", stack)
+    assert stale_layers(check) == ["framework-upper", "app-one"]
+
+
+def test_include_matching_nothing_is_an_error(stack: Path, cli: Callable[..., Run]) -> None:
+    run = cli("lock", "--include", "nosuchlayer", stack)
+    assert run.code == 2
+    assert "matches no layer" in run.err
+
+
+def test_reset_lock_forgets_previous_pins(
+    tmp_path: Path, cli: Callable[..., Run], simple_index_factory: Callable[..., SimpleIndex]
+) -> None:
+    wheels = tmp_path / "wheels"
+    build_wheel(wheels, "alpha", "1.0.0", modules={"alpha/__init__.py": ""})
+    index = simple_index_factory(wheels)
+    spec = write_spec(
+        tmp_path / "stack",
+        index.url,
+        '[[frameworks]]\nname = "fw"\nruntime = "cpython-3.12"\nrequirements = ["alpha"]\n',
+    )
+    assert cli("lock", spec).code == 0
+    assert pinned(spec, "framework-fw") == {"alpha": "1.0.0"}
+
+    build_wheel(wheels, "alpha", "1.1.0", modules={"alpha/__init__.py": ""})
+    # Unchanged inputs: nothing to do, the lock stays as it is
+    assert cli("lock", spec).code == 0
+    assert pinned(spec, "framework-fw") == {"alpha": "1.0.0"}
+    # Changed requirements that the old pin still satisfies: uv keeps the pin
+    edit(spec, '["alpha"]', '["alpha>=1"]')
+    assert cli("lock", spec).code == 0
+    assert pinned(spec, "framework-fw") == {"alpha": "1.0.0"}
+    # --reset-lock resolves from scratch
+    run = cli("lock", "--reset-lock", "fw", spec)
+    assert run.code == 0, run.text
+    assert pinned(spec, "framework-fw") == {"alpha": "1.1.0"}
+
+
+def test_package_indexes_take_a_package_from_its_named_index(
+    tmp_path: Path,
+    local_index: SimpleIndex,
+    cli: Callable[..., Run],
+    simple_index_factory: Callable[..., SimpleIndex],
+) -> None:
+    other = simple_index_factory(tmp_path / "other-wheels")
+    build_wheel(tmp_path / "other-wheels", "epsilon", "9.0", modules={"epsilon/__init__.py": ""})
+    spec = write_spec(
+        tmp_path / "stack",
+        local_index.url,
+        '[[frameworks]]\nname = "fw"\nruntime = "cpython-3.12"\nrequirements = ["zeta", "epsilon"]\n'
+        'package_indexes = {epsilon = "other"}\n'
+        f'\n[[tool.uv.index]]\nname = "other"\nurl = "{other.url}"\nexplicit = true\n',
+    )
+    run = cli("lock", spec)
+    assert run.code == 0, run.text
+    assert pinned(spec, "framework-fw") == {"alpha": "1.1.0", "zeta": "1.0", "epsilon": "9.0"}
+    packages = pylock(spec, "framework-fw")["packages"]
+    assert isinstance(packages, list)
+    indexes = {p["name"]: p["index"] for p in packages}
+    assert indexes == {"alpha": local_index.url, "zeta": local_index.url, "epsilon": other.url}
+
+
+def test_exclude_newer_before_locked_at_makes_locks_stale(
+    stack: Path, cli: Callable[..., Run], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Locking *with* a cutoff needs upload times, which the local index does not serve
+    # (uv then rejects every file); the staleness rule needs no index.
+    monkeypatch.setenv("UV_EXCLUDE_NEWER", "2999-01-01T00:00:00Z")
+    assert cli("lock", "--check", stack).code == 0
+    monkeypatch.setenv("UV_EXCLUDE_NEWER", "2001-01-01T00:00:00Z")
+    check = cli("lock", "--check", stack)
+    assert check.code == 1
+    assert stale_layers(check) == LAYERS
+    assert "after exclude-newer 2001-01-01T00:00:00Z" in check.out
+
+
+# -- failures -----------------------------------------------------------------------------
+
+
+def test_conflict_with_a_lower_layers_pin_names_both_layers(
+    stack: Path, cli: Callable[..., Run]
+) -> None:
+    edit(stack, 'requirements = ["delta", "alpha", "extuser"]', 'requirements = ["alpha>=2"]')
+    run = cli("lock", stack)
+    assert run.code == 2
+    assert "layer app-one conflicts with versions pinned by lower layers" in run.err
+    assert "alpha 1.1.0 (locked by framework-base)" in run.err
+    assert "Traceback" not in run.err
+
+
+FW = '[[frameworks]]\nname = "fw"\nruntime = "cpython-3.12"\nrequirements = ["{req}"]\n{extra}\n'
+
+
+@pytest.mark.parametrize(
+    ("req", "extra", "expected"),
+    [
+        pytest.param(
+            "linuxonly",
+            "",
+            [r"linuxonly 1\.0\.0 has no wheel for (linux_aarch64|macosx|win)", "'platforms'"],
+            id="linux-only-wheel-for-all-platforms",
+        ),
+        pytest.param(
+            "newglibc",
+            'platforms = ["linux_x86_64"]',
+            [r"newglibc 1\.0\.0 has no wheel for linux_x86_64 \(glibc 2\.28\)", "linux_target"],
+            id="glibc-2.34-wheel-for-default-target",
+        ),
+        pytest.param(
+            "sdistonly",
+            "",
+            [r"has no wheel \(venvlayers installs wheels only\)", "sdistonly"],
+            id="sdist-only",
+        ),
+    ],
+)
+def test_missing_wheels_fail_with_advice(
+    tmp_path: Path,
+    local_index: SimpleIndex,
+    cli: Callable[..., Run],
+    req: str,
+    extra: str,
+    expected: list[str],
+) -> None:
+    spec = write_spec(tmp_path / "stack", local_index.url, FW.format(req=req, extra=extra))
+    run = cli("lock", spec)
+    assert run.code == 2, run.text
+    assert "layer framework-fw" in run.err
+    for pattern in expected:
+        assert re.search(pattern, run.err), (pattern, run.err)
+    assert not (spec.parent / "requirements" / "framework-fw").exists()
+
+
+@pytest.mark.parametrize(
+    ("req", "extra"),
+    [
+        ("linuxonly", 'platforms = ["linux_x86_64"]'),
+        ("newglibc", 'platforms = ["linux_x86_64"]\nlinux_target = "glibc@2.34"'),
+    ],
+    ids=["linux-only-narrowed", "glibc-2.34-target"],
+)
+def test_narrowed_platforms_or_raised_target_lock(
+    tmp_path: Path, local_index: SimpleIndex, cli: Callable[..., Run], req: str, extra: str
+) -> None:
+    spec = write_spec(tmp_path / "stack", local_index.url, FW.format(req=req, extra=extra))
+    run = cli("lock", spec)
+    assert run.code == 0, run.text
+    assert pinned(spec, "framework-fw") == {req: "1.0.0"}
+    assert pylock(spec, "framework-fw")["environments"] == [
+        "platform_machine == 'x86_64' and sys_platform == 'linux'"
+    ]
+
+
+# -- real projects from PyPI ----------------------------------------------------------------
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_scientific_stack_locks_for_all_platforms_from_pypi(
+    tmp_path: Path, cli: Callable[..., Run]
+) -> None:
+    spec = tmp_path / "venvstacks.toml"
+    (tmp_path / "fit.py").write_text("import sklearn\n")
+    spec.write_text(
+        RUNTIME_HEADER
+        + '\n[[frameworks]]\nname = "sci"\nruntime = "cpython-3.12"\nrequirements = ["numpy", "scipy"]\n'
+        + '\n[[applications]]\nname = "fit"\nlaunch_module = "fit.py"\nframeworks = ["sci"]\n'
+        + 'requirements = ["scikit-learn"]\n'
+    )
+    run = cli("lock", spec)
+    assert run.code == 0, run.text
+    sci = pinned(spec, "framework-sci")
+    assert {"numpy", "scipy"} <= set(sci)
+    fit = pinned(spec, "app-fit")
+    assert "scikit-learn" in fit
+    assert not {"numpy", "scipy"} & set(fit)
+    lock = pylock(spec, "app-fit")
+    assert len(lock["environments"]) == 6  # type: ignore[arg-type]
+    sklearn = next(p for p in lock["packages"] if p["name"] == "scikit-learn")  # type: ignore[attr-defined]
+    names = " ".join(w["url"].rsplit("/", 1)[1] for w in sklearn["wheels"])
+    for tag in ("win_amd64", "win_arm64", "macosx", "manylinux", "aarch64"):
+        assert tag in names, tag

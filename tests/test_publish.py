@@ -1,0 +1,288 @@
+"""Publish, local-export and deploy on a real (offline) built stack."""
+
+from __future__ import annotations
+
+import json
+import lzma
+import shutil
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from rig.index import SimpleIndex
+from rig.runtime import RuntimeMirror
+
+from venvlayers.cli import main
+
+pytestmark = pytest.mark.slow
+
+SPEC = """
+[[runtimes]]
+name = "cpython-3.12"
+python_implementation = "cpython@3.12.1"
+requirements = []
+platforms = ["linux_x86_64", "win_amd64"]
+
+[[frameworks]]
+name = "base"
+runtime = "cpython-3.12"
+requirements = ["beta"]
+
+[[applications]]
+name = "tool"
+launch_module = "launch/tool.py"
+frameworks = ["base"]
+requirements = ["epsilon"]
+
+[[applications]]
+name = "other"
+launch_module = "launch/other"
+frameworks = ["base"]
+requirements = []
+versioned = true
+
+[[tool.uv.index]]
+name = "local"
+url = "{index}"
+default = true
+"""
+
+TOOL = """\
+import sys
+import alpha, beta, epsilon
+print("tool", alpha.__file__, beta.__file__, epsilon.__file__, *sys.argv[1:])
+"""
+
+
+@dataclass
+class Stack:
+    folder: Path
+    spec: Path
+    out: Path
+
+
+def make_stack(folder: Path, index: SimpleIndex) -> Stack:
+    (folder / "launch" / "other").mkdir(parents=True)
+    (folder / "launch" / "tool.py").write_text(TOOL)
+    (folder / "launch" / "other" / "__init__.py").write_text("")
+    (folder / "launch" / "other" / "__main__.py").write_text(
+        "import alpha\nprint('other', alpha.__version__)\n"
+    )
+    spec = folder / "venvstacks.toml"
+    spec.write_text(SPEC.format(index=index.url))
+    return Stack(folder, spec, folder / "out")
+
+
+def run(*args: str) -> None:
+    assert main(["-q", *args]) == 0
+
+
+@pytest.fixture(scope="module")
+def published(
+    tmp_path_factory: pytest.TempPathFactory,
+    runtime_mirror_session: RuntimeMirror,
+    local_index: SimpleIndex,
+) -> Iterator[Stack]:
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in runtime_mirror_session.env.items():
+            mp.setenv(key, value)
+        mp.delenv("SOURCE_DATE_EPOCH", raising=False)
+        stack = make_stack(tmp_path_factory.mktemp("stack"), local_index)
+        run("build", str(stack.spec))
+        run("publish", "--tag-outputs", "--output-dir", str(stack.out), str(stack.spec))
+        yield stack
+
+
+def archives(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.glob("*.tar.xz"))}
+
+
+def test_publish_writes_venvstacks_metadata(published: Stack) -> None:
+    names = sorted(archives(published.out))
+    assert names == [
+        "app-other@1-linux_x86_64-1.tar.xz",
+        "app-tool-linux_x86_64-1.tar.xz",
+        "cpython-3.12-linux_x86_64-1.tar.xz",
+        "framework-base-linux_x86_64-1.tar.xz",
+    ]
+    meta_dir = published.out / "__venvstacks__" / "linux_x86_64"
+    manifest = json.loads((meta_dir / "venvstacks.json").read_text())
+    assert [m["layer_name"] for m in manifest["layers"]["applications"]] == [
+        "app-tool",
+        "app-other",
+    ]
+    tool = json.loads((meta_dir / "env_metadata" / "app-tool.json").read_text())
+    assert tool["install_target"] == "app-tool"
+    assert tool["runtime_layer"] == "cpython-3.12"
+    assert tool["required_layers"] == ["framework-base"]
+    assert tool["python_implementation"] == "cpython@3.12.1"
+    assert tool["bound_to_implementation"] is False
+    assert tool["app_launch_module"] == "tool"
+    assert tool["archive_build"] == 1
+    assert tool["target_platform"] == "linux_x86_64"
+    archive = published.out / tool["archive_name"]
+    assert tool["archive_size"] == archive.stat().st_size
+    assert set(tool) >= {
+        "requirements_hash",
+        "lock_version",
+        "locked_at",
+        "archive_hashes",
+        "app_launch_module_hash",
+    }
+    other = json.loads((meta_dir / "env_metadata" / "app-other.json").read_text())
+    assert other["install_target"] == "app-other@1"
+
+
+def test_archives_are_standard_and_leak_no_build_path(published: Stack) -> None:
+    build = str(published.folder / "_build")
+    for name, data in archives(published.out).items():
+        listing = subprocess.run(
+            ["tar", "-tJf", str(published.out / name)], capture_output=True, text=True, check=True
+        )
+        root = name.split("-linux_x86_64")[0]
+        assert all(
+            line.startswith(root + "/") or line == root + "/"
+            for line in listing.stdout.splitlines()
+        )
+        assert "__pycache__" not in listing.stdout
+        content = lzma.decompress(data)
+        assert build.encode() not in content, f"{name} mentions the build folder"
+        with tarfile.open(published.out / name) as tar:
+            members = tar.getmembers()
+        assert {m.uid for m in members} == {0}
+        assert len({m.mtime for m in members}) == 1
+        if name.startswith("app-"):
+            assert f"{root}/pyvenv.cfg" not in listing.stdout
+
+
+def test_publish_again_gives_identical_bytes(published: Stack, tmp_path: Path) -> None:
+    before = archives(published.out)
+    run("publish", "--tag-outputs", "--output-dir", str(published.out), str(published.spec))
+    assert archives(published.out) == before
+    meta = json.loads(
+        (published.out / "__venvstacks__/linux_x86_64/env_metadata/app-tool.json").read_text()
+    )
+    assert meta["archive_build"] == 1  # same content: same build number
+
+
+def test_rebuild_elsewhere_gives_identical_archives(
+    published: Stack, tmp_path: Path, runtime_mirror: RuntimeMirror, local_index: SimpleIndex
+) -> None:
+    moved = tmp_path / "elsewhere" / "stack"
+    shutil.copytree(published.folder, moved, ignore=shutil.ignore_patterns("_build", "out"))
+    run("build", str(moved / "venvstacks.toml"))
+    run(
+        "publish",
+        "--tag-outputs",
+        "--output-dir",
+        str(moved / "out"),
+        str(moved / "venvstacks.toml"),
+    )
+    assert archives(moved / "out") == archives(published.out)
+
+
+def test_deploy_runs_every_app(published: Stack, tmp_path: Path) -> None:
+    target = tmp_path / "deployed"
+    meta = published.out / "__venvstacks__"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "venvlayers",
+            "deploy",
+            "--metadata",
+            str(meta),
+            "--archives",
+            str(published.out),
+            "--target",
+            str(target),
+            "--run",
+            "tool",
+            "--",
+            "extra-arg",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"{target}/framework-base/lib/python3.12/site-packages/alpha" in result.stdout
+    assert f"{target}/app-tool/lib/python3.12/site-packages/epsilon" in result.stdout
+    assert "extra-arg" in result.stdout
+    other = subprocess.run(
+        [str(target / "app-other@1/bin/python"), "-m", "other"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert other.stdout.strip() == "other 1.1.0"
+    # the build folder can go away: the deployed stack stands alone
+    assert (
+        "_build"
+        not in (target / "app-tool/lib/python3.12/site-packages/sitecustomize.py").read_text()
+    )
+    # a second deploy changes nothing
+    assert (
+        main(
+            [
+                "-q",
+                "deploy",
+                "--metadata",
+                str(meta),
+                "--archives",
+                str(published.out),
+                "--target",
+                str(target),
+            ]
+        )
+        == 0
+    )
+
+
+def snapshot(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_deploy_refuses_damaged_archive_and_leaves_target(
+    published: Stack, tmp_path: Path, damage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    copy = tmp_path / "out"
+    shutil.copytree(published.out, copy)
+    victim = next(copy.glob("app-tool-*.tar.xz"))
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2] if damage == "truncate" else data[:-10] + bytes(10))
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    before = snapshot(target)
+    code = main(
+        [
+            "deploy",
+            "--metadata",
+            str(copy / "__venvstacks__"),
+            "--archives",
+            str(copy),
+            "--target",
+            str(target),
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert ("size" in err) if damage == "truncate" else ("sha256" in err)
+    assert snapshot(target) == before
+
+
+def test_local_export_runs_apps(published: Stack, tmp_path: Path) -> None:
+    out = tmp_path / "export"
+    run("local-export", "--output-dir", str(out), str(published.spec))
+    result = subprocess.run(
+        [str(out / "app-tool/bin/python"), "-m", "tool"], capture_output=True, text=True, check=True
+    )
+    assert f"{out}/framework-base/" in result.stdout
+    meta = json.loads((out / "__venvstacks__/linux_x86_64/env_metadata/app-tool.json").read_text())
+    assert "archive_name" not in meta and meta["install_target"] == "app-tool"
