@@ -24,8 +24,8 @@ from rig.runtime import local_cpython_prefix, make_runtime_mirror
 prefix = local_cpython_prefix("3.12.1")
 if prefix is None:
     sys.exit("no local CPython 3.12.1 found (set VENVLAYERS_TEST_CPYTHON_3_12_1 to its prefix)")
-mirror = make_runtime_mirror([(prefix, "3.12.1")], Path("examples/basic/_build/_mirror"))
-print(mirror.downloads_json.as_uri())
+mirror = make_runtime_mirror([(prefix, "3.12.1")], Path("examples/basic/_build/_mirror").absolute())
+print(mirror.downloads_json.absolute().as_uri())
 PY
 )
     export UV_PYTHON_DOWNLOADS_JSON_URL

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from rig.cli import Run
 from rig.index import SimpleIndex
 from rig.runtime import (
     RuntimeMirror,
@@ -140,3 +141,17 @@ def simple_index_factory() -> Iterator[Callable[..., SimpleIndex]]:
     yield factory
     for index in started:
         index.stop()
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
+    """``cli(*args)`` runs ``venvlayers`` in-process and returns its code and output."""
+    from venvlayers.cli import main
+
+    def run(*args: str | Path) -> Run:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return Run(code, captured.out, captured.err)
+
+    return run

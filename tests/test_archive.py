@@ -133,6 +133,8 @@ def test_thread_count_does_not_change_bytes(
     monkeypatch.setattr(archive, "XZ_CHUNK", 64 << 10)
     monkeypatch.setattr(archive, "ZIP_CHUNK", 64 << 10)
     monkeypatch.setattr(archive, "ZSTD_FEED", 64 << 10)
+    # zstd splits work into jobs of 4 windows by default; 1 MiB jobs give several workers work.
+    monkeypatch.setitem(archive.ZSTD_OPTIONS, zstd.CompressionParameter.job_size, 1 << 20)
     src = big_tree(tmp_path / "src")
     infos = {t: write(src, tmp_path / f"t{t}.out", fmt, threads=t) for t in (1, 2, 5)}
     assert len(set(infos.values())) == 1
@@ -229,6 +231,14 @@ def test_special_file_is_refused_by_name(tmp_path: Path) -> None:
         with pytest.raises(ArchiveError, match=r"sock.*socket"):
             write(src, out, ArchiveFormat.ZIP)
     # Nothing half-written is left beside the target.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_absolute_symlink_is_refused_when_writing(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src")
+    (src / "abs").symlink_to("/usr/bin/env")
+    with pytest.raises(ArchiveError, match="abs: symlink to the absolute path '/usr/bin/env'"):
+        write(src, tmp_path / "a.tar.xz", ArchiveFormat.TAR_XZ)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
 
 
@@ -565,3 +575,42 @@ def test_iter_archive_members_lists_folders_with_slash(tmp_path: Path) -> None:
     assert listed[0] == "layer/"
     assert "layer/empty/" in listed
     assert "layer/bin/python" in listed
+
+
+@pytest.mark.slow
+def test_zip_with_more_than_65535_entries_uses_zip64(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    for d in range(66):
+        folder = src / f"d{d:02}"
+        folder.mkdir(parents=True)
+        for f in range(1000):
+            (folder / f"{f}").touch()
+    out = tmp_path / "many.zip"
+    write(src, out, ArchiveFormat.ZIP)
+    with zipfile.ZipFile(out) as zf:
+        assert len(zf.infolist()) == 1 + 66 + 66_000
+        assert zf.testzip() is None
+    if shutil.which("unzip"):
+        subprocess.run(["unzip", "-tq", str(out)], check=True, capture_output=True)
+
+
+def test_tar_hard_link_inside_the_layer_is_restored(tmp_path: Path) -> None:
+    good = tmp_path / "links.tar.xz"
+    good.write_bytes(
+        _tar_xz(
+            [*OK, ("layer/sub/", "dir", ""), ("layer/sub/same.txt", "hardlink", "layer/ok.txt")]
+        )
+    )
+    dest = extract_archive(good, tmp_path / "d", expected_root="layer")
+    assert (dest / "sub" / "same.txt").read_text() == "fine"
+    assert (dest / "sub" / "same.txt").stat().st_ino == (dest / "ok.txt").stat().st_ino
+
+
+@pytest.mark.parametrize("fmt", [ArchiveFormat.TAR_XZ, ArchiveFormat.ZIP])
+def test_top_level_file_instead_of_folder_is_refused(
+    tmp_path: Path, deploy_dir: Path, fmt: ArchiveFormat
+) -> None:
+    members: Evil = [("layer", "file", "not a folder")]
+    evil = tmp_path / f"evil{archive_suffix(fmt)}"
+    evil.write_bytes(_tar_xz(members) if fmt is ArchiveFormat.TAR_XZ else _zip(members))
+    _refused(evil, deploy_dir, "top-level entry must be a folder")

@@ -11,10 +11,10 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from rig.cli import Run, index_table
 from rig.index import SimpleIndex
 from rig.runtime import RuntimeMirror
 from rig.wheels import build_wheel
@@ -35,17 +35,6 @@ LAYERS = [
     "app-one",
     "app-two",
 ]
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-def index_table(url: str) -> str:
-    return f'\n[[tool.uv.index]]\nname = "local"\nurl = "{url}"\ndefault = true\n'
 
 
 def clean_env() -> dict[str, str]:
@@ -92,17 +81,6 @@ def top_level(site: Path) -> set[str]:
         for p in site.iterdir()
         if p.name not in ("sitecustomize.py", "_virtualenv.py", "_virtualenv.pth", "__pycache__")
     }
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
-    def run(*args: str | Path) -> Run:
-        capsys.readouterr()
-        code = main([str(a) for a in args])
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err)
-
-    return run
 
 
 @pytest.fixture(scope="module")
@@ -394,3 +372,30 @@ def test_incremental_builds_clean_and_locked(
     assert run.code == 0, run.err
     assert summary(run) == (set(LAYERS), set())
     assert run_app(build, "app-one", "one")["answer"] == 42
+
+
+@pytest.mark.slow
+def test_shared_library_found_after_publish_and_deploy(built: Path, tmp_path: Path) -> None:
+    """The deployed wrapper names deployed folders (app-one is versioned: app-one@N)."""
+    out, target = tmp_path / "out", tmp_path / "deployed"
+    assert main(["-q", "publish", "--output-dir", str(out), str(built)]) == 0
+    meta = out / "__venvstacks__"
+    assert (
+        main(
+            [
+                "-q",
+                "deploy",
+                "--metadata",
+                str(meta),
+                "--archives",
+                str(out),
+                "--target",
+                str(target),
+            ]
+        )
+        == 0
+    )
+    (app,) = target.glob("app-one@*")
+    result = run_app(target, app.name, "one")
+    assert result["answer"] == 42
+    assert all(str(target) in str(path) for path in result["files"].values())  # type: ignore[union-attr]

@@ -11,11 +11,11 @@ import re
 import shutil
 import tomllib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from rig import run_uv
+from rig.cli import Run, index_table
 from rig.index import SimpleIndex
 from rig.runtime import RuntimeMirror
 from rig.wheels import build_wheel
@@ -37,21 +37,6 @@ name = "cpython-3.12"
 python_implementation = "cpython@3.12.1"
 requirements = []
 """
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def text(self) -> str:
-        return self.out + self.err
-
-
-def index_table(url: str) -> str:
-    return f'\n[[tool.uv.index]]\nname = "local"\nurl = "{url}"\ndefault = true\n'
 
 
 def make_stack(dest: Path, index_url: str, name: str = "layered") -> Path:
@@ -107,17 +92,6 @@ def meta(spec: Path, layer: str) -> dict[str, object]:
 
 def stale_layers(run: Run) -> list[str]:
     return re.findall(r"^(\S+): stale", run.out, flags=re.MULTILINE)
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
-    def run(*args: str | Path) -> Run:
-        capsys.readouterr()
-        code = main([str(a) for a in args])
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err)
-
-    return run
 
 
 @pytest.fixture(autouse=True)

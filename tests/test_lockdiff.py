@@ -127,7 +127,7 @@ def write_locks(
     so ``lock --check`` finds these locks fresh without running uv.
     """
     graph = load_stack(spec_path)
-    provided: dict[str, dict[str, lock.LockedPackage]] = {}
+    provided: dict[str, dict[str, tuple[tuple[lock.LockedPackage, ...], str]]] = {}
     for layer in graph:
         text = pylock(locks[layer.name])
         paths = lock.lock_paths(graph, layer.name)
@@ -135,8 +135,8 @@ def write_locks(
         paths.pylock.write_text(text, encoding="utf-8")
         state = lock.LayerLockState(layer=layer, paths=paths)
         for lower in layer.dependencies:
-            for name, package in provided[lower].items():
-                state.provided.setdefault(name, (package, lower))
+            for name, entry in provided[lower].items():
+                state.provided.setdefault(name, entry)
         inputs = lock._lock_inputs(graph, layer, state)
         LockMetadata(
             requirements_hash="sha256:" + _hash(text),
@@ -146,9 +146,12 @@ def write_locks(
             lock_version=lock_versions.get(layer.name, 1),
             locked_at="2026-11-24T10:01:17Z",
         ).write(paths.meta)
-        mine = {name: package for name, (package, _) in state.provided.items()}
+        mine = dict(state.provided)
+        own: dict[str, list[lock.LockedPackage]] = {}
         for package in lock.read_pylock_text(text):
-            mine.setdefault(package.name, package)  # the locker keeps the first entry per name
+            own.setdefault(package.name, []).append(package)
+        for name, entries in own.items():
+            mine.setdefault(name, (tuple(entries), layer.name))  # as the locker records them
         provided[layer.name] = mine
 
 

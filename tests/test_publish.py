@@ -159,9 +159,22 @@ def test_archives_are_standard_and_leak_no_build_path(published: Stack) -> None:
             assert f"{root}/pyvenv.cfg" not in listing.stdout
 
 
-def test_publish_again_gives_identical_bytes(published: Stack, tmp_path: Path) -> None:
+def test_publish_again_gives_identical_bytes(
+    published: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     before = archives(published.out)
-    run("publish", "--tag-outputs", "--output-dir", str(published.out), str(published.spec))
+    # into a fresh folder: every archive is written again, byte for byte the same
+    fresh = tmp_path / "again"
+    run("publish", "--tag-outputs", "--output-dir", str(fresh), str(published.spec))
+    assert archives(fresh) == before
+    # into the same folder with nothing changed: the archives are reused, not rewritten
+    mtimes = {p.name: p.stat().st_mtime_ns for p in published.out.glob("*.tar.xz")}
+    assert (
+        main(["publish", "--tag-outputs", "--output-dir", str(published.out), str(published.spec)])
+        == 0
+    )
+    assert "app-tool-linux_x86_64-1.tar.xz unchanged" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in published.out.glob("*.tar.xz")} == mtimes
     assert archives(published.out) == before
     meta = json.loads(
         (published.out / "__venvstacks__/linux_x86_64/env_metadata/app-tool.json").read_text()
@@ -219,7 +232,7 @@ def test_deploy_runs_every_app(published: Stack, tmp_path: Path) -> None:
         text=True,
         check=True,
     )
-    assert other.stdout.strip() == "other 1.1.0"
+    assert other.stdout.strip() == "other 2.0.0"  # beta pulls the newest alpha
     # the build folder can go away: the deployed stack stands alone
     assert (
         "_build"
@@ -286,3 +299,67 @@ def test_local_export_runs_apps(published: Stack, tmp_path: Path) -> None:
     assert f"{out}/framework-base/" in result.stdout
     meta = json.loads((out / "__venvstacks__/linux_x86_64/env_metadata/app-tool.json").read_text())
     assert "archive_name" not in meta and meta["install_target"] == "app-tool"
+
+
+def relabel(source: Path, target: Path, old: str, new: str) -> Path:
+    """A second platform's publish output made from a real one (names and metadata)."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("deployed"))
+    (target / "__venvstacks__" / old).rename(target / "__venvstacks__" / new)
+    for archive in target.glob(f"*-{old}-*"):
+        archive.rename(archive.with_name(archive.name.replace(old, new)))
+    for path in (target / "__venvstacks__" / new).rglob("*.json"):
+        path.write_text(path.read_text().replace(old, new))
+    return target
+
+
+def test_merge_and_release_real_publish_outputs(
+    published: Stack,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from rig.github_double import GitHubDouble
+
+    from venvlayers.release import github_asset_name
+
+    linux = tmp_path / "artifacts" / "linux"
+    shutil.copytree(published.out, linux, ignore=shutil.ignore_patterns("deployed"))
+    relabel(linux, tmp_path / "artifacts" / "win", "linux_x86_64", "win_amd64")
+    merged = tmp_path / "merged"
+    report = tmp_path / "merge.md"
+    code = main(
+        [
+            "merge",
+            str(tmp_path / "artifacts"),
+            "--output-dir",
+            str(merged),
+            "--report",
+            str(report),
+            "--expect-platform",
+            "linux_x86_64,win_amd64",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    index = json.loads((merged / "venvstacks-index.json").read_text())
+    assert set(index["layers"]["app-tool"]["platforms"]) == {"linux_x86_64", "win_amd64"}
+    assert "app-tool" in report.read_text()
+
+    token = "ghs_PipelineSecret0000000000000000"
+    with GitHubDouble(token=token, repo="octo/stacks") as github:
+        monkeypatch.setenv("GITHUB_TOKEN", token)
+        monkeypatch.setenv("GITHUB_REPOSITORY", "octo/stacks")
+        monkeypatch.setenv("GITHUB_API_URL", github.api_url)
+        assert main(["release", "--tag", "v1.0.0", str(merged)]) == 0
+        assert main(["release", "--tag", "v1.0.0", str(merged)]) == 0  # idempotent
+        names = sorted(asset.name for asset in github.assets_of("v1.0.0"))
+    out = capsys.readouterr()
+    assert token not in out.out + out.err
+    # GitHub turns the '@' of versioned layers into '.'; we upload under that name ourselves
+    expected = [
+        github_asset_name(p.name)
+        for p in merged.iterdir()
+        if p.is_file() and p.name != "SHA256SUMS"
+    ] + ["SHA256SUMS"]
+    assert names == sorted(expected)
+    assert "app-other.1-linux_x86_64-1.tar.xz" in names
+    assert "uploaded 0, already present" in out.err

@@ -343,14 +343,30 @@ def test_asset_over_2_gib_is_refused_before_any_request(
     assert not (out / SHA256SUMS_NAME).exists()
 
 
-def test_name_github_would_rename_is_refused(double: GitHubDouble, tmp_path: Path) -> None:
-    odd = tmp_path / "my layer+cuda.tar.xz"
+def test_name_github_would_rename_is_uploaded_under_githubs_name(
+    double: GitHubDouble, tmp_path: Path
+) -> None:
+    odd = tmp_path / "app-x@2-linux_x86_64-1.tar.xz"
     odd.write_bytes(b"x")
-    with pytest.raises(ReleaseError, match="would rename"):
+    kwargs = dict(repo=REPO, tag=TAG, assets=[odd], token=TOKEN, api_url=double.api_url)
+    first = publish_release(**kwargs, reporter=Reporter(io.StringIO()))  # type: ignore[arg-type]
+    assert first.uploaded == ["app-x.2-linux_x86_64-1.tar.xz"]
+    # the next run recognises the asset by that name and uploads nothing
+    second = publish_release(**kwargs, reporter=Reporter(io.StringIO()))  # type: ignore[arg-type]
+    assert second.uploaded == [] and second.skipped == ["app-x.2-linux_x86_64-1.tar.xz"]
+    assert [a.name for a in double.assets_of(TAG)] == ["app-x.2-linux_x86_64-1.tar.xz"]
+
+
+def test_names_colliding_after_renaming_are_refused(double: GitHubDouble, tmp_path: Path) -> None:
+    one, two = tmp_path / "a" / "x@1.zip", tmp_path / "b" / "x.1.zip"
+    for path in (one, two):
+        path.parent.mkdir()
+        path.write_bytes(b"x")
+    with pytest.raises(ReleaseError, match=r"would both be release asset x\.1\.zip"):
         publish_release(
             repo=REPO,
             tag=TAG,
-            assets=[odd],
+            assets=[one, two],
             token=TOKEN,
             api_url=double.api_url,
             reporter=Reporter(io.StringIO()),

@@ -280,7 +280,7 @@ class _StackBuilder:
 
     def _install_lock(self, layer: Layer, python: Path, *, system: bool) -> set[str]:
         pylock = lock_paths(self.graph, layer.name).pylock
-        from venvlayers.lock import read_pylock
+        from venvlayers.lock import read_pylock, write_layer_uv_config
 
         packages = {p.name for p in read_pylock(pylock)}
         if not packages:
@@ -291,6 +291,9 @@ class _StackBuilder:
             "--python",
             str(python),
             "--no-build",
+            # the spec's index settings, so UV_INDEX_<NAME>_* credentials reach the downloads
+            "--config-file",
+            str(write_layer_uv_config(self.graph, layer, self.root / "_uv" / f"{layer.name}.toml")),
             "--link-mode",
             "copy",
             "-r",
@@ -407,20 +410,8 @@ class _StackBuilder:
             (bin_dir / alias).symlink_to(real.name)
 
     def _write_python_wrapper(self, layer: Layer, target: Path, layout: LayerLayout) -> None:
-        """With lower-layer shared libraries, ``bin/python`` sets the loader path first."""
-        config = postinstall.load_config(target)
-        if not config["dynlib_dirs"]:
-            return
-        variable = "DYLD_LIBRARY_PATH" if self.platform.is_macos else "LD_LIBRARY_PATH"
-        real = Path(layout.python(LayerKind.RUNTIME)).name
-        script = python_wrapper(
-            variable, [d.removeprefix("../") for d in config["dynlib_dirs"]], real
-        )
-        for alias in ("python", "python3"):
-            wrapper = target / "bin" / alias
-            wrapper.unlink()
-            wrapper.write_text(script, encoding="utf-8")
-            wrapper.chmod(0o755)
+        config = LayerConfig.model_validate(postinstall.load_config(target))
+        install_python_wrapper(target, layout, config.dynlib_dirs)
 
     # -- checks ------------------------------------------------------------------
 
@@ -465,6 +456,21 @@ class _StackBuilder:
             raise BuildError(
                 f"{self.graph.path}: layer {layer.name}: built, but these imports fail: {failed}"
             )
+
+
+def install_python_wrapper(target: Path, layout: LayerLayout, dynlib_dirs: Sequence[str]) -> None:
+    """With lower-layer shared libraries, the layer's ``bin/python`` (and ``python3``) set
+    the loader path before running the real interpreter (POSIX only)."""
+    if not dynlib_dirs or layout.platform.is_windows:
+        return
+    variable = "DYLD_LIBRARY_PATH" if layout.platform.is_macos else "LD_LIBRARY_PATH"
+    real = Path(layout.python(LayerKind.RUNTIME)).name
+    script = python_wrapper(variable, [d.removeprefix("../") for d in dynlib_dirs], real)
+    for alias in ("python", "python3"):
+        wrapper = target / "bin" / alias
+        wrapper.unlink(missing_ok=True)  # never write through a link (or a hard link)
+        wrapper.write_text(script, encoding="utf-8")
+        wrapper.chmod(0o755)
 
 
 def python_wrapper(variable: str, dynlib_dirs: Sequence[str], real_python: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -131,6 +132,44 @@ def cmd_release(args: argparse.Namespace, reporter: Reporter) -> int:
         f"uploaded {len(result.uploaded)}, already present {len(result.skipped)}, replaced {len(result.replaced)}"
     )
     return 0
+
+
+def cmd_merge(args: argparse.Namespace, reporter: Reporter) -> int:
+    from venvlayers.merge import merge_publish_outputs
+
+    expected = [p for value in args.expect_platform for p in value.replace(",", " ").split()]
+    report = merge_publish_outputs(
+        list(args.inputs),
+        args.output_dir,
+        reporter=reporter,
+        expected_platforms=expected or None,
+        report_path=args.report,
+    )
+    reporter.set_output("metadata-dir", str(args.output_dir))
+    if args.report:
+        reporter.set_output("report", str(args.report))
+    reporter.info(
+        f"merged {len(report.layers)} layer(s) for {', '.join(report.platforms)} into {args.output_dir}"
+    )
+    return 0
+
+
+def cmd_lock_diff(args: argparse.Namespace, reporter: Reporter) -> int:
+    from venvlayers.fsutil import write_text_atomic
+    from venvlayers.lockdiff import lock_diff
+
+    report = lock_diff(args.spec, args.base, reporter=reporter)
+    markdown = report.to_markdown()
+    if args.report:
+        write_text_atomic(args.report, markdown)
+        reporter.set_output("report", str(args.report))
+    reporter.summary(markdown)
+    reporter.set_output("stale", "true" if report.stale else "false")
+    if args.json:
+        sys.stdout.write(dumps_json(report.to_json()))
+    else:
+        sys.stdout.write(markdown)
+    return 1 if report.stale else 0
 
 
 def cmd_platform(args: argparse.Namespace, reporter: Reporter) -> int:
@@ -370,6 +409,38 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument("out", type=Path, help="the merge output folder")
     release.set_defaults(handler=cmd_release)
 
+    merge = commands.add_parser(
+        "merge", help="merge per-platform publish outputs into one index; check consistency"
+    )
+    merge.add_argument(
+        "inputs", nargs="+", type=Path, metavar="DIR", help="publish outputs (downloaded artifacts)"
+    )
+    merge.add_argument("--output-dir", type=Path, required=True)
+    merge.add_argument(
+        "--report", type=Path, default=None, help="also write the markdown report here"
+    )
+    merge.add_argument(
+        "--expect-platform",
+        action="append",
+        default=[],
+        metavar="PLATFORM",
+        help="a platform that must be present (repeatable or comma-separated)",
+    )
+    merge.set_defaults(handler=cmd_merge)
+
+    diff = commands.add_parser(
+        "lock-diff", help="what a change does to the locks, per layer, as markdown"
+    )
+    diff.add_argument(
+        "--base", required=True, help="git ref (e.g. origin/main) or a folder with the older spec"
+    )
+    diff.add_argument(
+        "--report", type=Path, default=None, help="also write the markdown report here"
+    )
+    diff.add_argument("--json", action="store_true")
+    diff.add_argument("spec", type=Path)
+    diff.set_defaults(handler=cmd_lock_diff)
+
     plat = commands.add_parser("platform", help="print this machine's platform tag")
     plat.set_defaults(handler=cmd_platform)
     return parser
@@ -398,6 +469,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             reporter.info("interrupted")
             return 130
+        except Exception:
+            # A traceback is a bug in venvlayers: show it, with its own exit status
+            traceback.print_exc()
+            print(
+                "error: internal error in venvlayers (a bug); please report it with the traceback above",
+                file=sys.stderr,
+            )
+            return 3
     _flush_warnings(caught, reporter)
     return code
 

@@ -22,6 +22,7 @@ from venvlayers.fsutil import sha256_file, write_json_atomic
 from venvlayers.gha import Reporter
 from venvlayers.models import LayerMetadata, StackManifest, read_model
 from venvlayers.platforms import host_platform
+from venvlayers.release import github_asset_name
 
 DEPLOY_RECORD = ".venvlayers-deployed.json"
 
@@ -111,6 +112,9 @@ def deploy_stack(
                 f"{manifest_path}: {item.layer_name} has no archive fields; deploy needs `venvlayers publish` output"
             )
         archive = archives / item.archive_name
+        if not archive.exists():
+            # downloaded from a GitHub release, where '@' in a name becomes '.'
+            archive = archives / github_asset_name(item.archive_name)
         if not archive.exists():
             raise DeployError(
                 f"{archive}: archive of {item.layer_name} not found; pass --archives DIR where the archives are"

@@ -76,25 +76,13 @@ class LockedPackage:
 
 def read_pylock(path: Path) -> list[LockedPackage]:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return read_pylock_text(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise LockError(f"{path}: lock file not found; run `venvlayers lock`", path=path) from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, KeyError) as exc:
         raise LockError(
             f"{path}: corrupt lock file ({exc}); run `venvlayers lock --reset-lock '*'`", path=path
         ) from None
-    packages = []
-    for entry in data.get("packages", []):
-        wheels = tuple(
-            str(w.get("name") or w.get("url", "").rsplit("/", 1)[-1])
-            for w in entry.get("wheels", [])
-        )
-        packages.append(
-            LockedPackage(
-                str(entry["name"]), str(entry.get("version", "")), entry.get("marker"), wheels
-            )
-        )
-    return packages
 
 
 @dataclass
@@ -105,9 +93,8 @@ class LayerLockState:
     paths: LockPaths
     stale_reasons: list[str] = field(default_factory=list)
     packages: list[LockedPackage] = field(default_factory=list)  # this layer's own lock
-    provided: dict[str, tuple[LockedPackage, str]] = field(
-        default_factory=dict
-    )  # name -> (pkg, provider)
+    # name -> (every locked entry of it, e.g. one per platform marker; the providing layer)
+    provided: dict[str, tuple[tuple[LockedPackage, ...], str]] = field(default_factory=dict)
     metadata: LockMetadata | None = None
     changed: bool = False
 
@@ -265,8 +252,12 @@ def lock_stack(
         if not state.stale or not check:
             if not state.packages and state.paths.pylock.exists():
                 state.packages = read_pylock(state.paths.pylock)
+            own: dict[str, list[LockedPackage]] = {}
             for package in state.packages:
-                state.provided.setdefault(package.name, (package, layer.name))
+                own.setdefault(package.name, []).append(package)
+            for name, entries in own.items():
+                # the lowest layer in sys.path order that provides a name wins, with all its entries
+                state.provided.setdefault(name, (tuple(entries), layer.name))
     return LockResult(list(states.values()))
 
 
@@ -283,11 +274,11 @@ class LockInputs:
 
 
 def _lock_inputs(graph: StackGraph, layer: Layer, state: LayerLockState) -> LockInputs:
-    provided = sorted(state.provided.values(), key=lambda item: item[0].name)
+    names = sorted(state.provided)
     return LockInputs(
         requirements=tuple(layer.spec.requirements),
-        constraints=tuple(pkg.constraint() for pkg, _ in provided),
-        omitted=tuple(sorted({pkg.name for pkg, _ in provided})),
+        constraints=tuple(pkg.constraint() for name in names for pkg in state.provided[name][0]),
+        omitted=tuple(names),
         other=_other_inputs(graph, layer),
         version=_version_inputs(graph, layer),
     )
@@ -338,6 +329,12 @@ def _config_file(settings: dict[str, Any]) -> str:
     config = {k: v for k, v in settings.items() if k not in _PROJECT_UV_KEYS}
     config["no-build"] = True
     return tomlkit.dumps(config)
+
+
+def write_layer_uv_config(graph: StackGraph, layer: Layer, path: Path) -> Path:
+    """Write the layer's resolver settings as a uv.toml (for --config-file); returns ``path``."""
+    write_text_atomic(path, _config_file(layer_uv_settings(graph, layer)))
+    return path
 
 
 def _project_file(layer: Layer, inputs: LockInputs, settings: dict[str, Any]) -> str:
@@ -457,13 +454,17 @@ def _relock(
 
 
 def read_pylock_text(text: str) -> list[LockedPackage]:
+    """The packages of a PEP 751 lock (wheel file names from ``name`` or the URL's end)."""
     data = tomllib.loads(text)
     return [
         LockedPackage(
             str(p["name"]),
             str(p.get("version", "")),
             p.get("marker"),
-            tuple(str(w.get("url", "")).rsplit("/", 1)[-1] for w in p.get("wheels", [])),
+            tuple(
+                str(w.get("name") or str(w.get("url", "")).rsplit("/", 1)[-1])
+                for w in p.get("wheels", [])
+            ),
         )
         for p in data.get("packages", [])
     ]
@@ -481,7 +482,9 @@ def _normalize_pylock(text: str) -> str:
 
 
 def _packages_summary(
-    layer: Layer, packages: list[LockedPackage], provided: dict[str, tuple[LockedPackage, str]]
+    layer: Layer,
+    packages: list[LockedPackage],
+    provided: dict[str, tuple[tuple[LockedPackage, ...], str]],
 ) -> str:
     lines = [f"# Packages of {layer.name}; 'from X' marks packages a lower layer provides"]
     for package in sorted(packages, key=lambda p: p.name):
@@ -604,7 +607,8 @@ def _translate_lock_failure(graph: StackGraph, state: LayerLockState, message: s
     mentioned = {canonicalize_name(m) for m in _NAME_RE.findall(uv_text)}
     pinned = [
         f"{pkg.name} {pkg.version} (locked by {provider})"
-        for pkg, provider in state.provided.values()
+        for entries, provider in state.provided.values()
+        for pkg in entries
         if canonicalize_name(pkg.name) in mentioned
     ]
     where = dict(path=graph.path, line=layer.spec.line)

@@ -8,6 +8,7 @@ deployed folder names. ``export.py`` copies the same staged view instead of arch
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -18,9 +19,16 @@ from pathlib import Path
 
 from venvlayers import __version__, postinstall
 from venvlayers.archive import ArchiveFormat, default_format_for, write_archive
-from venvlayers.build import BuildResult, LayerLayout, build_dir_for, layer_config, python_wrapper
+from venvlayers.build import (
+    STAMP_DIR,
+    BuildResult,
+    LayerLayout,
+    build_dir_for,
+    install_python_wrapper,
+    layer_config,
+)
 from venvlayers.errors import PublishError
-from venvlayers.fsutil import sha256_file, sha256_text
+from venvlayers.fsutil import sha256_file, sha256_text, write_json_atomic
 from venvlayers.gha import Reporter
 from venvlayers.graph import Layer, StackGraph
 from venvlayers.lock import lock_paths, module_hash
@@ -28,6 +36,7 @@ from venvlayers.models import (
     ArchiveHashes,
     LayerMetadata,
     LockMetadata,
+    PublishInfo,
     StackManifest,
     SupportModule,
     read_model,
@@ -144,18 +153,10 @@ def stage_layer(
         bin_dir = stage_path / "bin"
         runtime_python = layout.python(LayerKind.RUNTIME)
         real = bin_dir / Path(runtime_python).name
+        # The link to the runtime's interpreter would leave the layer (and deploy refuses
+        # such links); postinstall recreates it next to the deployed runtime.
         real.unlink(missing_ok=True)
-        real.symlink_to(f"../../{install_target(graph, layer.runtime)}/{runtime_python}")
-        if config.dynlib_dirs:
-            variable = "DYLD_LIBRARY_PATH" if platform.is_macos else "LD_LIBRARY_PATH"
-            script = python_wrapper(
-                variable, [d.removeprefix("../") for d in config.dynlib_dirs], real.name
-            )
-            for alias in ("python", "python3"):
-                wrapper = bin_dir / alias
-                wrapper.unlink(missing_ok=True)
-                wrapper.write_text(script, encoding="utf-8")
-                wrapper.chmod(0o755)
+        install_python_wrapper(stage_path, layout, config.dynlib_dirs)
 
 
 def _link_or_copy(source: str, destination: str) -> None:
@@ -228,14 +229,22 @@ def publish_stack(
 
     def publish_one(layer: Layer) -> PublishedLayer:
         metadata = layer_metadata(graph, layer, platform)
-        stage = stage_root / metadata.install_target
-        stage_layer(graph, layer, root / layer.name, stage, platform)
         previous_path = env_dir / f"{layer.name}.json"
         previous = (
             read_model(LayerMetadata, previous_path, PublishError)
             if previous_path.exists()
             else None
         )
+        # one stamp per output folder: publishing elsewhere must not invalidate this one
+        folder_key = sha256_text(str(output_dir))[:12]
+        stamp_path = root / STAMP_DIR / f"{layer.name}.publish-{folder_key}.json"
+        key = _publish_key(root, layer, metadata, fmt, tag_outputs)
+        reused = _reuse_archive(stamp_path, key, previous, output_dir)
+        if reused is not None:
+            reporter.info(f"{layer.name}: {reused.archive.name} unchanged")
+            return reused
+        stage = stage_root / metadata.install_target
+        stage_layer(graph, layer, root / layer.name, stage, platform)
         scratch = output_dir / f".{metadata.install_target}.partial{fmt_suffix(fmt)}"
         lock = read_lock_metadata(graph, layer.name)
         info = write_archive(
@@ -260,6 +269,10 @@ def publish_stack(
         metadata.target_platform = str(platform)
         metadata.archive_size = info.size
         metadata.archive_hashes = ArchiveHashes(sha256=info.sha256)
+        write_json_atomic(
+            stamp_path,
+            {"key": key, "archive": archive.name, "mtime_ns": archive.stat().st_mtime_ns},
+        )
         reporter.info(f"{layer.name}: {archive.name} ({info.size / 1e6:.1f} MB)")
         return PublishedLayer(metadata, archive)
 
@@ -283,6 +296,41 @@ def publish_stack(
         layers=[layer.name for layer in graph if layer.targets(platform)],
     ).write(meta_dir / PUBLISH_INFO_NAME)
     return PublishResult(platform, meta_dir, published)
+
+
+def _publish_key(
+    root: Path, layer: Layer, metadata: LayerMetadata, fmt: ArchiveFormat, tag_outputs: bool
+) -> str:
+    """Everything an archive's bytes and name depend on: the build, metadata and options."""
+    build_stamp = root / STAMP_DIR / f"{layer.name}.json"
+    inputs = {
+        "build": build_stamp.read_text(encoding="utf-8") if build_stamp.exists() else "",
+        "metadata": metadata.dump(),
+        "format": str(fmt),
+        "tag_outputs": tag_outputs,
+        "epoch": os.environ.get("SOURCE_DATE_EPOCH", ""),
+    }
+    return sha256_text(json.dumps(inputs, sort_keys=True))
+
+
+def _reuse_archive(
+    stamp_path: Path, key: str, previous: LayerMetadata | None, output_dir: Path
+) -> PublishedLayer | None:
+    """The archive of the last publish, when nothing it depends on changed (no-op publish)."""
+    if previous is None or previous.archive_name is None or not stamp_path.exists():
+        return None
+    try:
+        stamp = json.loads(stamp_path.read_text(encoding="utf-8"))
+        archive = output_dir / previous.archive_name
+        unchanged = (
+            stamp.get("key") == key
+            and stamp.get("archive") == previous.archive_name
+            and archive.stat().st_mtime_ns == stamp.get("mtime_ns")
+            and archive.stat().st_size == previous.archive_size
+        )
+    except (OSError, ValueError):
+        return None
+    return PublishedLayer(previous, archive) if unchanged else None
 
 
 def fmt_suffix(fmt: ArchiveFormat) -> str:

@@ -50,9 +50,16 @@ API_TIMEOUT = 60
 MAX_BACKOFF = 60.0
 API_VERSION = "2022-11-28"
 
-# GitHub silently renames assets with other characters, which would defeat the
-# name-based idempotency check on the next run, so such names are refused up front.
-_SAFE_ASSET_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+# GitHub renames assets with other characters (``app@2-…`` becomes ``app.2-…``). We
+# upload under that name ourselves, so the name-based idempotency check still holds.
+_UNSAFE_ASSET_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def github_asset_name(name: str) -> str:
+    """The name GitHub gives an uploaded file (versioned layers' ``@`` becomes ``.``)."""
+    return _UNSAFE_ASSET_CHARS.sub(".", name)
+
+
 _REPO_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 # <install_target>-<platform>[-<archive_build>].<ext>, as written by publish
 _LAYER_ARCHIVE = re.compile(
@@ -95,7 +102,7 @@ def write_sha256sums(directory: Path, names: list[str]) -> Path:
         path = directory / name
         if not path.is_file():
             raise ReleaseError(f"{path} does not exist; cannot list it in {SHA256SUMS_NAME}")
-        lines.append(f"{sha256_file(path)}  {name}\n")
+        lines.append(f"{sha256_file(path)}  {github_asset_name(name)}\n")
     target = directory / SHA256SUMS_NAME
     write_text_atomic(target, "".join(lines))
     return target
@@ -125,13 +132,13 @@ def _check_local_assets(assets: list[Path]) -> list[tuple[Path, int]]:
     seen: dict[str, Path] = {}
     checked: list[tuple[Path, int]] = []
     for path in assets:
-        name = path.name
+        name = github_asset_name(path.name)
         if not path.is_file():
             problems.append(f"{path} does not exist or is not a file")
             continue
-        if not _SAFE_ASSET_NAME.fullmatch(name) or name.endswith("."):
+        if name.startswith(".") or name.endswith("."):
             problems.append(
-                f"{path}: GitHub would rename asset {name!r}; use only letters, digits, '.', '_' and '-'"
+                f"{path}: GitHub would rename asset {name!r}; names must not start or end with '.'"
             )
         if name in seen:
             problems.append(f"{path} and {seen[name]} would both be release asset {name}")
@@ -659,7 +666,10 @@ def publish_release(
     if not tag or tag != tag.strip():
         raise ReleaseError(f"release tag {tag!r} is empty or has surrounding spaces")
     checked = _check_local_assets(assets)
-    locals_ = [_LocalAsset(path, path.name, size, sha256_file(path)) for path, size in checked]
+    locals_ = [
+        _LocalAsset(path, github_asset_name(path.name), size, sha256_file(path))
+        for path, size in checked
+    ]
     base_url = (api_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
 
     publisher = _Publisher(

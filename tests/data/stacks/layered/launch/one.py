@@ -16,7 +16,9 @@ def main() -> None:
 
     found = {m.__name__: m.__file__ for m in (alpha, beta, delta, gamma, libshared, zeta, extuser)}
     found["onehelp"] = onehelp.__file__
-    json.dump({"files": found, "answer": extuser.answer(), "greeting": onehelp.GREETING}, sys.stdout)
+    json.dump(
+        {"files": found, "answer": extuser.answer(), "greeting": onehelp.GREETING}, sys.stdout
+    )
 
 
 if __name__ == "__main__":

@@ -6,4 +6,7 @@ import sys
 import alpha
 import epsilon
 
-json.dump({"alpha": alpha.__version__, "files": {"alpha": alpha.__file__, "epsilon": epsilon.__file__}}, sys.stdout)
+json.dump(
+    {"alpha": alpha.__version__, "files": {"alpha": alpha.__file__, "epsilon": epsilon.__file__}},
+    sys.stdout,
+)

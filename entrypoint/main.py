@@ -1,0 +1,289 @@
+"""The GitHub Action's program: map action inputs to one venvlayers command, publish results.
+
+Used by both forms of the action:
+- the composite action (action.yml) passes inputs as ``INPUT_<NAME>`` with underscores;
+- the container image gets them the Docker-action way, ``INPUT_<NAME>`` uppercased with
+  dashes kept (``INPUT_OUTPUT-DIR``).
+Both spellings are accepted. Given command-line arguments instead (``docker run IMAGE
+show venvstacks.toml``), it is simply the ``venvlayers`` command. Results become step outputs (GITHUB_OUTPUT), a markdown
+report (also appended to the step summary) and annotations, through ``venvlayers.gha``.
+
+Standard library plus venvlayers only: this file runs in the builder's own environment.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from venvlayers.errors import VenvlayersError
+from venvlayers.gha import Reporter
+
+COMMANDS = ("lock-check", "build", "publish", "merge", "release", "lock-diff", "show")
+FORMATS = ("tar.xz", "tar.zst", "zip")
+
+
+def read_input(name: str, default: str = "") -> str:
+    """The value of action input ``name`` (``output-dir``), stripped; ``default`` when empty."""
+    upper = name.upper()
+    for key in (f"INPUT_{upper}", f"INPUT_{upper.replace('-', '_')}"):
+        value = os.environ.get(key, "").strip()
+        if value:  # the Docker runner sets every declared input, unset ones to ""
+            return value
+    return default
+
+
+def split_list(value: str) -> list[str]:
+    """Inputs like ``include`` take patterns separated by newlines and/or spaces."""
+    return value.split()
+
+
+@dataclass
+class Inputs:
+    command: str
+    spec: str
+    output_dir: str
+    include: list[str]
+    format: str
+    tag: str
+    token: str
+    upload_artifact: bool
+    base: str
+    merge_inputs: list[str]
+
+    @staticmethod
+    def from_env() -> Inputs:
+        return Inputs(
+            command=read_input("command"),
+            spec=read_input("spec", "venvstacks.toml"),
+            output_dir=read_input("output-dir", "_publish"),
+            include=split_list(read_input("include")),
+            format=read_input("format"),
+            tag=read_input("tag"),
+            token=read_input("github-token"),
+            upload_artifact=read_input("upload-artifact", "false").lower() == "true",
+            base=read_input("base"),
+            merge_inputs=split_list(read_input("merge-inputs")),
+        )
+
+
+@dataclass
+class Result:
+    """What one CLI run produced: exit code, the ``--json`` document, the other stdout text."""
+
+    code: int
+    command: str = ""  # the venvlayers subcommand that produced this result
+    data: Any = None
+    text: str = ""
+    outputs: dict[str, str] = field(default_factory=dict)
+
+
+def _includes(inputs: Inputs) -> list[str]:
+    return [arg for pattern in inputs.include for arg in ("--include", pattern)]
+
+
+def _merge_dirs(patterns: list[str]) -> list[str]:
+    """``merge-inputs`` entries may be globs (``artifacts/venvlayers-*``); sorted for determinism."""
+    dirs: list[str] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        dirs.extend(match for match in matches if match not in dirs)
+    if not dirs:
+        raise VenvlayersError(
+            f"merge-inputs {' '.join(patterns)!r} matched no folder; "
+            "list the folders holding each platform's publish output"
+        )
+    return dirs
+
+
+def cli_commands(inputs: Inputs, report: Path) -> list[list[str]]:
+    """The venvlayers command lines for these inputs, run in order (``report``: markdown)."""
+    spec, out = inputs.spec, inputs.output_dir
+    fmt = ["--format", inputs.format] if inputs.format else []
+    if inputs.command == "show":
+        return [["show", *_includes(inputs), spec]]
+    if inputs.command == "lock-check":
+        return [["lock", "--check", *_includes(inputs), spec]]
+    if inputs.command == "build":
+        return [["build", "--locked", *_includes(inputs), spec]]
+    if inputs.command == "publish":
+        # publish archives what build made; platform-tagged names, so platforms can merge
+        publish = ["publish", spec, "--output-dir", out, "--tag-outputs", *fmt, *_includes(inputs)]
+        return [["build", "--locked", *_includes(inputs), spec], [*publish, "--json"]]
+    if inputs.command == "lock-diff":
+        if not inputs.base:
+            raise VenvlayersError(
+                "input 'base' is required for lock-diff (a git ref such as origin/main)"
+            )
+        return [["lock-diff", "--base", inputs.base, "--report", str(report), spec]]
+    if inputs.command == "merge":
+        dirs = _merge_dirs(inputs.merge_inputs)
+        return [["merge", *dirs, "--output-dir", out, "--report", str(report)]]
+    if inputs.command == "release":
+        if not inputs.tag:
+            raise VenvlayersError(
+                "input 'tag' is required for release (for example github.ref_name)"
+            )
+        repo = os.environ.get("GITHUB_REPOSITORY", "")
+        return [
+            ["release", "--tag", inputs.tag, *(["--repo", repo] if repo else []), "--json", out]
+        ]
+    raise VenvlayersError(
+        f"input 'command' is {inputs.command!r}; use one of: {', '.join(COMMANDS)}"
+    )
+
+
+def child_env(inputs: Inputs) -> dict[str, str]:
+    """The CLI's environment: no INPUT_* variables; the token only where a command needs it."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("INPUT_")}
+    env.update(PYTHONUTF8="1", PYTHONIOENCODING="utf-8")
+    if inputs.command == "release" and inputs.token:
+        env["GITHUB_TOKEN"] = inputs.token
+    return env
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> Result:
+    """Run ``python -m venvlayers ARGS``, relaying its stdout live except a ``--json`` document.
+
+    Under Actions the CLI's reporter writes workflow commands to stdout next to the JSON
+    document; ``dumps_json`` puts that document's outer brackets on lines of their own.
+    """
+    command = [sys.executable, "-m", "venvlayers", *args]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, env=env, text=True, encoding="utf-8")
+    assert proc.stdout is not None
+    result, pending, text = Result(code=0, command=args[0]), list[str](), list[str]()
+    for line in proc.stdout:
+        bare = line.rstrip("\r\n")
+        if pending or bare in ("{", "["):
+            pending.append(line)
+            if bare in ("}", "]"):
+                try:
+                    result.data = json.loads("".join(pending))
+                    pending = []
+                except ValueError:
+                    pass  # not the end of the document yet
+            continue
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        if not bare.startswith("::"):
+            text.append(line)
+    sys.stdout.writelines(pending)  # an unfinished "document" was ordinary output after all
+    result.code = proc.wait()
+    result.text = "".join(text + pending)
+    return result
+
+
+def host_platform() -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "venvlayers", "platform"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def _code_block(text: str) -> str:
+    return f"```\n{text.rstrip()}\n```\n" if text.strip() else ""
+
+
+def describe(inputs: Inputs, result: Result, report: Path) -> str:
+    """Fill ``result.outputs`` for the command and return the markdown report."""
+    out, cmd = result.outputs, inputs.command
+    status = "succeeded" if result.code == 0 else f"failed (exit {result.code})"
+    lines = [f"### venvlayers {cmd}: {status}\n"]
+    if cmd in ("lock-check", "build", "publish", "lock-diff"):
+        # exit 1 means "stale locks" from the checking commands only (publish runs build first)
+        stale = result.code == 1 and result.command in ("lock", "build", "lock-diff")
+        out["stale"] = "true" if stale else "false"
+        if stale:
+            lines.append(
+                "Some layer locks are stale: run `venvlayers lock` and commit the changes.\n"
+            )
+    if cmd == "publish" and isinstance(result.data, dict):
+        archives = [str(a) for a in result.data.get("archives", [])]
+        out["platform"] = str(result.data.get("platform", out.get("platform", "")))
+        out["metadata-dir"] = str(result.data.get("metadata_dir", ""))
+        out["archives"] = json.dumps(archives)
+        lines.append(f"Platform `{out['platform']}`, metadata in `{out['metadata-dir']}`\n")
+        lines.append("| archive | size |\n|---|---:|\n")
+        lines.extend(f"| `{Path(a).name}` | {_size(a)} |\n" for a in archives)
+        if inputs.upload_artifact:
+            out["artifact-name"] = f"venvlayers-{out['platform']}"
+            out["artifact-paths"] = "\n".join([*archives, out["metadata-dir"]])
+    if cmd == "merge":
+        out["metadata-dir"] = inputs.output_dir
+    if cmd == "release" and isinstance(result.data, dict):
+        out["release-url"] = str(result.data.get("url", ""))
+        lines.append(f"Release: {out['release-url']}\n")
+    if cmd in ("show", "lock-check", "build"):
+        lines.append(_code_block(result.text))
+    if cmd in ("lock-diff", "merge") and report.is_file():
+        return report.read_text(encoding="utf-8")  # the CLI wrote the full report itself
+    return "\n".join(lines)
+
+
+def _size(path: str) -> str:
+    try:
+        return f"{Path(path).stat().st_size:,} B"
+    except OSError:
+        return "?"
+
+
+def publish_results(reporter: Reporter, inputs: Inputs, result: Result, report: Path) -> None:
+    markdown = describe(inputs, result, report)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(markdown, encoding="utf-8")
+    result.outputs["report"] = str(report)
+    for name, value in sorted(result.outputs.items()):
+        reporter.set_output(name, value)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY", "")
+    already = (
+        Path(summary).read_text(encoding="utf-8") if summary and Path(summary).is_file() else ""
+    )
+    if markdown.strip() not in already:  # the CLI may have added its own report already
+        reporter.summary(markdown)
+
+
+def report_path(inputs: Inputs) -> Path:
+    base = Path(os.environ.get("RUNNER_TEMP") or inputs.output_dir)
+    return (base / f"venvlayers-{inputs.command}-report.md").absolute()
+
+
+def main(argv: list[str]) -> int:
+    if argv:  # `docker run IMAGE publish spec.toml ...`: the plain command line
+        from venvlayers.cli import main as cli_main
+
+        return cli_main(argv)
+    reporter = Reporter.from_env()
+    inputs = Inputs.from_env()
+    reporter.mask(inputs.token)
+    report = report_path(inputs)
+    try:
+        if inputs.format and inputs.format not in FORMATS:
+            raise VenvlayersError(
+                f"input 'format' is {inputs.format!r}; use one of: {', '.join(FORMATS)}"
+            )
+        commands = cli_commands(inputs, report)
+    except VenvlayersError as exc:
+        reporter.error(exc)
+        return exc.exit_code
+    report.unlink(missing_ok=True)  # never mistake an older run's report for this one's
+    for args in commands:
+        reporter.info(f"venvlayers {' '.join(args)}")
+        result = run_cli(args, child_env(inputs))
+        if result.code != 0:
+            break
+    result.outputs["platform"] = host_platform()
+    publish_results(reporter, inputs, result, report)
+    return result.code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
