@@ -57,7 +57,7 @@ def main() -> None:
     import venvstacks.stacks
     from venvstacks.cli import main as venvstacks_main
 
-    venvstacks.stacks._pdm_python_install = _install_local_runtime  # type: ignore[assignment]
+    venvstacks.stacks._pdm_python_install = _install_local_runtime
     venvstacks_main()
 
 
