@@ -1,0 +1,639 @@
+"""Benchmark venvlayers against the reference tool (venvstacks 0.7.0) on the same stack specs.
+
+Usage (normally through ``bench/run``, which prepares both tools):
+
+    python bench/bench.py --peer-python PEER/bin/python [--reps N] [--quick]
+                          [--stack small|realistic]... [--work-dir DIR] [--keep]
+
+For every stack in ``bench/stacks/<name>/`` each tool works in its own copy of the folder,
+with its own caches, and runs, N times, alternating which tool goes first:
+
+- ``lock (cold)``: fresh copy (no locks, no build folder), empty package caches;
+- ``lock (warm)``: fresh copy, caches kept from earlier runs of the same tool;
+- ``build``: build folder removed, locks in place, warm caches;
+- ``publish tar.xz``: into an empty output folder (archive bytes are summed);
+- ``publish tar.zst``: venvlayers only; compared with the reference's tar.xz row;
+- ``no-op pipeline``: lock + build + publish again with nothing changed (times summed).
+
+Before the repetitions each tool runs the whole pipeline once, untimed, so "warm" caches
+are warm on the first repetition too. Wall time is measured around each command; peak
+memory is ``ru_maxrss`` from ``os.wait4`` (the largest process of the command's tree).
+
+Runtimes come from local ``install_only`` archives made by the test rig from local
+CPythons: venvlayers reads them through ``UV_PYTHON_DOWNLOADS_JSON_URL``, the reference
+through ``bench/peer_offline.py``. The small stack is served from a generated wheelhouse on
+a local PEP 503 index (``UV_DEFAULT_INDEX`` for uv, ``PIP_INDEX_URL`` for the reference's
+pip); the realistic one resolves from PyPI as of ``EXCLUDE_NEWER``.
+
+Prints a markdown table per stack and which targets hold; writes everything as JSON to
+``bench/results/<timestamp>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+sys.path.insert(0, str(REPO_ROOT / "tests"))  # the offline rig: runtimes, wheels, index
+
+from rig.index import SimpleIndex  # noqa: E402
+from rig.runtime import local_cpython_prefix, make_runtime_mirror  # noqa: E402
+from rig.wheels import make_wheelhouse  # noqa: E402
+
+STACKS = ("small", "realistic")
+RUNTIME_VERSIONS = ("3.12.1", "3.11.7")
+#: The realistic stack resolves PyPI as of this instant, for both tools and every run.
+EXCLUDE_NEWER = "2025-10-01T00:00:00Z"
+ARCHIVE_SUFFIXES = (".tar.xz", ".tar.zst", ".zip", ".tar.gz")
+
+VENVLAYERS = "venvlayers"
+REFERENCE = "venvstacks"
+
+# Environment a developer shell could leak into uv or pip; both tools must see neither.
+_LEAKY_ENV = (
+    "VIRTUAL_ENV",
+    "UV_INDEX",
+    "UV_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "UV_EXTRA_INDEX_URL",
+    "UV_FIND_LINKS",
+    "UV_PYTHON",
+    "UV_OFFLINE",
+    "UV_NO_CACHE",
+    "UV_CONFIG_FILE",
+    "UV_PROJECT_ENVIRONMENT",
+    "UV_PYTHON_INSTALL_MIRROR",
+    "UV_EXCLUDE_NEWER",
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_FIND_LINKS",
+    "PIP_NO_INDEX",
+    "PYTHONPATH",
+)
+
+
+# -- measuring one command ----------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    """One timed step: wall seconds, peak RSS (KiB) and, for publish, archive bytes."""
+
+    seconds: float
+    rss_kib: int
+    archive_bytes: int | None = None
+
+
+class CommandFailed(RuntimeError):
+    pass
+
+
+def run_measured(command: Sequence[str], *, env: dict[str, str], cwd: Path, log: Path) -> Sample:
+    """Run ``command`` to completion; output goes to ``log`` (appended)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a", encoding="utf-8") as out:
+        out.write(f"\n$ {' '.join(command)}\n")
+        out.flush()
+        start = time.perf_counter()
+        process = subprocess.Popen(
+            list(command), cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+        # wait4 reports the child's own rusage, which covers every descendant it waited
+        # for; ru_maxrss is then the largest resident set of any process in the tree.
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-25:])
+        raise CommandFailed(f"{' '.join(command)} exited {process.returncode}; log {log}:\n{tail}")
+    return Sample(seconds=seconds, rss_kib=int(usage.ru_maxrss))
+
+
+def archive_bytes(folder: Path) -> int:
+    return sum(
+        p.stat().st_size
+        for p in folder.iterdir()
+        if p.is_file() and p.name.endswith(ARCHIVE_SUFFIXES)
+    )
+
+
+def combine(samples: Sequence[Sample]) -> Sample:
+    """Several commands as one step: times add up, memory is the largest."""
+    return Sample(seconds=sum(s.seconds for s in samples), rss_kib=max(s.rss_kib for s in samples))
+
+
+# -- the two tools ---------------------------------------------------------------------------
+
+
+@dataclass
+class Tool:
+    """How to run one tool; ``env`` is its base environment (caches are added per step)."""
+
+    name: str
+    prefix: list[str]
+    env: dict[str, str]
+    noop_lock_args: list[str] = field(default_factory=list)
+    formats: tuple[str, ...] = ("tar.xz",)
+
+    def lock(self, spec: Path) -> list[str]:
+        return [*self.prefix, "lock", str(spec)]
+
+    def build(self, spec: Path) -> list[str]:
+        if self.name == VENVLAYERS:
+            # --locked: use the locks as they are (fail if stale) rather than relocking
+            return [*self.prefix, "build", "--locked", str(spec)]
+        return [*self.prefix, "build", str(spec)]
+
+    def publish(self, spec: Path, out: Path, fmt: str) -> list[str]:
+        command = [*self.prefix, "publish", "--output-dir", str(out)]
+        if fmt != "tar.xz":
+            command += ["--format", fmt]
+        return [*command, str(spec)]
+
+    def noop(self, spec: Path, out: Path) -> list[list[str]]:
+        return [
+            [*self.prefix, "lock", *self.noop_lock_args, str(spec)],
+            self.build(spec),
+            self.publish(spec, out, "tar.xz"),
+        ]
+
+    def pipeline(self, spec: Path, out: Path) -> list[str]:
+        """The whole pipeline as one command (what a CI job would run)."""
+        if self.name == VENVLAYERS:
+            return [*self.prefix, "build", "--publish", "--output-dir", str(out), str(spec)]
+        return [
+            *self.prefix,
+            "build",
+            "--lock-if-needed",
+            "--publish",
+            "--output-dir",
+            str(out),
+            str(spec),
+        ]
+
+
+def base_env(work: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _LEAKY_ENV}
+    config = work / "empty-config"
+    config.mkdir(parents=True, exist_ok=True)
+    env.update(
+        {
+            "XDG_CONFIG_HOME": str(config),  # no user uv.toml / pip.conf
+            "PIP_CONFIG_FILE": os.devnull,
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            "UV_NO_PROGRESS": "1",
+        }
+    )
+    return env
+
+
+def cache_env(root: Path) -> dict[str, str]:
+    for sub in ("uv", "pip", "python"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    return {
+        "UV_CACHE_DIR": str(root / "uv"),
+        "PIP_CACHE_DIR": str(root / "pip"),
+        "UV_PYTHON_INSTALL_DIR": str(root / "python"),
+    }
+
+
+# -- one stack -------------------------------------------------------------------------------
+
+ROWS = ("lock_cold", "lock_warm", "build", "publish_xz", "publish_zst", "noop", "noop_one")
+ROW_TITLES = {
+    "lock_cold": "lock (cold cache)",
+    "lock_warm": "lock (warm cache)",
+    "build": "build (clean)",
+    "publish_xz": "publish tar.xz",
+    "publish_zst": "publish tar.zst (vs ref tar.xz)",
+    "noop": "no-op lock+build+publish",
+    "noop_one": "no-op build --publish (1 command)",
+}
+
+
+@dataclass
+class StackRun:
+    """State of one tool on one stack: its folders and the samples taken so far."""
+
+    tool: Tool
+    root: Path
+    samples: dict[str, list[Sample]] = field(default_factory=dict)
+    current: Path | None = None  # the stack copy of the running repetition
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log.txt"
+
+    def warm_env(self) -> dict[str, str]:
+        return {**self.tool.env, **cache_env(self.root / "cache")}
+
+    def fresh_copy(self, source: Path, name: str) -> Path:
+        destination = self.root / name
+        shutil.rmtree(destination, ignore_errors=True)
+        shutil.copytree(source, destination, ignore=shutil.ignore_patterns("_build", "_out*"))
+        return destination
+
+    def record(self, row: str, sample: Sample) -> None:
+        self.samples.setdefault(row, []).append(sample)
+
+
+def step(run: StackRun, row: str, source: Path, rep: int) -> Sample | None:
+    tool, log = run.tool, run.log
+    if row == "lock_cold":
+        folder = run.fresh_copy(source, f"rep{rep}-cold")
+        cold_cache = run.root / f"rep{rep}-cold-cache"
+        shutil.rmtree(cold_cache, ignore_errors=True)
+        env = {**tool.env, **cache_env(cold_cache)}
+        sample = run_measured(tool.lock(folder / "venvstacks.toml"), env=env, cwd=folder, log=log)
+        shutil.rmtree(folder)
+        shutil.rmtree(cold_cache)
+        return sample
+    if row == "lock_warm":
+        run.current = run.fresh_copy(source, f"rep{rep}")
+        spec = run.current / "venvstacks.toml"
+        return run_measured(tool.lock(spec), env=run.warm_env(), cwd=run.current, log=log)
+    assert run.current is not None
+    spec = run.current / "venvstacks.toml"
+    if row == "build":
+        shutil.rmtree(run.current / "_build", ignore_errors=True)
+        return run_measured(tool.build(spec), env=run.warm_env(), cwd=run.current, log=log)
+    if row in ("publish_xz", "publish_zst"):
+        fmt = "tar.xz" if row == "publish_xz" else "tar.zst"
+        if fmt not in tool.formats:
+            return None
+        out = run.current / f"_out-{fmt}"
+        shutil.rmtree(out, ignore_errors=True)
+        sample = run_measured(
+            tool.publish(spec, out, fmt), env=run.warm_env(), cwd=run.current, log=log
+        )
+        sample.archive_bytes = archive_bytes(out)
+        return sample
+    if row == "noop":
+        out = run.current / "_out-tar.xz"
+        samples = [
+            run_measured(command, env=run.warm_env(), cwd=run.current, log=log)
+            for command in tool.noop(spec, out)
+        ]
+        return combine(samples)
+    if row == "noop_one":
+        out = run.current / "_out-tar.xz"
+        return run_measured(tool.pipeline(spec, out), env=run.warm_env(), cwd=run.current, log=log)
+    raise ValueError(row)
+
+
+def prime(run: StackRun, source: Path) -> None:
+    """One untimed full pipeline, so the tool's warm caches hold everything."""
+    folder = run.fresh_copy(source, "prime")
+    spec = folder / "venvstacks.toml"
+    env = run.warm_env()
+    for command in (run.tool.lock(spec), run.tool.build(spec)):
+        run_measured(command, env=env, cwd=folder, log=run.log)
+    for fmt in run.tool.formats:
+        run_measured(
+            run.tool.publish(spec, folder / f"_out-{fmt}", fmt), env=env, cwd=folder, log=run.log
+        )
+    shutil.rmtree(folder)
+
+
+def bench_stack(
+    name: str,
+    tools: list[Tool],
+    work: Path,
+    reps: int,
+    keep: bool,
+    say: Callable[[str], None],
+) -> dict[str, StackRun]:
+    source = BENCH_DIR / "stacks" / name
+    runs = {t.name: StackRun(t, work / name / t.name) for t in tools}
+    for run in runs.values():
+        shutil.rmtree(run.root, ignore_errors=True)
+        run.root.mkdir(parents=True)
+        say(f"[{name}] priming {run.tool.name} (untimed lock+build+publish)")
+        prime(run, source)
+    for rep in range(reps):
+        # alternate who goes first, so drifting machine load hits both tools alike
+        order = list(runs.values()) if rep % 2 == 0 else list(reversed(runs.values()))
+        for row in ROWS:
+            for run in order:
+                sample = step(run, row, source, rep)
+                if sample is None:
+                    continue
+                run.record(row, sample)
+                extra = f", {sample.archive_bytes / 1e6:.2f} MB" if sample.archive_bytes else ""
+                say(
+                    f"[{name}] rep {rep + 1}/{reps} {row:<11} {run.tool.name:<10} "
+                    f"{sample.seconds:7.2f} s, {sample.rss_kib / 1024:6.0f} MiB{extra}"
+                )
+        if not keep:
+            for run in runs.values():
+                shutil.rmtree(run.root / f"rep{rep}", ignore_errors=True)
+    return runs
+
+
+# -- environments for a stack -----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def stack_environment(name: str, work: Path) -> Iterator[dict[str, str]]:
+    """Extra environment both tools get for stack ``name`` (index or PyPI cut-off)."""
+    if name == "small":
+        wheelhouse = work / "wheelhouse"
+        if not wheelhouse.is_dir():
+            partial = work / "wheelhouse.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            make_wheelhouse(partial)
+            partial.rename(wheelhouse)
+        with SimpleIndex(wheelhouse) as index:
+            yield {"UV_DEFAULT_INDEX": index.url, "PIP_INDEX_URL": index.url}
+    else:
+        yield {"UV_EXCLUDE_NEWER": EXCLUDE_NEWER}
+
+
+def make_tools(peer_python: Path, work: Path, stack_env: dict[str, str]) -> list[Tool]:
+    versions = [v for v in RUNTIME_VERSIONS]
+    prefixes = []
+    for version in versions:
+        prefix = local_cpython_prefix(version)
+        if prefix is None:
+            sys.exit(
+                f"no local CPython {version} (pyenv, or set VENVLAYERS_TEST_CPYTHON_{version.replace('.', '_')})"
+            )
+        prefixes.append((prefix, version))
+    mirror = make_runtime_mirror(prefixes, work / "runtime-mirror")
+    env = {**base_env(work), **stack_env}
+    venvlayers = Tool(
+        name=VENVLAYERS,
+        prefix=[sys.executable, "-m", "venvlayers"],
+        env={**env, **mirror.env},
+        formats=("tar.xz", "tar.zst"),
+    )
+    reference = Tool(
+        name=REFERENCE,
+        prefix=[str(peer_python), str(BENCH_DIR / "peer_offline.py")],
+        env={
+            **env,
+            "VENVLAYERS_BENCH_RUNTIMES": json.dumps(
+                {v: str(p) for v, p in mirror.archives.items()}
+            ),
+        },
+        # without --if-needed venvstacks re-resolves every layer on each lock
+        noop_lock_args=["--if-needed"],
+    )
+    return [venvlayers, reference]
+
+
+# -- reporting --------------------------------------------------------------------------------
+
+
+def median(samples: Sequence[Sample], attr: str) -> float | None:
+    values = [getattr(s, attr) for s in samples if getattr(s, attr) is not None]
+    return statistics.median(values) if values else None
+
+
+def summarize(runs: dict[str, StackRun]) -> dict[str, dict[str, dict[str, float | None]]]:
+    """row -> tool -> median seconds / rss MiB / archive bytes (reference publish_zst = its xz)."""
+    table: dict[str, dict[str, dict[str, float | None]]] = {}
+    for row in ROWS:
+        table[row] = {}
+        for tool_name, run in runs.items():
+            samples = run.samples.get(row, [])
+            if tool_name == REFERENCE and row == "publish_zst":
+                samples = run.samples.get("publish_xz", [])
+            rss = median(samples, "rss_kib")
+            table[row][tool_name] = {
+                "seconds": median(samples, "seconds"),
+                "rss_mib": rss / 1024 if rss is not None else None,
+                "archive_bytes": median(samples, "archive_bytes"),
+            }
+    return table
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def markdown_table(name: str, table: dict[str, dict[str, dict[str, float | None]]]) -> str:
+    lines = [
+        f"### Stack `{name}`",
+        "",
+        "| step | venvlayers s | venvstacks s | time ratio | venvlayers MiB | venvstacks MiB "
+        "| venvlayers MB | venvstacks MB | size ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in ROWS:
+        ours, theirs = table[row][VENVLAYERS], table[row][REFERENCE]
+        size_ours, size_theirs = ours["archive_bytes"], theirs["archive_bytes"]
+        lines.append(
+            f"| {ROW_TITLES[row]} "
+            f"| {_fmt(ours['seconds'], '.2f')} | {_fmt(theirs['seconds'], '.2f')} "
+            f"| {_fmt(ratio(ours['seconds'], theirs['seconds']), '.2f')} "
+            f"| {_fmt(ours['rss_mib'], '.0f')} | {_fmt(theirs['rss_mib'], '.0f')} "
+            f"| {_fmt(size_ours / 1e6 if size_ours else None, '.2f')} "
+            f"| {_fmt(size_theirs / 1e6 if size_theirs else None, '.2f')} "
+            f"| {_fmt(ratio(size_ours, size_theirs), '.3f')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Target:
+    text: str
+    holds: bool | None
+    detail: str
+
+
+def check_targets(table: dict[str, dict[str, dict[str, float | None]]]) -> list[Target]:
+    def t(row: str) -> float | None:
+        return ratio(table[row][VENVLAYERS]["seconds"], table[row][REFERENCE]["seconds"])
+
+    def s(row: str) -> float | None:
+        return ratio(
+            table[row][VENVLAYERS]["archive_bytes"], table[row][REFERENCE]["archive_bytes"]
+        )
+
+    def both(*values: float | None) -> bool:
+        return all(v is not None for v in values)
+
+    targets = []
+    build = t("build")
+    targets.append(
+        Target(
+            "build <= 0.5x", build <= 0.5 if build is not None else None, f"{_fmt(build, '.2f')}x"
+        )
+    )
+    pt, ps = t("publish_xz"), s("publish_xz")
+    targets.append(
+        Target(
+            "publish tar.xz <= 0.5x, archives <= +2%",
+            (pt <= 0.5 and ps <= 1.02) if pt is not None and ps is not None else None,
+            f"{_fmt(pt, '.2f')}x time, {_fmt(ps, '.3f')}x size",
+        )
+    )
+    zt, zs = t("publish_zst"), s("publish_zst")
+    targets.append(
+        Target(
+            "publish tar.zst <= 0.2x, archives <= +15% (vs reference tar.xz)",
+            (zt <= 0.2 and zs <= 1.15) if zt is not None and zs is not None else None,
+            f"{_fmt(zt, '.2f')}x time, {_fmt(zs, '.3f')}x size",
+        )
+    )
+    lc, lw = t("lock_cold"), t("lock_warm")
+    targets.append(
+        Target(
+            "lock no slower than the reference (cold and warm)",
+            (lc <= 1.0 and lw <= 1.0) if lc is not None and lw is not None else None,
+            f"cold {_fmt(lc, '.2f')}x, warm {_fmt(lw, '.2f')}x",
+        )
+    )
+    noop = table["noop"][VENVLAYERS]["seconds"]
+    noop_one = table["noop_one"][VENVLAYERS]["seconds"]
+    targets.append(
+        Target(
+            "no-op full pipeline < 1 s (lock, build, publish as 3 commands)",
+            noop < 1.0 if noop is not None else None,
+            f"{_fmt(noop, '.2f')} s (as one `build --publish`: {_fmt(noop_one, '.2f')} s)",
+        )
+    )
+    return targets
+
+
+def targets_markdown(targets: list[Target]) -> str:
+    mark = {True: "HOLDS", False: "MISSED", None: "n/a"}
+    return "\n".join(f"- {mark[t.holds]}: {t.text} — {t.detail}" for t in targets) + "\n"
+
+
+def tool_versions(peer_python: Path) -> dict[str, str]:
+    def out(command: list[str], cwd: Path | None = None) -> str:
+        try:
+            return subprocess.run(
+                command, capture_output=True, text=True, check=True, cwd=cwd
+            ).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return "unknown"
+
+    from uv import find_uv_bin
+
+    import venvlayers
+
+    return {
+        "venvlayers": f"{venvlayers.__version__} ({out(['git', 'rev-parse', '--short', 'HEAD'], REPO_ROOT)})",
+        "venvstacks": out(
+            [
+                str(peer_python),
+                "-c",
+                "import importlib.metadata as m; print(m.version('venvstacks'))",
+            ]
+        ),
+        "uv (venvlayers)": out([str(find_uv_bin()), "--version"]),
+        "uv (venvstacks)": out([str(peer_python), "-m", "uv", "--version"]),
+        "python": platform.python_version(),
+        "host": f"{platform.platform()}, {os.cpu_count()} cpus",
+    }
+
+
+# -- main -------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--peer-python", type=Path, required=True, help="python of a venv with venvstacks 0.7.0"
+    )
+    parser.add_argument("--reps", type=int, default=3, help="repetitions per step (default 3)")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke test: 1 repetition, small stack only"
+    )
+    parser.add_argument(
+        "--stack", action="append", choices=STACKS, help="stacks to run (default: all)"
+    )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path.home() / ".cache" / "venvlayers-bench" / "work",
+        help="scratch folder for stack copies and caches",
+    )
+    parser.add_argument("--results-dir", type=Path, default=BENCH_DIR / "results")
+    parser.add_argument("--keep", action="store_true", help="keep each repetition's folders")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.reps = 1
+        args.stack = args.stack or ["small"]
+    args.stack = args.stack or list(STACKS)
+    if args.reps < 1:
+        parser.error("--reps must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    work: Path = args.work_dir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+
+    def say(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    started = dt.datetime.now(dt.UTC)
+    results: dict[str, object] = {
+        "started": started.isoformat(timespec="seconds"),
+        "reps": args.reps,
+        "versions": tool_versions(args.peer_python),
+        "exclude_newer": EXCLUDE_NEWER,
+        "stacks": {},
+    }
+    report = [
+        f"## venvlayers vs venvstacks 0.7.0 (median of {args.reps}, {started:%Y-%m-%d %H:%M} UTC)\n"
+    ]
+    failed = False
+    for name in args.stack:
+        with stack_environment(name, work) as stack_env:
+            tools = make_tools(args.peer_python, work, stack_env)
+            try:
+                runs = bench_stack(name, tools, work, args.reps, args.keep, say)
+            except CommandFailed as exc:
+                say(f"[{name}] FAILED: {exc}")
+                results["stacks"][name] = {"error": str(exc)}  # type: ignore[index]
+                report.append(f"### Stack `{name}`\n\nfailed: {str(exc).splitlines()[0]}\n")
+                failed = True
+                continue
+        table = summarize(runs)
+        targets = check_targets(table)
+        report.append(markdown_table(name, table))
+        report.append(f"Targets ({name}):\n\n" + targets_markdown(targets))
+        results["stacks"][name] = {  # type: ignore[index]
+            "median": table,
+            "samples": {
+                tool: {row: [vars(s) for s in samples] for row, samples in run.samples.items()}
+                for tool, run in runs.items()
+            },
+            "targets": [vars(t) for t in targets],
+        }
+    results["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    text = "\n".join(report)
+    sys.stdout.write(text)
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    result_file = args.results_dir / f"{started:%Y%m%dT%H%M%SZ}.json"
+    result_file.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    say(f"results: {result_file}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
