@@ -220,7 +220,11 @@ def test_dynlib_clash_fails_with_advice_and_dynlib_exclude_fixes_it(
             wheels,
             name,
             "1.0.0",
-            modules={f"{name}/__init__.py": "", f"{name}/lib/libclash.so.1": b"\x7fELF not real"},
+            modules={
+                f"{name}/__init__.py": "",
+                # different builds of one library name (identical copies are linked once)
+                f"{name}/lib/libclash.so.1": b"\x7fELF not real " + name.encode(),
+            },
             tag="py3-none-manylinux_2_17_x86_64",
         )
     index = simple_index_factory(wheels)
@@ -399,3 +403,24 @@ def test_shared_library_found_after_publish_and_deploy(built: Path, tmp_path: Pa
     result = run_app(target, app.name, "one")
     assert result["answer"] == 42
     assert all(str(target) in str(path) for path in result["files"].values())  # type: ignore[union-attr]
+
+
+def test_launch_dependencies_are_read_not_run(tmp_path: Path) -> None:
+    """The build checks what an app imports without importing (and so running) the app."""
+    from venvlayers.build import launch_dependencies
+
+    app = tmp_path / "app.py"
+    app.write_text(
+        "from __future__ import annotations\n"
+        "import os.path, alpha\n"
+        "from beta.sub import thing\n"
+        "from . import sibling\n"
+        "try:\n    import optional_speedup\nexcept ImportError:\n    pass\n"
+        "def later():\n    import only_when_called\n"
+        "if __name__ == '__main__':\n    import gamma\n"
+        "raise SystemExit('importing this module would end the check')\n"
+    )
+    package = tmp_path / "support"
+    package.mkdir()
+    (package / "__init__.py").write_text("import delta\n")
+    assert launch_dependencies([app, package]) == {"os", "alpha", "beta", "gamma", "delta"}

@@ -6,6 +6,7 @@ by install target, so the same ``postinstall.link_layer`` configures both.
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import json
 import os
@@ -363,6 +364,8 @@ class _StackBuilder:
                 for pattern in layer.spec.dynlib_exclude
             ):
                 continue
+            if path.name in found and _same_content(found[path.name], path):
+                continue  # e.g. numpy.libs and scipy.libs vendor the same libgfortran
             if path.name in found:
                 other = found[path.name].relative_to(site).as_posix()
                 raise BuildError(
@@ -421,7 +424,12 @@ class _StackBuilder:
         python = target / layout.python(layer.kind)
         modules = _top_level_modules(target / layout.site_dir())
         if layer.spec.launch_module:
-            modules.append(module_name(layer.spec.launch_module))
+            # what the app imports, not the app itself: importing a launch module may run it
+            own = [layer.spec.launch_module, *layer.spec.support_modules]
+            spec_dir = self.graph.spec.spec_dir
+            modules += sorted(
+                launch_dependencies([spec_dir / m for m in own]) - {module_name(m) for m in own}
+            )
         script = (
             "import importlib, sys\n"
             "failed = []\n"
@@ -485,6 +493,37 @@ def python_wrapper(variable: str, dynlib_dirs: Sequence[str], real_python: str) 
     lines += [f'add "$here/../../{d}"' for d in dynlib_dirs]
     lines += [f"export {variable}", f'exec "$here/{real_python}" "$@"', ""]
     return "\n".join(lines)
+
+
+def _same_content(first: Path, second: Path) -> bool:
+    return first.stat().st_size == second.stat().st_size and sha256_file(first) == sha256_file(second)
+
+
+def launch_dependencies(paths: Sequence[Path]) -> set[str]:
+    """Top-level names that launch/support modules import unconditionally at module level.
+
+    Imports inside ``try`` blocks (optional dependencies) and functions are not required;
+    relative imports are the app's own.
+    """
+    names: set[str] = set()
+    files = [
+        p for path in paths for p in ([path] if path.is_file() else sorted(path.rglob("*.py")))
+    ]
+    for file in files:
+        try:
+            tree = ast.parse(file.read_text(encoding="utf-8"), filename=str(file))
+        except (SyntaxError, UnicodeDecodeError, OSError) as exc:
+            raise BuildError(f"{file}: cannot be parsed as Python: {exc}") from None
+        pending: list[ast.stmt] = list(tree.body)
+        while pending:
+            node = pending.pop()
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+            elif isinstance(node, ast.If | ast.With):
+                pending += node.body + getattr(node, "orelse", [])
+    return {n for n in names if n != "__future__"}
 
 
 def _top_level_modules(site: Path) -> list[str]:

@@ -276,8 +276,10 @@ def publish_stack(
         reporter.info(f"{layer.name}: {archive.name} ({info.size / 1e6:.1f} MB)")
         return PublishedLayer(metadata, archive)
 
-    # Compression dominates; layers compress concurrently (the archive writer also uses threads)
-    with ThreadPoolExecutor(max_workers=max(1, min(len(layers), 4))) as pool:
+    # Compression dominates and each archive already compresses on every core; two layers
+    # at a time keep the cores busy between archives without holding 4 sets of compressors
+    # (~100 MiB each for xz) in memory.
+    with ThreadPoolExecutor(max_workers=max(1, min(len(layers), 2))) as pool:
         published = list(pool.map(publish_one, layers))
 
     manifest: dict[str, list[LayerMetadata]] = {
