@@ -15,15 +15,14 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from venvlayers import __version__, postinstall
-from venvlayers.errors import BuildError, VenvlayersError
+from venvlayers.errors import BuildError
 from venvlayers.fsutil import sha256_file, write_json_atomic
 from venvlayers.gha import Reporter
-from venvlayers.graph import Layer, StackGraph
+from venvlayers.graph import Layer, StackGraph, run_in_stack_order
 from venvlayers.lock import lock_paths, module_hash
 from venvlayers.models import LayerConfig
 from venvlayers.platforms import Platform, host_platform
@@ -142,29 +141,9 @@ def build_stack(
             continue
         wanted.append(layer)
     builder = _StackBuilder(graph, root, platform, reporter, clean=clean)
-    pending = {layer.name: layer for layer in wanted}
-    done: set[str] = {name for name in graph.layers if name not in pending}
-    futures: dict[Future[bool], str] = {}
-    workers = jobs or max(2, os.cpu_count() or 2)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        while pending or futures:
-            for name, layer in list(pending.items()):
-                if all(dep in done for dep in layer.dependencies):
-                    futures[pool.submit(builder.build_layer, layer)] = name
-                    del pending[name]
-            if not futures:
-                break
-            finished, _ = wait(futures, return_when=FIRST_COMPLETED)
-            for future in finished:
-                name = futures.pop(future)
-                try:
-                    rebuilt = future.result()
-                except VenvlayersError:
-                    for other in futures:
-                        other.cancel()
-                    raise
-                (result.built if rebuilt else result.unchanged).append(name)
-                done.add(name)
+    rebuilt = run_in_stack_order(wanted, builder.build_layer, workers=jobs)
+    for layer in wanted:  # report in stack order, whatever order they finished in
+        (result.built if rebuilt[layer.name] else result.unchanged).append(layer.name)
     return result
 
 
@@ -496,7 +475,9 @@ def python_wrapper(variable: str, dynlib_dirs: Sequence[str], real_python: str) 
 
 
 def _same_content(first: Path, second: Path) -> bool:
-    return first.stat().st_size == second.stat().st_size and sha256_file(first) == sha256_file(second)
+    return first.stat().st_size == second.stat().st_size and sha256_file(first) == sha256_file(
+        second
+    )
 
 
 def launch_dependencies(paths: Sequence[Path]) -> set[str]:

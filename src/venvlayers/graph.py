@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Iterator, Sequence
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from venvlayers.errors import SpecError
 from venvlayers.platforms import ALL_PLATFORMS, DEFAULT_GLIBC, DEFAULT_MACOSX, Platform
@@ -290,3 +293,35 @@ def _inherit_indexes(spec: StackSpec, layer: LayerSpec, below: list[Layer]) -> d
                 )
             chosen.setdefault(package, (effective, origin))
     return {package: value[0] for package, value in sorted(chosen.items())}
+
+
+T = TypeVar("T")
+
+
+def run_in_stack_order(
+    layers: Sequence[Layer], work: Callable[[Layer], T], *, workers: int | None = None
+) -> dict[str, T]:
+    """Run ``work`` on each layer once every layer it depends on (among ``layers``) is done.
+
+    Independent layers run concurrently. The first failure cancels what has not started
+    and is raised once running work has finished.
+    """
+    pending = {layer.name: layer for layer in layers}
+    done: dict[str, T] = {}
+    running: dict[Future[T], str] = {}
+    with ThreadPoolExecutor(max_workers=workers or max(2, os.cpu_count() or 2)) as pool:
+        while pending or running:
+            for name, layer in list(pending.items()):
+                if not any(dep in pending or dep in running.values() for dep in layer.dependencies):
+                    running[pool.submit(work, layer)] = name
+                    del pending[name]
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                name = running.pop(future)
+                error = future.exception()
+                if error is not None:
+                    for other in running:
+                        other.cancel()
+                    raise error
+                done[name] = future.result()
+    return done

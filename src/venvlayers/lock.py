@@ -27,7 +27,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from venvlayers.errors import LockError, StaleLockError, UvError
 from venvlayers.fsutil import sha256_file, sha256_text, write_text_atomic
 from venvlayers.gha import Reporter
-from venvlayers.graph import Layer, StackGraph
+from venvlayers.graph import Layer, StackGraph, run_in_stack_order
 from venvlayers.models import LockMetadata, read_model
 from venvlayers.platforms import MARKERS, Platform, wheel_platform_tags
 from venvlayers.spec import LayerKind, module_name
@@ -214,9 +214,8 @@ def lock_stack(
     build_dir = build_dir or graph.spec.spec_dir / "_build"
     cutoff = exclude_newer(graph)
     states: dict[str, LayerLockState] = {}
-    for layer in graph:
-        if layer.name not in selection:
-            continue
+
+    def lock_layer(layer: Layer) -> LayerLockState:
         state = LayerLockState(layer=layer, paths=lock_paths(graph, layer.name))
         states[layer.name] = state
         for lower in layer.dependencies:
@@ -238,16 +237,9 @@ def lock_stack(
                     f"{layer.name}: lock is stale ({'; '.join(state.stale_reasons)}) but not selected; using it as is"
                 )
             else:
-                with reporter.group(f"lock {layer.name}"):
-                    _relock(
-                        graph,
-                        state,
-                        inputs,
-                        build_dir,
-                        cutoff,
-                        reporter,
-                        reset=layer.name in to_reset,
-                    )
+                _relock(
+                    graph, state, inputs, build_dir, cutoff, reporter, reset=layer.name in to_reset
+                )
                 state.stale_reasons = []
         if not state.stale or not check:
             if not state.packages and state.paths.pylock.exists():
@@ -258,7 +250,12 @@ def lock_stack(
             for name, entries in own.items():
                 # the lowest layer in sys.path order that provides a name wins, with all its entries
                 state.provided.setdefault(name, (tuple(entries), layer.name))
-    return LockResult(list(states.values()))
+        return state
+
+    # Layers that do not depend on each other lock concurrently (each is one uv process)
+    selected = [layer for layer in graph if layer.name in selection]
+    run_in_stack_order(selected, lock_layer)
+    return LockResult([states[layer.name] for layer in selected])
 
 
 @dataclass(frozen=True)
@@ -406,12 +403,6 @@ def _relock(
         env=env,
         what=f"export the lock of {layer.name}",
     ).stdout
-    full = run_uv(
-        ["export", *config, "--format", "pylock.toml", "--frozen", "--no-header"],
-        cwd=workspace,
-        env=env,
-        what=f"export the lock of {layer.name}",
-    ).stdout
     lock_text = _normalize_pylock(exported)
     _check_wheels(graph, layer, tomllib.loads(lock_text))
 
@@ -440,9 +431,17 @@ def _relock(
     changed = write_text_atomic(paths.pylock, lock_text)
     changed = meta.write(paths.meta) or changed
     packages = read_pylock_text(lock_text)
-    all_packages = read_pylock_text(full)
+    resolved = _resolved_names(workspace / "uv.lock")
+    shared = [
+        pkg
+        for name, (entries, _) in state.provided.items()
+        if canonicalize_name(name) in resolved
+        for pkg in entries
+    ]
     changed = (
-        write_text_atomic(paths.packages, _packages_summary(layer, all_packages, state.provided))
+        write_text_atomic(
+            paths.packages, _packages_summary(layer, packages + shared, state.provided)
+        )
         or changed
     )
     state.packages = packages
@@ -468,6 +467,12 @@ def read_pylock_text(text: str) -> list[LockedPackage]:
         )
         for p in data.get("packages", [])
     ]
+
+
+def _resolved_names(uv_lock: Path) -> set[str]:
+    """Every package name in a uv.lock resolution (lower layers' ones included)."""
+    data = tomllib.loads(uv_lock.read_text(encoding="utf-8"))
+    return {canonicalize_name(str(p["name"])) for p in data.get("package", [])}
 
 
 def _format_time(value: str) -> str:
