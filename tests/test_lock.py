@@ -495,3 +495,29 @@ def test_scientific_stack_locks_for_all_platforms_from_pypi(
     names = " ".join(w["url"].rsplit("/", 1)[1] for w in sklearn["wheels"])
     for tag in ("win_amd64", "win_arm64", "macosx", "manylinux", "aarch64"):
         assert tag in names, tag
+
+
+def test_layer_without_requirements_is_locked_without_uv_as_uv_would(
+    tmp_path: Path, local_index: SimpleIndex, cli: Callable[..., Run]
+) -> None:
+    """Runtimes usually have no requirements: their lock is written directly, and is the
+    same bytes as uv's export of an empty resolution (here: an app whose only requirement
+    a framework below provides)."""
+    spec = write_spec(
+        tmp_path / "stack",
+        local_index.url,
+        '[[frameworks]]\nname = "fw"\nruntime = "cpython-3.12"\nrequirements = ["alpha"]\n'
+        "platforms = ['linux_x86_64', 'macosx_arm64', 'win_amd64']\n\n"
+        '[[applications]]\nname = "app"\nframeworks = ["fw"]\nlaunch_module = "app.py"\n'
+        'requirements = ["alpha"]\n',
+    )
+    (spec.parent / "app.py").write_text("import alpha\n")
+    assert cli("lock", spec).code == 0
+    requirements = spec.parent / "requirements"
+    by_uv = (requirements / "app-app" / "pylock.app-app.toml").read_text()
+    assert "packages = []" in by_uv  # alpha comes from framework-fw
+    from venvlayers.graph import load_stack
+    from venvlayers.lock import empty_pylock
+
+    assert empty_pylock(load_stack(spec)["app-app"]) == by_uv
+    assert not (spec.parent / "_build" / "_lock" / "cpython-3.12").exists()  # uv never ran for it

@@ -378,6 +378,10 @@ def _relock(
     workspace = build_dir / "_lock" / layer.name
     if reset and workspace.exists():
         shutil.rmtree(workspace)
+    if not inputs.requirements:
+        # Nothing to resolve (typical for runtimes): the lock is known without running uv
+        _record_lock(state, inputs, empty_pylock(layer), cutoff, [], reporter)
+        return
     workspace.mkdir(parents=True, exist_ok=True)
     settings = layer_uv_settings(graph, layer)
     write_text_atomic(workspace / "pyproject.toml", _project_file(layer, inputs, settings))
@@ -405,7 +409,40 @@ def _relock(
     ).stdout
     lock_text = _normalize_pylock(exported)
     _check_wheels(graph, layer, tomllib.loads(lock_text))
+    resolved = _resolved_names(workspace / "uv.lock")
+    shared = [
+        pkg
+        for name, (entries, _) in state.provided.items()
+        if canonicalize_name(name) in resolved
+        for pkg in entries
+    ]
+    _record_lock(state, inputs, lock_text, cutoff, shared, reporter)
 
+
+def empty_pylock(layer: Layer) -> str:
+    """The lock of a layer with no requirements, byte for byte as ``uv export`` writes it."""
+    environments = ", ".join(
+        f"\"platform_machine == '{MARKERS[p].platform_machine}' and sys_platform == '{MARKERS[p].sys_platform}'\""
+        for p in layer.platforms
+    )
+    major_minor = ".".join(layer.py_version.split(".")[:2])
+    return (
+        'lock-version = "1.0"\ncreated-by = "uv"\n'
+        f"environments = [{environments}]\n"
+        f'requires-python = "=={major_minor}.*"\npackages = []\n'
+    )
+
+
+def _record_lock(
+    state: LayerLockState,
+    inputs: LockInputs,
+    lock_text: str,
+    cutoff: str | None,
+    shared: list[LockedPackage],
+    reporter: Reporter,
+) -> None:
+    """Write the lock, its metadata and package summary (each only if changed)."""
+    layer = state.layer
     paths = state.paths
     previous = state.metadata
     content_hash = "sha256:" + sha256_text(lock_text)
@@ -431,13 +468,6 @@ def _relock(
     changed = write_text_atomic(paths.pylock, lock_text)
     changed = meta.write(paths.meta) or changed
     packages = read_pylock_text(lock_text)
-    resolved = _resolved_names(workspace / "uv.lock")
-    shared = [
-        pkg
-        for name, (entries, _) in state.provided.items()
-        if canonicalize_name(name) in resolved
-        for pkg in entries
-    ]
     changed = (
         write_text_atomic(
             paths.packages, _packages_summary(layer, packages + shared, state.provided)
