@@ -131,7 +131,6 @@ def test_thread_count_does_not_change_bytes(
 ) -> None:
     # Small chunks so this small tree spans many xz streams / deflate chunks.
     monkeypatch.setattr(archive, "XZ_CHUNK", 64 << 10)
-    monkeypatch.setattr(archive, "XZ_MIN_CHUNK", 64 << 10)
     monkeypatch.setattr(archive, "ZIP_CHUNK", 64 << 10)
     monkeypatch.setattr(archive, "ZSTD_FEED", 64 << 10)
     # zstd splits work into jobs of 4 windows by default; 1 MiB jobs give several workers work.
@@ -267,7 +266,6 @@ def test_standard_tools_read_the_archive(
     tmp_path: Path, fmt: ArchiveFormat, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(archive, "XZ_CHUNK", 64 << 10)  # several concatenated xz streams
-    monkeypatch.setattr(archive, "XZ_MIN_CHUNK", 64 << 10)
     monkeypatch.setattr(archive, "ZIP_CHUNK", 64 << 10)  # chunked deflate of big files
     src = big_tree(tmp_path / "src")
     make_tree(src / "tree")
@@ -616,10 +614,3 @@ def test_top_level_file_instead_of_folder_is_refused(
     evil = tmp_path / f"evil{archive_suffix(fmt)}"
     evil.write_bytes(_tar_xz(members) if fmt is ArchiveFormat.TAR_XZ else _zip(members))
     _refused(evil, deploy_dir, "top-level entry must be a folder")
-
-
-def test_xz_chunks_shrink_for_small_archives_only() -> None:
-    """At least four chunks to share between cores, never below 4 MiB or above 16 MiB."""
-    assert archive.xz_chunk_size(1 << 20) == 4 << 20
-    assert archive.xz_chunk_size(40 << 20) == 10 << 20
-    assert archive.xz_chunk_size(1 << 30) == 16 << 20

@@ -92,17 +92,6 @@ XZ_PRESET = 6
 # 16 MiB chunks cost ~1 % size against one xz stream (8 MiB: ~2 %, 4 MiB: ~4 %).
 # Chunk boundaries are fixed, so the output does not depend on the thread count.
 XZ_CHUNK = 16 << 20
-# Smaller archives get smaller chunks (down to 4 MiB) so there are at least 4 to share
-# between cores. The size depends only on the content, never on the thread count.
-XZ_MIN_CHUNK = 4 << 20
-
-
-def xz_chunk_size(content_bytes: int) -> int:
-    """Chunk size for an archive holding ``content_bytes`` of file data (1 MiB multiples)."""
-    quarter = (content_bytes // 4) >> 20 << 20
-    return max(XZ_MIN_CHUNK, min(XZ_CHUNK, quarter))
-
-
 # Each xz preset-6 encoder needs ~94 MiB; more threads than this buys little but memory.
 XZ_MAX_THREADS = 16
 # Level 12 with long-distance matching, on the benchmark tree (stdlib + site-packages with
@@ -409,8 +398,7 @@ def _write_tar_xz(
             ordered.submit(lambda: (_xz_chunk(data), content))
 
         try:
-            chunk = xz_chunk_size(progress.total)
-            _produce_tar(entries, root_name, mtime, _Chunker(chunk, emit))
+            _produce_tar(entries, root_name, mtime, _Chunker(XZ_CHUNK, emit))
             ordered.drain()
         except BaseException:
             ordered.cancel()
