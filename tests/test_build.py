@@ -424,3 +424,31 @@ def test_launch_dependencies_are_read_not_run(tmp_path: Path) -> None:
     package.mkdir()
     (package / "__init__.py").write_text("import delta\n")
     assert launch_dependencies([app, package]) == {"os", "alpha", "beta", "gamma", "delta"}
+
+
+@pytest.mark.slow
+def test_extension_and_its_library_in_one_layer(
+    tmp_path: Path, local_index: SimpleIndex, runtime_mirror: RuntimeMirror, cli: Callable[..., Run]
+) -> None:
+    """extuser links libvlshared.so (from libshared) without an rpath; in the same layer the
+    layer's own dynlib folder makes it loadable (and the build's import check passes)."""
+    stack = tmp_path / "stack"
+    stack.mkdir()
+    spec = stack / "venvstacks.toml"
+    spec.write_text(
+        '[[runtimes]]\nname = "cpython-3.12"\npython_implementation = "cpython@3.12.1"\n'
+        'requirements = []\nplatforms = ["linux_x86_64"]\n\n'
+        '[[frameworks]]\nname = "native"\nruntime = "cpython-3.12"\nrequirements = ["extuser"]\n'
+        + index_table(local_index.url)
+    )
+    run = cli("build", spec)
+    assert run.code == 0, run.err
+    python = stack / "_build" / "framework-native" / "bin" / "python"
+    result = subprocess.run(
+        [str(python), "-c", "import extuser; print(extuser.answer())"],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        check=True,
+    )
+    assert result.stdout.strip() == "42"
