@@ -50,6 +50,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(REPO_ROOT / "tests"))  # the offline rig: runtimes, wheels, index
 
+from rig import LEAKY_ENV  # noqa: E402
 from rig.index import SimpleIndex  # noqa: E402
 from rig.runtime import local_cpython_prefix, make_runtime_mirror  # noqa: E402
 from rig.wheels import make_wheelhouse  # noqa: E402
@@ -62,28 +63,6 @@ ARCHIVE_SUFFIXES = (".tar.xz", ".tar.zst", ".zip", ".tar.gz")
 
 VENVLAYERS = "venvlayers"
 REFERENCE = "venvstacks"
-
-# Environment a developer shell could leak into uv or pip; both tools must see neither.
-_LEAKY_ENV = (
-    "VIRTUAL_ENV",
-    "UV_INDEX",
-    "UV_INDEX_URL",
-    "UV_DEFAULT_INDEX",
-    "UV_EXTRA_INDEX_URL",
-    "UV_FIND_LINKS",
-    "UV_PYTHON",
-    "UV_OFFLINE",
-    "UV_NO_CACHE",
-    "UV_CONFIG_FILE",
-    "UV_PROJECT_ENVIRONMENT",
-    "UV_PYTHON_INSTALL_MIRROR",
-    "UV_EXCLUDE_NEWER",
-    "PIP_INDEX_URL",
-    "PIP_EXTRA_INDEX_URL",
-    "PIP_FIND_LINKS",
-    "PIP_NO_INDEX",
-    "PYTHONPATH",
-)
 
 
 # -- measuring one command ----------------------------------------------------------------
@@ -187,7 +166,7 @@ class Tool:
 
 
 def base_env(work: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _LEAKY_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in LEAKY_ENV}
     config = work / "empty-config"
     config.mkdir(parents=True, exist_ok=True)
     env.update(

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from rig import LEAKY_ENV
 from rig.cli import Run
 from rig.index import SimpleIndex
 from rig.runtime import (
@@ -28,25 +29,6 @@ from rig.runtime import (
     make_runtime_mirror,
 )
 from rig.wheels import Wheelhouse, make_wheelhouse
-
-# Config a developer's shell or CI could leak into uv; the tests must not depend on them.
-_LEAKY_ENV = (
-    "VIRTUAL_ENV",
-    "UV_INDEX",
-    "UV_INDEX_URL",
-    "UV_DEFAULT_INDEX",
-    "UV_EXTRA_INDEX_URL",
-    "UV_FIND_LINKS",
-    "UV_PYTHON",
-    "UV_OFFLINE",
-    "UV_NO_CACHE",
-    "UV_CONFIG_FILE",
-    "UV_PROJECT_ENVIRONMENT",
-    "UV_PYTHON_INSTALL_MIRROR",
-    "UV_PYTHON_DOWNLOADS",
-    "PIP_INDEX_URL",
-    "PIP_EXTRA_INDEX_URL",
-)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -58,7 +40,7 @@ def _isolate_uv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     # "no download found" instead of waiting on unreachable GitHub.
     no_downloads.write_text(json.dumps({}))
     with pytest.MonkeyPatch.context() as mp:
-        for name in _LEAKY_ENV:
+        for name in LEAKY_ENV:
             mp.delenv(name, raising=False)
         for sub in ("config", "uv-cache", "python", "python-bin"):
             (root / sub).mkdir()

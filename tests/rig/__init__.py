@@ -12,6 +12,30 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+#: Variables a developer's shell or CI could leak into uv or pip; tests and the benchmark
+#: must see none of them (the index, python and config they name are the rig's to choose).
+LEAKY_ENV = (
+    "VIRTUAL_ENV",
+    "UV_INDEX",
+    "UV_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "UV_EXTRA_INDEX_URL",
+    "UV_FIND_LINKS",
+    "UV_PYTHON",
+    "UV_OFFLINE",
+    "UV_NO_CACHE",
+    "UV_CONFIG_FILE",
+    "UV_PROJECT_ENVIRONMENT",
+    "UV_PYTHON_INSTALL_MIRROR",
+    "UV_PYTHON_DOWNLOADS",
+    "UV_EXCLUDE_NEWER",
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_FIND_LINKS",
+    "PIP_NO_INDEX",
+    "PYTHONPATH",
+)
+
 
 def uv_executable() -> str:
     """The uv binary installed with the project (the one venvlayers itself runs)."""
