@@ -91,3 +91,28 @@ def test_plain_reporter_writes_no_workflow_commands(runner_files: dict[str, Path
     reporter.error(SpecError("broken"))
     assert stream.getvalue() == "error: broken\n"
     assert runner_files["GITHUB_OUTPUT"].read_text() == ""
+
+
+def test_concurrent_groups_are_written_whole() -> None:
+    import threading
+
+    stream = io.StringIO()
+    reporter = GitHubReporter(stream)
+    both_inside = threading.Barrier(2, timeout=10)
+
+    def stage(name: str) -> None:
+        with reporter.group(f"build {name}"):
+            reporter.info(f"{name}: start")
+            both_inside.wait()  # the other thread is inside its group now, too
+            reporter.info(f"{name}: done")
+
+    threads = [threading.Thread(target=stage, args=(n,)) for n in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    blocks = stream.getvalue().split("::endgroup::\n")
+    assert sorted(blocks[:2]) == [
+        "::group::build a\na: start\na: done\n",
+        "::group::build b\nb: start\nb: done\n",
+    ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,13 +70,29 @@ class GitHubReporter(Reporter):
 
     def __init__(self, stream: TextIO | None = None, *, quiet: bool = False) -> None:
         super().__init__(stream if stream is not None else sys.stdout, quiet=quiet)
+        # Layers lock and build concurrently: each thread's group is collected and
+        # written whole, so log groups never interleave.
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+
+    def _emit(self, line: str) -> None:
+        buffer: list[str] | None = getattr(self._local, "buffer", None)
+        if buffer is not None:
+            buffer.append(line)
+            return
+        with self._write_lock:
+            print(line, file=self.stream, flush=True)
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            self._emit(message)
 
     def _command(self, name: str, message: str, **props: str | int | None) -> None:
         rendered = ",".join(
             f"{key}={_escape_property(str(value))}" for key, value in props.items() if value
         )
         sep = " " if rendered else ""
-        print(f"::{name}{sep}{rendered}::{_escape_data(message)}", file=self.stream, flush=True)
+        self._emit(f"::{name}{sep}{rendered}::{_escape_data(message)}")
 
     def warning(self, message: str, *, path: Path | None = None, line: int | None = None) -> None:
         self._command("warning", message, file=_workspace_relative(path), line=line)
@@ -85,17 +102,31 @@ class GitHubReporter(Reporter):
 
     @contextmanager
     def group(self, title: str) -> Iterator[None]:
-        print(f"::group::{_escape_data(title)}", file=self.stream, flush=True)
+        if getattr(self._local, "buffer", None) is not None:
+            yield  # GitHub groups do not nest: the inner one joins the outer
+            return
+        self._local.buffer = []
         try:
             yield
         finally:
-            print("::endgroup::", file=self.stream, flush=True)
+            lines, self._local.buffer = self._local.buffer, None
+            with self._write_lock:
+                print(
+                    f"::group::{_escape_data(title)}",
+                    *lines,
+                    "::endgroup::",
+                    sep="\n",
+                    file=self.stream,
+                    flush=True,
+                )
 
     def mask(self, secret: str) -> None:
+        # Never buffered: the runner must know a secret before anything could print it
         if secret:
-            for line in secret.splitlines():
-                if line.strip():
-                    print(f"::add-mask::{line}", file=self.stream, flush=True)
+            with self._write_lock:
+                for line in secret.splitlines():
+                    if line.strip():
+                        print(f"::add-mask::{line}", file=self.stream, flush=True)
 
     def set_output(self, name: str, value: str) -> None:
         append_env_file("GITHUB_OUTPUT", name, value)

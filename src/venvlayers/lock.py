@@ -237,9 +237,16 @@ def lock_stack(
                     f"{layer.name}: lock is stale ({'; '.join(state.stale_reasons)}) but not selected; using it as is"
                 )
             else:
-                _relock(
-                    graph, state, inputs, build_dir, cutoff, reporter, reset=layer.name in to_reset
-                )
+                with reporter.group(f"lock {layer.name}"):
+                    _relock(
+                        graph,
+                        state,
+                        inputs,
+                        build_dir,
+                        cutoff,
+                        reporter,
+                        reset=layer.name in to_reset,
+                    )
                 state.stale_reasons = []
         if not state.stale or not check:
             if not state.packages and state.paths.pylock.exists():
