@@ -452,3 +452,18 @@ def test_extension_and_its_library_in_one_layer(
         check=True,
     )
     assert result.stdout.strip() == "42"
+
+
+@pytest.mark.slow
+def test_include_builds_only_the_selected_layers_and_what_they_need(
+    tmp_path: Path, local_index: SimpleIndex, runtime_mirror: RuntimeMirror, cli: Callable[..., Run]
+) -> None:
+    dest = tmp_path / "stack"
+    shutil.copytree(STACKS / "layered", dest)
+    spec = dest / "venvstacks.toml"
+    spec.write_text(spec.read_text() + index_table(local_index.url))
+    run = cli("build", "--include", "app-two", spec)
+    assert run.code == 0, run.err
+    built = sorted(p.name for p in (dest / "_build").iterdir() if not p.name.startswith("_"))
+    assert built == ["app-two", "cpython-3.12", "framework-side"]
+    assert "built: cpython-3.12, framework-side, app-two;" in run.err

@@ -227,12 +227,9 @@ def lock_stack(
         inputs = _lock_inputs(graph, layer, state)
         _assess(state, inputs, cutoff, force=layer.name in to_reset)
         if state.stale and not check:
-            if layer.name not in updatable:
-                if state.metadata is None:
-                    raise StaleLockError(
-                        f"{graph.path}: layer {layer.name} has no lock and is not selected; add --include {layer.name}",
-                        path=graph.path,
-                    )
+            # Layers below the selection are read, not rewritten; one with no lock at all
+            # cannot be read, so it is locked (creating a lock rewrites nothing).
+            if layer.name not in updatable and state.metadata is not None:
                 reporter.warning(
                     f"{layer.name}: lock is stale ({'; '.join(state.stale_reasons)}) but not selected; using it as is"
                 )
