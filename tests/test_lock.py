@@ -521,3 +521,15 @@ def test_layer_without_requirements_is_locked_without_uv_as_uv_would(
 
     assert empty_pylock(load_stack(spec)["app-app"]) == by_uv
     assert not (spec.parent / "_build" / "_lock" / "cpython-3.12").exists()  # uv never ran for it
+
+
+def test_windows_line_endings_do_not_make_locks_stale(stack: Path, cli: Callable[..., Run]) -> None:
+    """A Windows runner's checkout (git autocrlf) turns LF into CRLF in locks and modules."""
+    for path in [
+        *(stack.parent / "requirements").rglob("*"),
+        *(stack.parent / "launch").rglob("*.py"),
+    ]:
+        if path.is_file():
+            path.write_bytes(path.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+    run = cli("lock", "--check", stack)
+    assert run.code == 0, run.out + run.err

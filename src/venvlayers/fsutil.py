@@ -61,6 +61,12 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def sha256_source(path: Path) -> str:
+    """sha256 of a text file with CRLF read as LF: a Windows checkout (git autocrlf) of a
+    lock or a launch module must hash like the Linux one it was made on."""
+    return hashlib.sha256(path.read_bytes().replace(b"\r\n", b"\n")).hexdigest()
+
+
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -25,7 +25,7 @@ from packaging.tags import Tag, parse_tag
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from venvlayers.errors import LockError, StaleLockError, UvError
-from venvlayers.fsutil import sha256_file, sha256_text, write_text_atomic
+from venvlayers.fsutil import sha256_source, sha256_text, write_text_atomic
 from venvlayers.gha import Reporter
 from venvlayers.graph import Layer, StackGraph, run_in_stack_order
 from venvlayers.models import LockMetadata, read_model
@@ -180,14 +180,14 @@ def _version_inputs(graph: StackGraph, layer: Layer) -> dict[str, Any]:
 def module_hash(path: Path) -> str:
     """Content hash of a module file or package folder (names + bytes, no caches)."""
     if path.is_file():
-        return "sha256:" + sha256_file(path)
+        return "sha256:" + sha256_source(path)
     entries = []
     for item in sorted(path.rglob("*")):
         relative = item.relative_to(path)
         if item.is_file() and not any(
             part == "__pycache__" or part.startswith(".git") for part in relative.parts
         ):
-            entries.append([relative.as_posix(), sha256_file(item)])
+            entries.append([relative.as_posix(), sha256_source(item)])
     return _hash(entries)
 
 
@@ -297,7 +297,7 @@ def _assess(state: LayerLockState, inputs: LockInputs, cutoff: str | None, *, fo
         reasons.append("no lock yet")
         return
     meta = state.metadata
-    if meta.requirements_hash != "sha256:" + sha256_file(paths.pylock):
+    if meta.requirements_hash != "sha256:" + sha256_source(paths.pylock):
         reasons.append("lock file was edited after locking")
     if meta.lock_input_hash != inputs.input_hash():
         reasons.append("requirements or lower layers' locks changed")
