@@ -29,6 +29,7 @@ import struct
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import zipfile
 import zlib
@@ -374,8 +375,14 @@ def _produce_tar(entries: list[_Entry], root_name: str, mtime: int, out: _Chunke
     out.close()
 
 
+# Across every archive written at once (publish compresses layers concurrently), no more
+# xz encoders (~94 MiB each) run than there are cores: more would only cost memory.
+_XZ_ENCODERS = threading.BoundedSemaphore(min(os.cpu_count() or 1, XZ_MAX_THREADS))
+
+
 def _xz_chunk(data: bytes) -> bytes:
-    return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=XZ_PRESET)
+    with _XZ_ENCODERS:
+        return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=XZ_PRESET)
 
 
 def _write_tar_xz(
