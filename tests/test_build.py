@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from rig.cli import Run, index_table
+from rig.cli import LAYERED_LAYERS as LAYERS
+from rig.cli import STACKS, Run, index_table, make_stack
 from rig.index import SimpleIndex
 from rig.runtime import RuntimeMirror
 from rig.wheels import build_wheel
@@ -25,16 +25,7 @@ from venvlayers.graph import load_stack
 from venvlayers.platforms import Platform
 from venvlayers.spec import LayerKind
 
-STACKS = Path(__file__).parent / "data" / "stacks"
 SITE = "lib/python3.12/site-packages"
-LAYERS = [
-    "cpython-3.12",
-    "framework-base",
-    "framework-upper",
-    "framework-side",
-    "app-one",
-    "app-two",
-]
 
 
 def clean_env() -> dict[str, str]:
@@ -91,9 +82,7 @@ def built(
 ) -> Iterator[Path]:
     """The layered stack, locked and built; yields the spec path (build in ``_build``)."""
     dest = tmp_path_factory.mktemp("built") / "stack"
-    shutil.copytree(STACKS / "layered", dest)
-    spec = dest / "venvstacks.toml"
-    spec.write_text(spec.read_text() + index_table(local_index.url))
+    spec = make_stack(dest, local_index.url)
     with pytest.MonkeyPatch.context() as mp:
         for key, value in runtime_mirror_session.env.items():
             mp.setenv(key, value)
@@ -459,9 +448,7 @@ def test_include_builds_only_the_selected_layers_and_what_they_need(
     tmp_path: Path, local_index: SimpleIndex, runtime_mirror: RuntimeMirror, cli: Callable[..., Run]
 ) -> None:
     dest = tmp_path / "stack"
-    shutil.copytree(STACKS / "layered", dest)
-    spec = dest / "venvstacks.toml"
-    spec.write_text(spec.read_text() + index_table(local_index.url))
+    spec = make_stack(dest, local_index.url)
     run = cli("build", "--include", "app-two", spec)
     assert run.code == 0, run.err
     built = sorted(p.name for p in (dest / "_build").iterdir() if not p.name.startswith("_"))

@@ -15,36 +15,20 @@ from pathlib import Path
 
 import pytest
 from rig import run_uv
-from rig.cli import Run, index_table
+from rig.cli import LAYERED_LAYERS as LAYERS
+from rig.cli import Run, index_table, make_stack
 from rig.index import SimpleIndex
 from rig.runtime import RuntimeMirror
 from rig.wheels import build_wheel
 
 from venvlayers.cli import main
 
-STACKS = Path(__file__).parent / "data" / "stacks"
-LAYERS = [
-    "cpython-3.12",
-    "framework-base",
-    "framework-upper",
-    "framework-side",
-    "app-one",
-    "app-two",
-]
 RUNTIME_HEADER = """\
 [[runtimes]]
 name = "cpython-3.12"
 python_implementation = "cpython@3.12.1"
 requirements = []
 """
-
-
-def make_stack(dest: Path, index_url: str, name: str = "layered") -> Path:
-    """Copy a test stack into ``dest`` and point it at ``index_url``; return the spec path."""
-    shutil.copytree(STACKS / name, dest)
-    spec = dest / "venvstacks.toml"
-    spec.write_text(spec.read_text() + index_table(index_url))
-    return spec
 
 
 def write_spec(dest: Path, index_url: str, body: str) -> Path:
