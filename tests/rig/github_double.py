@@ -463,13 +463,13 @@ class _Handler(BaseHTTPRequestHandler):
 
         if fault is not None and fault.kind == "drop":
             self._drop_mid_upload(path, query)
-            record(None)
+            record(None)  # the connection is reset only after this handler returns
             return
         if fault is not None and not fault.after:
             self._drain()
             answer = _fault_answer(fault)
-            self._send(answer.status, answer.data, answer.headers)
             record(answer.status)
+            self._send(answer.status, answer.data, answer.headers)
             return
         try:
             self._check_auth()
@@ -480,11 +480,13 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None:  # after=True: the request took effect, its answer is lost
             lost = _fault_answer(fault)
             status, data, extra = lost.status, lost.data, lost.headers
+        # Recorded before answering: once the client has its answer, a test reading
+        # `requests` must already see this request.
+        record(status)
         if isinstance(data, bytes):
             self._send_bytes(status, data, extra)
         else:
             self._send(status, data, extra)
-        record(status)
 
     def _check_auth(self) -> None:
         value = self.headers.get("Authorization", "")
