@@ -143,6 +143,38 @@ def test_thread_count_does_not_change_bytes(
     assert snapshot(dest) == snapshot(src)
 
 
+def _zstd_frame_window(data: bytes) -> int:
+    """Window size declared by a zstd frame header (RFC 8878, section 3.1.1.1)."""
+    assert data[:4] == b"\x28\xb5\x2f\xfd"
+    descriptor = data[4]
+    assert not descriptor & 0x20, "single-segment frame: no window descriptor"
+    exponent, mantissa = data[5] >> 3, data[5] & 7
+    base = 1 << (10 + exponent)
+    return base + base // 8 * mantissa
+
+
+def test_zstd_window_fits_the_layer(tmp_path: Path) -> None:
+    # A small layer gets zstd's 1 MiB floor; a bigger one the smallest power of two that
+    # holds its whole tar stream, so a decoder never needs more memory than the layer.
+    small = write(make_tree(tmp_path / "small"), tmp_path / "small.tar.zst", ArchiveFormat.TAR_ZST)
+    assert small.size > 0
+    assert _zstd_frame_window((tmp_path / "small.tar.zst").read_bytes()[:16]) == 1 << 20
+
+    src = tmp_path / "big"
+    src.mkdir()
+    (src / "blob.bin").write_bytes(os.urandom(3 << 20))  # incompressible: tar is ~3 MiB
+    out = tmp_path / "big.tar.zst"
+    write(src, out, ArchiveFormat.TAR_ZST)
+    window = _zstd_frame_window(out.read_bytes()[:16])
+    with zstd.open(out, "rb") as stream:
+        tar_size = len(stream.read())
+    assert window == 1 << 22
+    assert tar_size <= window
+    # The cap: a layer of any size needs at most 128 MiB, the default decoder limit.
+    entry = archive._Entry(rel="x", kind="file", path=src, mode=0o644, size=5 << 30, target="")
+    assert archive._zstd_window_log([entry]) == 27
+
+
 def test_tar_metadata_is_normalized(tmp_path: Path) -> None:
     src = make_tree(tmp_path / "src", file_mode=0o666, on_disk_mtime=5)
     out = tmp_path / "a.tar.xz"
