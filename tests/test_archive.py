@@ -6,6 +6,7 @@ import hashlib
 import io
 import lzma
 import os
+import platform
 import shutil
 import socket
 import stat
@@ -281,6 +282,53 @@ def test_bad_root_name_is_refused(tmp_path: Path) -> None:
             write_archive(
                 src, tmp_path / "a.zip", root_name=bad, fmt=ArchiveFormat.ZIP, mtime=MTIME
             )
+
+
+def _elf_binaries(dest: Path) -> Path:
+    """A folder of real x86-64 machine code: the compiled core of pydantic (a dependency)."""
+    import pydantic_core._pydantic_core as compiled
+
+    dest.mkdir(parents=True)
+    code = Path(compiled.__file__).read_bytes()
+    (dest / "core.so").write_bytes(code[: 2 << 20])
+    return dest
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="needs x86-64 binaries")
+def test_x86_code_uses_the_x86_filter_which_xz_reads(tmp_path: Path) -> None:
+    src = _elf_binaries(tmp_path / "src")
+    plain = write(src, tmp_path / "plain.tar.xz", ArchiveFormat.TAR_XZ)
+    x86 = write(src, tmp_path / "x86.tar.xz", ArchiveFormat.TAR_XZ, x86_code=True)
+    assert x86.size < plain.size  # the point of the filter
+    again = write(src, tmp_path / "again.tar.xz", ArchiveFormat.TAR_XZ, x86_code=True, threads=1)
+    assert again == x86
+
+    if shutil.which("xz"):
+        listing = subprocess.run(
+            ["xz", "--robot", "--list", "-vv", str(tmp_path / "x86.tar.xz")],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert "--x86" in listing
+        assert (
+            "--x86"
+            not in subprocess.run(
+                ["xz", "--robot", "--list", "-vv", str(tmp_path / "plain.tar.xz")],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
+    if shutil.which("tar"):
+        unpacked = tmp_path / "tar-x"
+        unpacked.mkdir()
+        subprocess.run(
+            ["tar", "-J", "-xf", str(tmp_path / "x86.tar.xz"), "-C", str(unpacked)], check=True
+        )
+        assert snapshot(unpacked / "layer") == snapshot(src)
+    dest = extract_archive(tmp_path / "x86.tar.xz", tmp_path / "ours", expected_root="layer")
+    assert snapshot(dest) == snapshot(src)
 
 
 # --- standard tools read what we write -------------------------------------------------

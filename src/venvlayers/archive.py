@@ -20,6 +20,7 @@ complete, so a refused or broken archive leaves the destination untouched.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import lzma
 import os
@@ -90,6 +91,17 @@ def archive_suffix(fmt: ArchiveFormat) -> str:
 
 # The reference tool writes tarfile "w:xz": xz preset 6 with a CRC64 check.
 XZ_PRESET = 6
+XZ_FILTERS: list[dict[str, int]] = [{"id": lzma.FILTER_LZMA2, "preset": XZ_PRESET}]
+# Layers of x86-64 platforms are mostly x86 machine code (.so/.dylib/.pyd, executables):
+# xz's x86 branch-call-jump filter makes it more compressible. With match length 32
+# instead of preset 6's 64, on the realistic bench stack: -1.4 % size and -13 % CPU
+# against preset 6 alone (the filter alone: -2.1 % size, same CPU). Every xz decoder
+# (xz, tar -J, bsdtar, 7-Zip, Python's lzma) reads it. Arm64 has a filter too only since
+# xz 5.4, which older decoders and Python's lzma module lack, so arm64 layers keep preset 6.
+XZ_FILTERS_X86: list[dict[str, int]] = [
+    {"id": lzma.FILTER_X86},
+    {"id": lzma.FILTER_LZMA2, "preset": XZ_PRESET, "nice_len": 32},
+]
 # 16 MiB chunks cost ~1 % size against one xz stream (8 MiB: ~2 %, 4 MiB: ~4 %).
 # Chunk boundaries are fixed, so the output does not depend on the thread count.
 XZ_CHUNK = 16 << 20
@@ -384,9 +396,9 @@ def _produce_tar(entries: list[_Entry], root_name: str, mtime: int, out: _Chunke
 _XZ_ENCODERS = threading.BoundedSemaphore(min(os.cpu_count() or 1, XZ_MAX_THREADS))
 
 
-def _xz_chunk(data: bytes) -> bytes:
+def _xz_chunk(data: bytes, filters: list[dict[str, int]]) -> bytes:
     with _XZ_ENCODERS:
-        return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=XZ_PRESET)
+        return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, filters=filters)
 
 
 def _write_tar_xz(
@@ -396,6 +408,7 @@ def _write_tar_xz(
     out: IO[bytes],
     threads: int,
     progress: _Progress,
+    filters: list[dict[str, int]] = XZ_FILTERS,
 ) -> None:
     def sink(result: tuple[bytes, int]) -> None:
         out.write(result[0])
@@ -406,7 +419,7 @@ def _write_tar_xz(
         ordered: _Ordered[tuple[bytes, int]] = _Ordered(pool, threads + 1, sink)
 
         def emit(data: bytes, content: int) -> None:
-            ordered.submit(lambda: (_xz_chunk(data), content))
+            ordered.submit(lambda: (_xz_chunk(data, filters), content))
 
         try:
             _produce_tar(entries, root_name, mtime, _Chunker(XZ_CHUNK, emit))
@@ -705,6 +718,9 @@ def _write_zip(
 # --- public writing API -----------------------------------------------------------------
 
 
+_ArchiveWriter = Callable[[list[_Entry], str, int, IO[bytes], int, _Progress], None]
+
+
 def write_archive(
     source_dir: Path,
     archive_path: Path,
@@ -715,11 +731,14 @@ def write_archive(
     exclude: ExcludeCallback | None = None,
     threads: int | None = None,
     progress: ProgressCallback | None = None,
+    x86_code: bool = False,
 ) -> ArchiveInfo:
     """Archive ``source_dir`` as ``root_name/…`` into ``archive_path`` (written atomically).
 
     ``exclude`` gets each path relative to ``source_dir``; an excluded folder is skipped
     whole. ``progress(done, total)`` counts file content bytes, about once per percent.
+    ``x86_code``: the binaries in the folder are x86 code (tar.xz then compresses them
+    with xz's x86 filter).
     """
     fmt = ArchiveFormat(fmt)
     _check_root_name(root_name, "Archive root folder name")
@@ -731,8 +750,10 @@ def write_archive(
     total = sum(e.size for e in entries if e.kind == "file")
     tracker = _Progress(progress, total)
     workers = _thread_count(threads)
-    writers = {
-        ArchiveFormat.TAR_XZ: _write_tar_xz,
+    writers: dict[ArchiveFormat, _ArchiveWriter] = {
+        ArchiveFormat.TAR_XZ: functools.partial(
+            _write_tar_xz, filters=XZ_FILTERS_X86 if x86_code else XZ_FILTERS
+        ),
         ArchiveFormat.TAR_ZST: _write_tar_zst,
         ArchiveFormat.ZIP: _write_zip,
     }

@@ -25,6 +25,10 @@ class Platform(StrEnum):
         return self.value.partition("_")[2]
 
     @property
+    def is_x86_64(self) -> bool:
+        return self.arch in ("x86_64", "amd64")
+
+    @property
     def is_windows(self) -> bool:
         return self.os == "win"
 

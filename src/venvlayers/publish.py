@@ -254,6 +254,7 @@ def publish_stack(
             fmt=fmt,
             mtime=archive_mtime(lock),
             progress=(lambda done, total: progress(layer.name, done, total)) if progress else None,
+            x86_code=platform.is_x86_64,
         )
         build_number = _archive_build(previous, metadata, info.sha256, output_dir)
         base = (
