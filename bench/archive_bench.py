@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from venvlayers.archive import ArchiveFormat, extract_archive, write_archive
+from venvlayers.platforms import host_platform
 
 MTIME = 1_700_000_000
 DEFAULT_SOURCES = [
@@ -123,8 +124,16 @@ def main() -> int:
 
         def ours(fmt: ArchiveFormat) -> Callable[[], object]:
             out = work / f"ours.{fmt.value}"
+            # as publish does on this host: x86 hosts get xz's x86 filter
+            x86 = host_platform().is_x86_64
             return lambda: write_archive(
-                tree, out, root_name="layer", fmt=fmt, mtime=MTIME, threads=args.threads
+                tree,
+                out,
+                root_name="layer",
+                fmt=fmt,
+                mtime=MTIME,
+                threads=args.threads,
+                x86_code=x86,
             )
 
         only = set(args.only.split(","))
