@@ -17,6 +17,7 @@ from rig.index import SimpleIndex
 from rig.runtime import RuntimeMirror
 
 from venvlayers.cli import main
+from venvlayers.platforms import host_platform
 
 pytestmark = pytest.mark.slow
 
@@ -288,6 +289,58 @@ def test_deploy_refuses_damaged_archive_and_leaves_target(
     err = capsys.readouterr().err
     assert ("size" in err) if damage == "truncate" else ("sha256" in err)
     assert snapshot(target) == before
+    # a target that does not exist yet is not created either
+    fresh = tmp_path / "fresh"
+    meta = str(copy / "__venvstacks__")
+    code = main(["deploy", "--metadata", meta, "--archives", str(copy), "--target", str(fresh)])
+    assert code == 2
+    assert not fresh.exists()
+
+
+def deploy_args(published: Stack, target: Path) -> list[str]:
+    meta = str(published.out / "__venvstacks__")
+    return ["deploy", "--metadata", meta, "--archives", str(published.out), "--target", str(target)]
+
+
+def test_deploy_with_an_unreadable_record_unpacks_again(
+    published: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "target"
+    assert main(deploy_args(published, target)) == 0
+    (target / ".venvlayers-deployed.json").write_text('{"framework-base": ')  # cut short
+    capsys.readouterr()
+    assert main(deploy_args(published, target)) == 0
+    captured = capsys.readouterr()
+    assert "unreadable deploy record" in captured.err
+    assert "app-tool: unpacking" in captured.out + captured.err
+    assert "Traceback" not in captured.err
+    run_tool = [str(target / "app-tool/bin/python"), "-m", "tool"]
+    assert subprocess.run(run_tool, capture_output=True, check=False).returncode == 0
+
+
+def test_deploy_of_metadata_without_layers_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    meta = tmp_path / "out" / "__venvstacks__" / str(host_platform())
+    meta.mkdir(parents=True)
+    (meta / "venvstacks.json").write_text('{"layers": {}}')
+    target = tmp_path / "target"
+    code = main(
+        [
+            "deploy",
+            "--metadata",
+            str(meta),
+            "--archives",
+            str(tmp_path / "out"),
+            "--target",
+            str(target),
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "lists no layers" in err and "nothing to deploy" in err
+    assert not target.exists()
 
 
 def test_local_export_runs_apps(published: Stack, tmp_path: Path) -> None:

@@ -99,10 +99,13 @@ def deploy_stack(
             raise DeployError(
                 f"{manifest_path}: {item.layer_name} was built for {item.target_platform}; this machine is {platform}"
             )
+    if not selected:
+        raise DeployError(
+            f"{manifest_path}: lists no layers for {platform}; nothing to deploy (was the stack published for this platform?)"
+        )
     target = target.absolute()
-    target.mkdir(parents=True, exist_ok=True)
     record_path = target / DEPLOY_RECORD
-    record: dict[str, str] = json.loads(record_path.read_text()) if record_path.exists() else {}
+    record = _read_record(record_path, reporter)
 
     todo: list[tuple[LayerMetadata, Path]] = []
     unchanged: list[str] = []
@@ -134,6 +137,7 @@ def deploy_stack(
             continue
         todo.append((item, archive))
 
+    target.mkdir(parents=True, exist_ok=True)  # only once every archive checked out
     with tempfile.TemporaryDirectory(prefix=".deploy-", dir=target) as scratch:
         staging = Path(scratch)
         for item, archive in todo:
@@ -162,6 +166,21 @@ def deploy_stack(
     for app, command in apps.items():
         reporter.info(f"run {app}: {' '.join(command)}")
     return DeployResult(target, [item.install_target for item, _ in todo], unchanged, apps)
+
+
+def _read_record(path: Path, reporter: Reporter) -> dict[str, str]:
+    """What an earlier deploy into this target unpacked (install target -> archive sha256)."""
+    if not path.exists():
+        return {}
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        record = None
+    if not isinstance(record, dict) or not all(isinstance(v, str) for v in record.values()):
+        # Only a cache of what is already in place: without it every layer is unpacked again.
+        reporter.warning(f"{path}: unreadable deploy record; unpacking every layer again")
+        return {}
+    return record
 
 
 def _python_of(layer_path: Path) -> Path:
