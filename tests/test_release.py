@@ -8,6 +8,7 @@ import io
 import logging
 import random
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -431,6 +432,37 @@ def test_deadline_exceeded_names_what_was_retried(
     assert "502 Server Error" in message and "deadline 20 s" in message
     assert sum(sleeps.delays) <= 20
     assert sleeps.delays == [1, 2, 4, 8]  # exponential backoff; the next (16) would pass 20 s
+
+
+def _closed_port() -> int:
+    """A local port with nothing listening: connecting to it is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("api_url", ["closed-port", "http://no-such-host.invalid"])
+def test_unreachable_api_fails_after_a_few_quick_retries(
+    out: Path, sleeps: Sleeps, api_url: str
+) -> None:
+    # A wrong GITHUB_API_URL is not worth retrying for the whole deadline.
+    if api_url == "closed-port":
+        api_url = f"http://127.0.0.1:{_closed_port()}/api"
+    env = {"GITHUB_TOKEN": TOKEN, "GITHUB_REPOSITORY": REPO, "GITHUB_API_URL": api_url}
+    with pytest.raises(ReleaseError) as failure:
+        release_directory(
+            out,
+            tag=TAG,
+            reporter=Reporter(io.StringIO()),
+            environ=env,
+            sleep=sleeps,
+            deadline_seconds=600,
+        )
+    message = str(failure.value)
+    assert message.startswith(f"could not reach GitHub to open repository {REPO}: cannot connect")
+    assert api_url in message and "GITHUB_API_URL" in message
+    assert TOKEN not in message
+    assert sleeps.delays == [1, 2, 4]
 
 
 def test_rate_limit_reset_beyond_deadline_fails_at_once(

@@ -21,6 +21,7 @@ import http
 import json
 import os
 import re
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -48,6 +49,10 @@ CONNECT_TIMEOUT = 30.0
 READ_TIMEOUT = 300.0
 API_TIMEOUT = 60
 MAX_BACKOFF = 60.0
+# A host that refuses connections or does not resolve is usually a wrong GITHUB_API_URL
+# or no network, not a GitHub hiccup: a few quick retries (1 + 2 + 4 s), then a clear error
+# instead of retrying until the deadline.
+UNREACHABLE_ATTEMPTS = 4
 API_VERSION = "2022-11-28"
 
 # GitHub renames assets with other characters (``app@2-…`` becomes ``app.2-…``). We
@@ -169,12 +174,15 @@ class _HttpFailure(Exception):
         message: str,
         headers: Mapping[str, str] | None = None,
         codes: tuple[str, ...] = (),
+        *,
+        unreachable: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = {k.lower(): str(v) for k, v in (headers or {}).items()}
         self.codes = codes
+        self.unreachable = unreachable  # no connection could be made at all
 
     def describe(self) -> str:
         if self.status is None:
@@ -211,6 +219,10 @@ def _translate(exc: BaseException) -> _HttpFailure:
         return _HttpFailure(exc.status, message or (exc.message or ""), exc.headers, codes)
     if isinstance(exc, requests.Timeout):
         return _HttpFailure(None, "request timed out")
+    if isinstance(exc, requests.ConnectionError) and _is_unreachable(exc):
+        return _HttpFailure(
+            None, "cannot connect (refused, or the host name does not resolve)", unreachable=True
+        )
     if isinstance(exc, requests.ConnectionError | requests.exceptions.ChunkedEncodingError):
         return _HttpFailure(None, "connection dropped before GitHub answered")
     if isinstance(exc, requests.RequestException):
@@ -219,6 +231,27 @@ def _translate(exc: BaseException) -> _HttpFailure:
         # a proxy or load balancer answering with a cut-off body
         return _HttpFailure(None, "GitHub sent a malformed JSON answer")
     raise TypeError(exc)  # pragma: no cover - callers only pass the types above
+
+
+def _is_unreachable(exc: BaseException) -> bool:
+    """True when no TCP connection was made: refused, or a DNS failure (not a drop mid-request)."""
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        # urllib3's NewConnectionError (NameResolutionError is one) sits in the args,
+        # the `reason` or the cause chain of requests' ConnectionError, by version
+        if type(current).__name__ in ("NewConnectionError", "NameResolutionError"):
+            return True
+        if isinstance(current, ConnectionRefusedError | socket.gaierror):
+            return True
+        linked = [getattr(current, "reason", None), current.__cause__, current.__context__]
+        linked += list(current.args)
+        pending += [item for item in linked if isinstance(item, BaseException)]
+    return False
 
 
 def _response_failure(response: requests.Response) -> _HttpFailure:
@@ -245,6 +278,8 @@ def _retry_delay(failure: _HttpFailure, attempt: int, now: float) -> tuple[float
     """How long to wait before retrying ``failure`` (and why), or None if retrying is futile."""
     backoff = min(2.0 ** (attempt - 1), MAX_BACKOFF)
     headers = failure.headers
+    if failure.unreachable and attempt >= UNREACHABLE_ATTEMPTS:
+        return None
     if failure.status is None or failure.status >= 500:
         return backoff, "backoff"
     if failure.status in (403, 429):
@@ -377,6 +412,7 @@ class _Publisher:
         deadline_seconds: float,
     ) -> None:
         self.repo_name = repo
+        self.api_url = api_url
         self.tag = tag
         self.token = token
         self.reporter = reporter
@@ -429,8 +465,17 @@ class _Publisher:
                 f" — check that {self.repo_name} exists and that the token can see it "
                 "(and GITHUB_API_URL for GitHub Enterprise Server)"
             )
+        elif failure.unreachable:
+            hint = (
+                f" — tried {self.api_url} (and its uploads host); check GITHUB_API_URL "
+                "and that this machine can reach GitHub"
+            )
         elif failure.status == 422 and failure.codes:
             hint = f" ({', '.join(failure.codes)})"
+        if failure.unreachable:
+            return ReleaseError(
+                self._scrub(f"could not reach GitHub to {what}: {failure.describe()}{hint}")
+            )
         return ReleaseError(self._scrub(f"GitHub refused to {what}: {failure.describe()}{hint}"))
 
     def retrying(self, what: str, action: Callable[[], T]) -> T:
