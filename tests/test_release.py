@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from rig.github_double import Fault, GitHubDouble
 
+from venvlayers.cli import main
 from venvlayers.errors import ReleaseError
 from venvlayers.gha import GitHubReporter, Reporter
 from venvlayers.release import (
@@ -200,6 +201,25 @@ def test_api_url_comes_from_github_api_url(
     )
     assert result.uploaded == [INDEX]
     assert [a.name for a in double.assets_of(TAG)] == [INDEX]
+
+
+def test_cli_deadline_bounds_the_retries(
+    double: GitHubDouble,
+    out: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Through the command line, with real sleeps: 1 s + 2 s of backoff, then the next wait
+    # (4 s) would pass the 4-second deadline.
+    double.add_fault(Fault(method="GET", path=r"/repos/octo-org/stacks$", times=1000, status=502))
+    for name, value in {"GITHUB_TOKEN": TOKEN, "GITHUB_API_URL": double.api_url}.items():
+        monkeypatch.setenv(name, value)
+    code = main(["release", "--tag", TAG, "--repo", REPO, "--deadline", "4", str(out)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "gave up trying to open repository" in err and "(deadline 4 s)" in err
+    assert len(double.requests) == 3
+    assert TOKEN not in err
 
 
 def test_many_assets_are_read_across_pages(

@@ -109,6 +109,16 @@ def cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
     return 0
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
+    return value
+
+
 def cmd_release(args: argparse.Namespace, reporter: Reporter) -> int:
     from venvlayers.release import release_directory
 
@@ -120,6 +130,7 @@ def cmd_release(args: argparse.Namespace, reporter: Reporter) -> int:
         replace=args.replace,
         name=args.name,
         reporter=reporter,
+        deadline_seconds=args.deadline,
     )
     reporter.set_output("release-url", result.html_url)
     if args.json:
@@ -415,6 +426,13 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument("--draft", action="store_true", help="create the release as a draft")
     release.add_argument(
         "--replace", action="store_true", help="replace same-name assets whose content differs"
+    )
+    release.add_argument(
+        "--deadline",
+        type=_positive_seconds,
+        default=600,
+        metavar="SECONDS",
+        help="stop retrying GitHub after this long in all (default 600)",
     )
     release.add_argument("--json", action="store_true")
     release.add_argument("out", type=Path, help="the merge output folder")
