@@ -210,14 +210,14 @@ def test_cli_deadline_bounds_the_retries(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # Through the command line, with real sleeps: 1 s + 2 s of backoff, then the next wait
-    # (4 s) would pass the 4-second deadline.
+    # (4 s) would pass the 6-second deadline (2 s of slack for a slow machine).
     double.add_fault(Fault(method="GET", path=r"/repos/octo-org/stacks$", times=1000, status=502))
     for name, value in {"GITHUB_TOKEN": TOKEN, "GITHUB_API_URL": double.api_url}.items():
         monkeypatch.setenv(name, value)
-    code = main(["release", "--tag", TAG, "--repo", REPO, "--deadline", "4", str(out)])
+    code = main(["release", "--tag", TAG, "--repo", REPO, "--deadline", "6", str(out)])
     assert code == 2
     err = capsys.readouterr().err
-    assert "gave up trying to open repository" in err and "(deadline 4 s)" in err
+    assert "gave up trying to open repository" in err and "(deadline 6 s)" in err
     assert len(double.requests) == 3
     assert TOKEN not in err
 
