@@ -240,21 +240,7 @@ def test_deploy_runs_every_app(published: Stack, tmp_path: Path) -> None:
         not in (target / "app-tool/lib/python3.12/site-packages/sitecustomize.py").read_text()
     )
     # a second deploy changes nothing
-    assert (
-        main(
-            [
-                "-q",
-                "deploy",
-                "--metadata",
-                str(meta),
-                "--archives",
-                str(published.out),
-                "--target",
-                str(target),
-            ]
-        )
-        == 0
-    )
+    assert main(["-q", *deploy_args(published, target)]) == 0
 
 
 def snapshot(folder: Path) -> list[str]:
