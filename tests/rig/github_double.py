@@ -20,9 +20,11 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, urlsplit
+
+from .local_server import LocalHTTPServer
 
 API_PREFIX = "/api/v3"
 UPLOADS_PREFIX = "/api/uploads"
@@ -132,8 +134,7 @@ class GitHubDouble:
         self.assets: dict[int, AssetState] = {}
         self.faults: list[Fault] = []
         self._requests: list[RecordedRequest] = []
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._http: LocalHTTPServer | None = None
         self.port = 0
 
     # -- lifecycle -------------------------------------------------------
@@ -144,22 +145,14 @@ class GitHubDouble:
         class Handler(_Handler):
             owner = double
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        self._server = server
-        self.port = server.server_address[1]
-        # a short poll interval keeps stop() (and so each test's teardown) quick
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._http = LocalHTTPServer(Handler)
+        self.port = self._http.port
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        if self._http is not None:
+            self._http.stop()
+            self._http = None
 
     def __enter__(self) -> GitHubDouble:
         return self.start()

@@ -19,13 +19,14 @@ import zipfile
 from dataclasses import dataclass
 from email.parser import HeaderParser
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import quote, unquote, urlsplit
 
 from venvlayers.fsutil import sha256_file
 
+from .local_server import LocalHTTPServer
 from .wheels import normalize
 
 _DIST_SUFFIXES = (".whl", ".tar.gz", ".zip")
@@ -137,30 +138,17 @@ class SimpleIndex:
         self.log: list[Request] = []  # method, path and status of every request
         self._catalog = _Catalog(folder)
         self._log_lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._http: LocalHTTPServer | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> SimpleIndex:
-        handler = _make_handler(self)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        server = self._server
-        # a short poll interval keeps shutdown (and fixture teardown) quick
-        self._thread = threading.Thread(
-            target=lambda: server.serve_forever(poll_interval=0.05), daemon=True
-        )
-        self._thread.start()
+        self._http = LocalHTTPServer(_make_handler(self))
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        if self._http is not None:
+            self._http.stop()
+            self._http = None
 
     def __enter__(self) -> SimpleIndex:
         return self.start()
@@ -176,9 +164,9 @@ class SimpleIndex:
     # -- addresses ---------------------------------------------------------------------
     @property
     def port(self) -> int:
-        if self._server is None:
+        if self._http is None:
             raise RuntimeError("SimpleIndex is not running; use it as a context manager")
-        return int(self._server.server_address[1])
+        return self._http.port
 
     @property
     def base_url(self) -> str:
