@@ -10,6 +10,7 @@ Fixtures (all lazy: nothing is built unless a test asks for it):
 - ``local_index``: a ``SimpleIndex`` serving the wheelhouse for the whole session
   (call ``clear_log()`` before asserting on ``requests``).
 - ``simple_index_factory``: start extra indexes (other folders, basic auth) for one test.
+- ``peer``: venvstacks 0.8.0, the reference tool, runnable offline (``rig.peer``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pytest
 from rig import LEAKY_ENV
 from rig.cli import Run
 from rig.index import SimpleIndex
+from rig.peer import PEER_WHEEL, Peer, install_peer, peer_available
 from rig.runtime import (
     RuntimeMirror,
     host_x86_64_linux,
@@ -137,3 +139,11 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
         return Run(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def peer() -> Peer:
+    """venvstacks 0.8.0 (the reference tool) in a cached venv; needs PyPI (``network`` tests)."""
+    if not peer_available():
+        pytest.skip(f"the reference tool's wheel is not at {PEER_WHEEL}")
+    return install_peer()
