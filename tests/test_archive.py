@@ -131,11 +131,11 @@ def test_thread_count_does_not_change_bytes(
     tmp_path: Path, fmt: ArchiveFormat, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Small chunks so this small tree spans many xz streams / deflate chunks.
-    monkeypatch.setattr(archive, "XZ_CHUNK", 64 << 10)
-    monkeypatch.setattr(archive, "ZIP_CHUNK", 64 << 10)
-    monkeypatch.setattr(archive, "ZSTD_FEED", 64 << 10)
+    monkeypatch.setattr(archive.tuning, "XZ_CHUNK", 64 << 10)
+    monkeypatch.setattr(archive.tuning, "ZIP_CHUNK", 64 << 10)
+    monkeypatch.setattr(archive.tuning, "ZSTD_FEED", 64 << 10)
     # zstd splits work into jobs of 4 windows by default; 1 MiB jobs give several workers work.
-    monkeypatch.setitem(archive.ZSTD_OPTIONS, zstd.CompressionParameter.job_size, 1 << 20)
+    monkeypatch.setitem(archive.tuning.ZSTD_OPTIONS, zstd.CompressionParameter.job_size, 1 << 20)
     src = big_tree(tmp_path / "src")
     infos = {t: write(src, tmp_path / f"t{t}.out", fmt, threads=t) for t in (1, 2, 5)}
     assert len(set(infos.values())) == 1
@@ -172,8 +172,8 @@ def test_zstd_window_fits_the_layer(tmp_path: Path) -> None:
     assert window == 1 << 22
     assert tar_size <= window
     # The cap: a layer of any size needs at most 128 MiB, the default decoder limit.
-    entry = archive._Entry(rel="x", kind="file", path=src, mode=0o644, size=5 << 30, target="")
-    assert archive._zstd_window_log([entry]) == 27
+    entry = archive.scan.Entry(rel="x", kind="file", path=src, mode=0o644, size=5 << 30, target="")
+    assert archive.tar.zstd_window_log([entry]) == 27
 
 
 def test_tar_metadata_is_normalized(tmp_path: Path) -> None:
@@ -345,8 +345,8 @@ def _tar_supports_zstd() -> bool:
 def test_standard_tools_read_the_archive(
     tmp_path: Path, fmt: ArchiveFormat, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(archive, "XZ_CHUNK", 64 << 10)  # several concatenated xz streams
-    monkeypatch.setattr(archive, "ZIP_CHUNK", 64 << 10)  # chunked deflate of big files
+    monkeypatch.setattr(archive.tuning, "XZ_CHUNK", 64 << 10)  # several concatenated xz streams
+    monkeypatch.setattr(archive.tuning, "ZIP_CHUNK", 64 << 10)  # chunked deflate of big files
     src = big_tree(tmp_path / "src")
     make_tree(src / "tree")
     out = tmp_path / f"a{archive_suffix(fmt)}"

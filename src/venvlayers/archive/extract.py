@@ -1,0 +1,256 @@
+"""Safe extraction: every member checked, unpacked beside the destination, renamed into place."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+
+from venvlayers.archive.formats import READ_SIZE
+from venvlayers.archive.read import CORRUPT, Member, corrupt, members
+from venvlayers.archive.scan import check_root_name
+from venvlayers.errors import ArchiveError
+from venvlayers.fsutil import replace_dir
+
+# --- safe extraction --------------------------------------------------------------------
+
+
+class _Extractor:
+    def __init__(self, archive: Path, stage: Path, root: str, allow_sibling_symlinks: bool):
+        self.archive = archive
+        self.stage = stage  # the temp folder that will become dest_parent/root
+        self.root = root
+        self.allow_sibling_symlinks = allow_sibling_symlinks
+        self.seen: dict[tuple[str, ...], str] = {}
+        self.real_dirs: set[tuple[str, ...]] = {()}
+
+    def refuse(self, member: str, why: str) -> ArchiveError:
+        return ArchiveError(
+            f"{self.archive}: refusing to unpack member {member!r}: {why}. "
+            "The archive is unsafe or damaged; do not deploy it."
+        )
+
+    def parts(self, raw: str, member: str, what: str = "it") -> tuple[str, ...]:
+        """Path parts below the layer root; refuses anything that could land elsewhere."""
+        if "\0" in raw:
+            raise self.refuse(member, f"{what} contains a NUL byte")
+        if raw.startswith(("/", "\\")) or (len(raw) >= 2 and raw[1] == ":"):
+            raise self.refuse(member, f"{what} has an absolute path")
+        if os.name == "nt" and "\\" in raw:
+            raise self.refuse(member, f"{what} contains a backslash")
+        parts = [p for p in raw.split("/") if p not in ("", ".")]
+        if ".." in parts:
+            raise self.refuse(member, f"{what} contains a '..' component")
+        if not parts or parts[0] != self.root:
+            raise self.refuse(
+                member, f"{what} is not under the expected top-level folder {self.root + '/'!r}"
+            )
+        return tuple(parts[1:])
+
+    def ensure_dir(self, parts: tuple[str, ...], member: str) -> Path:
+        """Create (or check) a real folder at ``parts``, never following a symlink."""
+        path = self.stage
+        for depth in range(1, len(parts) + 1):
+            prefix = parts[:depth]
+            path = path / prefix[-1]
+            if prefix in self.real_dirs:
+                continue
+            kind = self.seen.get(prefix)
+            if kind is not None and kind != "dir":
+                raise self.refuse(
+                    member,
+                    f"its path goes through the {kind} member {'/'.join((self.root, *prefix))!r}",
+                )
+            try:
+                os.mkdir(path, 0o755)
+            except FileExistsError:
+                if not stat.S_ISDIR(os.lstat(path).st_mode):
+                    raise self.refuse(member, "its path goes through a non-folder") from None
+            os.chmod(path, 0o755)
+            self.real_dirs.add(prefix)
+        return path
+
+    def add(self, m: Member) -> None:
+        parts = self.parts(m.name, m.name)
+        if parts in self.seen:
+            raise self.refuse(m.name, "it appears more than once in the archive")
+        if m.kind == "device":
+            raise self.refuse(m.name, "it is a device file or fifo")
+        if m.kind == "other":
+            raise self.refuse(m.name, f"it has an unsupported member type {m.linkname}".strip())
+        if not parts:
+            if m.kind != "dir":
+                raise self.refuse(m.name, "the top-level entry must be a folder")
+            self.seen[parts] = "dir"
+            return
+        parent = self.ensure_dir(parts[:-1], m.name)
+        target = parent / parts[-1]
+        if m.kind == "dir":
+            self.seen[parts] = "dir"
+            self.ensure_dir(parts, m.name)
+            return
+        try:
+            if m.kind == "file":
+                self.write_file(m, target)
+            elif m.kind == "symlink":
+                self.check_symlink(m, parts)
+                os.symlink(m.linkname, target)
+            else:
+                os.link(self.hardlink_source(m), target, follow_symlinks=False)
+            self.seen[parts] = "symlink" if m.kind == "symlink" else "file"
+        except FileExistsError:
+            raise self.refuse(
+                m.name, "it clashes with another member of the same name (on this file system)"
+            ) from None
+
+    def check_symlink(self, m: Member, parts: tuple[str, ...]) -> None:
+        target = m.linkname
+        if not target or "\0" in target:
+            raise self.refuse(m.name, "its symlink target is empty or invalid")
+        if target.startswith(("/", "\\")) or (len(target) >= 2 and target[1] == ":"):
+            raise self.refuse(
+                m.name, f"its symlink target {target!r} is absolute and leaves the layer"
+            )
+        pieces = target.rstrip("/").split("/")
+        ups = 0
+        while ups < len(pieces) and pieces[ups] == "..":
+            ups += 1
+        rest = pieces[ups:]
+        # Only "../../name/name" shapes: a '..' after a name could climb out through
+        # another symlink even when the text looks like it stays inside.
+        if any(p in ("", ".", "..") for p in rest) or (os.name == "nt" and "\\" in target):
+            raise self.refuse(m.name, f"its symlink target {target!r} is not a plain relative path")
+        limit = len(parts) - 1 + (1 if self.allow_sibling_symlinks else 0)
+        if ups > limit:
+            raise self.refuse(
+                m.name, f"its symlink target {target!r} leaves the layer {self.root + '/'!r}"
+            )
+
+    def hardlink_source(self, m: Member) -> Path:
+        source = self.parts(m.linkname, m.name, f"its hard link target {m.linkname!r}")
+        if self.seen.get(source) != "file" or not source:
+            raise self.refuse(
+                m.name,
+                f"its hard link target {m.linkname!r} is not an earlier regular file in the layer",
+            )
+        return self.stage.joinpath(*source)
+
+    def write_file(self, m: Member, target: Path) -> None:
+        assert m.open is not None
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        flags |= getattr(os, "O_BINARY", 0)
+        mode = 0o755 if m.mode & 0o111 else 0o644
+        fd = os.open(target, flags, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            written = 0
+            try:
+                with m.open() as src:
+                    while piece := src.read(READ_SIZE):
+                        out.write(piece)
+                        written += len(piece)
+            except CORRUPT as exc:
+                raise corrupt(self.archive, exc, m.name) from exc
+            if written != m.size:
+                raise corrupt(self.archive, EOFError(f"{written} of {m.size} bytes"), m.name)
+        os.chmod(target, mode)
+
+
+def _check_identity(archive: Path, size: int | None, sha256: str | None) -> None:
+    try:
+        actual_size = archive.stat().st_size
+    except OSError as exc:
+        raise ArchiveError(f"{archive}: cannot read the archive ({exc.strerror}).") from exc
+    if size is not None and actual_size != size:
+        raise ArchiveError(
+            f"{archive}: size mismatch: expected {size} bytes (archive_size in the metadata), "
+            f"found {actual_size}. The download is incomplete or the archive was replaced."
+        )
+    if sha256 is not None:
+        digest = hashlib.sha256()
+        with archive.open("rb") as f:
+            while block := f.read(READ_SIZE):
+                digest.update(block)
+        actual = digest.hexdigest()
+        if actual != sha256.lower():
+            raise ArchiveError(
+                f"{archive}: sha256 mismatch: expected {sha256.lower()} (archive_hashes in the "
+                f"metadata), found {actual}. The archive is damaged or was replaced."
+            )
+
+
+def extract_archive(
+    archive_path: Path,
+    dest_parent: Path,
+    *,
+    expected_root: str,
+    expected_size: int | None = None,
+    expected_sha256: str | None = None,
+    replace: bool = False,
+    allow_sibling_symlinks: bool = False,
+) -> Path:
+    """Safely unpack ``archive_path`` to ``dest_parent/expected_root`` and return that path.
+
+    Size and sha256 are checked before anything is unpacked. Every member must live under
+    ``expected_root/``; symlinks must stay inside the layer (or, with
+    ``allow_sibling_symlinks``, inside ``dest_parent``, for links into lower layers).
+    On any failure ``dest_parent`` is left exactly as it was.
+    """
+    check_root_name(expected_root, "Expected archive root folder")
+    dest = dest_parent / expected_root
+    if (dest.exists() or dest.is_symlink()) and not replace:
+        raise ArchiveError(
+            f"{dest}: already exists; remove it or unpack {archive_path.name} with replace."
+        )
+    _check_identity(archive_path, expected_size, expected_sha256)
+    created = _make_parents(dest_parent)
+    scratch: Path | None = None
+    try:
+        scratch = Path(
+            tempfile.mkdtemp(prefix=f".{expected_root}.", suffix=".unpack", dir=dest_parent)
+        )
+        stage = scratch / expected_root
+        os.mkdir(stage, 0o755)
+        extractor = _Extractor(archive_path, stage, expected_root, allow_sibling_symlinks)
+        count = 0
+        for member in members(archive_path):
+            extractor.add(member)
+            count += 1
+        if not count:
+            raise ArchiveError(f"{archive_path}: the archive has no members; build it again.")
+        os.chmod(stage, 0o755)
+        replace_dir(stage, dest)
+    except BaseException:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+            scratch = None
+        for folder in reversed(created):
+            _rmdir_quietly(folder)
+        raise
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return dest
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    """mkdir -p, returning the folders it created (outermost first) to undo on failure."""
+    missing: list[Path] = []
+    probe = folder
+    while not probe.exists():
+        missing.append(probe)
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    missing.reverse()
+    for path in missing:
+        path.mkdir(exist_ok=True)
+    return missing
+
+
+def _rmdir_quietly(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        folder.rmdir()

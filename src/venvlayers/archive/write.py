@@ -1,0 +1,66 @@
+"""``write_archive``: scan a folder, then hand it to the writer of the chosen format."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from venvlayers.archive import tuning
+from venvlayers.archive.formats import ArchiveFormat, ArchiveInfo, ExcludeCallback, ProgressCallback
+from venvlayers.archive.scan import Entry, Progress, check_root_name, scan_tree, thread_count
+from venvlayers.archive.tar import write_tar_xz, write_tar_zst
+from venvlayers.archive.zip import write_zip
+from venvlayers.errors import ArchiveError
+from venvlayers.fsutil import atomic_path, sha256_file
+
+# --- public writing API -----------------------------------------------------------------
+
+
+_ArchiveWriter = Callable[[list[Entry], str, int, IO[bytes], int, Progress], None]
+
+
+def write_archive(
+    source_dir: Path,
+    archive_path: Path,
+    *,
+    root_name: str,
+    fmt: ArchiveFormat,
+    mtime: int,
+    exclude: ExcludeCallback | None = None,
+    threads: int | None = None,
+    progress: ProgressCallback | None = None,
+    x86_code: bool = False,
+) -> ArchiveInfo:
+    """Archive ``source_dir`` as ``root_name/…`` into ``archive_path`` (written atomically).
+
+    ``exclude`` gets each path relative to ``source_dir``; an excluded folder is skipped
+    whole. ``progress(done, total)`` counts file content bytes, about once per percent.
+    ``x86_code``: the binaries in the folder are x86 code (tar.xz then compresses them
+    with xz's x86 filter).
+    """
+    fmt = ArchiveFormat(fmt)
+    check_root_name(root_name, "Archive root folder name")
+    if mtime < 0:
+        raise ArchiveError(f"{archive_path}: archive mtime must not be negative (got {mtime}).")
+    if not source_dir.is_dir():
+        raise ArchiveError(f"{source_dir}: cannot archive it, it is not a folder.")
+    entries = scan_tree(source_dir, exclude)
+    total = sum(e.size for e in entries if e.kind == "file")
+    tracker = Progress(progress, total)
+    workers = thread_count(threads)
+    writers: dict[ArchiveFormat, _ArchiveWriter] = {
+        ArchiveFormat.TAR_XZ: functools.partial(
+            write_tar_xz, filters=tuning.XZ_FILTERS_X86 if x86_code else tuning.XZ_FILTERS
+        ),
+        ArchiveFormat.TAR_ZST: write_tar_zst,
+        ArchiveFormat.ZIP: write_zip,
+    }
+    with atomic_path(archive_path) as tmp:
+        with tmp.open("wb") as out:
+            writers[fmt](entries, root_name, mtime, out, workers, tracker)
+        tmp.chmod(0o644)  # mkstemp creates 0o600; an archive is meant to be shared
+        info = ArchiveInfo(size=tmp.stat().st_size, sha256=sha256_file(tmp))
+    tracker.finish()
+    return info
