@@ -12,20 +12,20 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from venvlayers import __version__, postinstall
-from venvlayers.errors import BuildError
+from venvlayers.errors import BuildError, ProcessError
 from venvlayers.fsutil import sha256_file, write_json_atomic
 from venvlayers.gha import Reporter
 from venvlayers.graph import Layer, StackGraph, run_in_stack_order
 from venvlayers.lock import lock_paths, module_hash
 from venvlayers.models import LayerConfig
 from venvlayers.platforms import Platform, host_platform
+from venvlayers.process import run_process
 from venvlayers.runtime import install_runtime
 from venvlayers.spec import LayerKind, module_name
 from venvlayers.uv import run_uv
@@ -420,19 +420,12 @@ class _StackBuilder:
             # Imported modules may print (without a newline): the marked line is the verdict
             f"print({chr(10) + _CHECK_MARKER!r} + '; '.join(failed))\n"
         )
-        try:
-            completed = subprocess.run(
-                [str(python), "-c", script],
-                capture_output=True,
-                text=True,
-                timeout=600,
-                check=False,
-            )
-        except OSError as exc:
-            raise BuildError(f"{layer.name}: its python does not start: {exc}") from None
-        if completed.returncode != 0:
-            detail = (completed.stderr.strip().splitlines() or ["no output"])[-1]
-            raise BuildError(f"{layer.name}: its python does not start: {detail}")
+        completed = run_process(
+            [python, "-c", script],
+            what=f"{self.graph.path}: layer {layer.name}: import check of its python",
+            timeout=600,
+            error=BuildError,
+        )
         verdicts = [
             line[len(_CHECK_MARKER) :]
             for line in completed.stdout.splitlines()
@@ -543,26 +536,14 @@ def _top_level_modules(site: Path) -> list[str]:
 
 def _git_ignored(source: Path) -> set[Path]:
     """Files git ignores under ``source`` (empty when not in a git work tree)."""
+    command = ["git", "ls-files", "--others", "--ignored", "--exclude-standard", "--directory"]
     try:
-        completed = subprocess.run(
-            [
-                "git",
-                "ls-files",
-                "--others",
-                "--ignored",
-                "--exclude-standard",
-                "--directory",
-                "-z",
-                ".",
-            ],
-            cwd=source,
-            capture_output=True,
-            text=True,
-            check=False,
+        completed = run_process(
+            [*command, "-z", "."], what="list git-ignored files", cwd=source, check=False
         )
-    except OSError:
+    except ProcessError:  # no git on this machine
         return set()
-    if completed.returncode != 0:
+    if not completed.ok:
         return set()
     return {(source / entry).resolve() for entry in completed.stdout.split("\0") if entry}
 

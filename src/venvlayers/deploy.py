@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from venvlayers.fsutil import sha256_file, write_json_atomic
 from venvlayers.gha import Reporter
 from venvlayers.models import LayerMetadata, StackManifest, read_model
 from venvlayers.platforms import host_platform
+from venvlayers.process import run_postinstall, run_process
 from venvlayers.release import github_asset_name
 
 DEPLOY_RECORD = ".venvlayers-deployed.json"
@@ -155,7 +155,7 @@ def deploy_stack(
                 shutil.rmtree(final)
             (staging / item.install_target).rename(final)
     for item, _archive in todo:  # lowest layers first, so upper postinstalls find them
-        _postinstall(target, item)
+        run_postinstall(target / item.install_target, error=DeployError)
         record[item.install_target] = item.archive_hashes.sha256 if item.archive_hashes else ""
         write_json_atomic(record_path, record)
     apps = {
@@ -188,18 +188,6 @@ def _python_of(layer_path: Path) -> Path:
     return postinstall.resolve(layer_path, config["python"])
 
 
-def _postinstall(target: Path, item: LayerMetadata) -> None:
-    layer_path = target / item.install_target
-    config = postinstall.load_config(layer_path)
-    base = postinstall.resolve(layer_path, config["base_python"])
-    completed = subprocess.run(
-        [str(base), str(layer_path / "postinstall.py")], capture_output=True, text=True, check=False
-    )
-    if completed.returncode != 0:
-        detail = (completed.stderr.strip().splitlines() or ["no output"])[-1]
-        raise DeployError(f"{layer_path}: postinstall failed: {detail}")
-
-
 def run_command(target: Path, item: LayerMetadata) -> list[str]:
     layer_path = target / item.install_target
     return [str(_python_of(layer_path)), "-m", str(item.app_launch_module)]
@@ -213,4 +201,7 @@ def run_app(result: DeployResult, app: str, arguments: Sequence[str]) -> int:
     ]
     if not matches:
         raise DeployError(f"no deployed app {app!r}; apps: {', '.join(result.apps) or 'none'}")
-    return subprocess.run([*result.apps[matches[0]], *arguments], check=False).returncode
+    command = [*result.apps[matches[0]], *arguments]
+    return run_process(
+        command, what=f"run {app}", check=False, capture=False, error=DeployError
+    ).returncode

@@ -63,3 +63,7 @@ class ReleaseError(VenvlayersError):
 
 class UvError(VenvlayersError):
     """uv failed in a way we could not translate into a more specific error."""
+
+
+class ProcessError(VenvlayersError):
+    """A tool or interpreter we started failed (the message says which, why and its exit code)."""

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from venvlayers import postinstall
-from venvlayers.build import LayerLayout, build_dir_for
+from venvlayers.build import build_dir_for
 from venvlayers.errors import PublishError
 from venvlayers.fsutil import replace_dir
 from venvlayers.gha import Reporter
 from venvlayers.graph import StackGraph
 from venvlayers.models import LayerMetadata, StackManifest
 from venvlayers.platforms import Platform, host_platform
+from venvlayers.process import run_postinstall
 from venvlayers.publish import _CATEGORY, layer_metadata, metadata_dir, stage_layer
-from venvlayers.spec import LayerKind
 
 
 @dataclass
@@ -59,29 +57,13 @@ def export_stack(
         staging = output_dir / f".{metadata.install_target}.partial"
         stage_layer(graph, layer, root / layer.name, staging, platform, copy=True)
         replace_dir(staging, target)
-        _run_postinstall(target, LayerLayout(platform, layer.py_version), layer.kind)
+        run_postinstall(target, error=PublishError)
         manifest[_CATEGORY[layer.kind]].append(metadata)
         metadata.write(meta_dir / "env_metadata" / f"{layer.name}.json")
         exported[layer.name] = target
         reporter.info(f"{layer.name}: exported to {target}")
     StackManifest(layers=manifest).write(meta_dir / "venvstacks.json")
     return ExportResult(platform, meta_dir, exported)
-
-
-def _run_postinstall(target: Path, layout: LayerLayout, kind: LayerKind) -> None:
-    """Run the layer's own postinstall with its own runtime, as a deployment would."""
-    python = target / layout.python(kind)
-    if kind is not LayerKind.RUNTIME:
-        # the venv's python cannot start before postinstall writes pyvenv.cfg: use the runtime's
-        config = postinstall.load_config(target)
-        python = postinstall.resolve(target, config["base_python"])
-    interpreter = str(python) if python.exists() else sys.executable
-    completed = subprocess.run(
-        [interpreter, str(target / "postinstall.py")], capture_output=True, text=True, check=False
-    )
-    if completed.returncode != 0:
-        detail = (completed.stderr.strip().splitlines() or ["no output"])[-1]
-        raise PublishError(f"postinstall of {target.name} failed: {detail}")
 
 
 __all__ = ["ExportResult", "export_stack", "shutil"]

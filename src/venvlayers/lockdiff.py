@@ -8,7 +8,6 @@ spec, so a pull request shows what it will ship and whether its locks are up to 
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -31,6 +30,7 @@ from venvlayers.lock import (
     read_pylock_text,
 )
 from venvlayers.models import LockMetadata
+from venvlayers.process import ProcessResult, run_process
 
 
 class ChangeKind(StrEnum):
@@ -380,19 +380,22 @@ def _base_locks_from_dir(base: Path) -> dict[str, LayerLock]:
     return locks
 
 
-def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def _git(args: list[str], cwd: Path, *, what: str | None = None) -> ProcessResult:
+    """git's result; with ``what`` a failure raises LockError naming it, else the caller checks."""
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
-    try:
-        return subprocess.run(
-            ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
-        )
-    except FileNotFoundError:
-        raise LockError("git is not installed; install git or pass --base a folder") from None
+    return run_process(
+        ["git", *args],
+        what=what or f"git {args[0]} (install git or pass --base a folder)",
+        cwd=cwd,
+        env=env,
+        check=what is not None,
+        error=LockError,
+    )
 
 
 def git_toplevel(folder: Path) -> Path | None:
     result = _git(["rev-parse", "--show-toplevel"], folder)
-    return Path(result.stdout.strip()) if result.returncode == 0 else None
+    return Path(result.stdout.strip()) if result.ok else None
 
 
 def _base_locks_from_git(spec_dir: Path, ref: str) -> dict[str, LayerLock]:
@@ -405,16 +408,18 @@ def _base_locks_from_git(spec_dir: Path, ref: str) -> dict[str, LayerLock]:
     commit = _git(
         ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"], root
     )
-    if commit.returncode != 0:
+    if not commit.ok:
         raise LockError(
             f"--base {ref}: unknown git ref in {root}; fetch it first"
             " (in GitHub Actions: actions/checkout with fetch-depth: 0)"
         )
     sha = commit.stdout.strip()
     prefix = (spec_dir.resolve().relative_to(root.resolve()) / REQUIREMENTS_DIR).as_posix()
-    listing = _git(["ls-tree", "-r", "-z", "--name-only", sha, "--", f"{prefix}/"], root)
-    if listing.returncode != 0:
-        raise LockError(f"--base {ref}: git ls-tree failed: {listing.stderr.strip()}")
+    listing = _git(
+        ["ls-tree", "-r", "-z", "--name-only", sha, "--", f"{prefix}/"],
+        root,
+        what=f"--base {ref}: git ls-tree",
+    )
     names = [n[len(prefix) + 1 :] for n in listing.stdout.split("\0") if n.startswith(prefix + "/")]
     locks = {}
     for layer, (pylock, meta) in _lock_files(names).items():
@@ -423,11 +428,11 @@ def _base_locks_from_git(spec_dir: Path, ref: str) -> dict[str, LayerLock]:
             if relative is None:
                 texts.append(None)
                 continue
-            shown = _git(["show", f"{sha}:{prefix}/{relative}"], root)
-            if shown.returncode != 0:
-                raise LockError(
-                    f"--base {ref}: git show {prefix}/{relative} failed: {shown.stderr.strip()}"
-                )
+            shown = _git(
+                ["show", f"{sha}:{prefix}/{relative}"],
+                root,
+                what=f"--base {ref}: git show {prefix}/{relative}",
+            )
             texts.append(shown.stdout)
         assert texts[0] is not None
         locks[layer] = _parse_lock(texts[0], texts[1], f"{ref}:{prefix}/{pylock}")

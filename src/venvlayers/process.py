@@ -1,0 +1,95 @@
+"""The one runner for every process venvlayers starts, uv aside (``uv.py`` runs uv).
+
+A failed process becomes a ``VenvlayersError`` with one line: what we were doing, the exit
+code and the most telling line of its output (the last non-empty stderr line, which is
+Python's exception line, git's ``fatal:`` line or a tool's final complaint; stdout's last
+line when stderr is empty).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from venvlayers import postinstall
+from venvlayers.errors import ProcessError, VenvlayersError
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def summary(self) -> str:
+        """The most relevant line of the output, chosen one way for every caller."""
+        for stream in (self.stderr, self.stdout):
+            lines = [line.strip() for line in stream.splitlines() if line.strip()]
+            if lines:
+                return lines[-1]
+        return "no output"
+
+
+def run_process(
+    args: Sequence[str | Path],
+    *,
+    what: str,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    capture: bool = True,
+    timeout: float | None = None,
+    error: type[VenvlayersError] = ProcessError,
+) -> ProcessResult:
+    """Run ``args`` and return its result; ``what`` names the purpose for the error message.
+
+    With ``check`` (the default) a non-zero exit raises ``error``: "{what} failed (exit N):
+    {line}". A program that cannot start or a timeout raises ``error`` whatever ``check``
+    says. ``capture=False`` lets the process use our stdin/stdout/stderr (running an app).
+    """
+    command = [str(arg) for arg in args]
+    try:
+        completed = subprocess.run(
+            command,
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            capture_output=capture,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise error(f"{what}: {command[0]} is not installed or not on PATH") from None
+    except subprocess.TimeoutExpired:
+        raise error(f"{what}: still running after {timeout:g} seconds; stopped it") from None
+    except OSError as exc:
+        raise error(f"{what}: {command[0]} does not start ({exc.strerror or exc})") from None
+    result = ProcessResult(
+        command, completed.returncode, completed.stdout or "", completed.stderr or ""
+    )
+    if check and not result.ok:
+        raise error(f"{what} failed (exit {result.returncode}): {result.summary()}")
+    return result
+
+
+def run_postinstall(layer_path: Path, *, error: type[VenvlayersError]) -> None:
+    """Run a deployed layer's own ``postinstall.py`` with its base runtime, as users do.
+
+    The base runtime (the layer's own interpreter for a runtime layer): a venv's python
+    cannot start before postinstall has written its ``pyvenv.cfg``. Lower layers must be
+    in place first.
+    """
+    config = postinstall.load_config(layer_path)
+    base_python = postinstall.resolve(layer_path, config["base_python"])
+    run_process(
+        [base_python, layer_path / "postinstall.py"],
+        what=f"{layer_path}: postinstall",
+        error=error,
+    )
