@@ -19,11 +19,11 @@ from pathlib import Path, PurePosixPath
 
 from venvlayers import __version__, postinstall
 from venvlayers.errors import BuildError, ProcessError
-from venvlayers.fsutil import sha256_file, write_json_atomic
+from venvlayers.fsutil import sha256_file
 from venvlayers.gha import Reporter
 from venvlayers.graph import Layer, StackGraph, run_in_stack_order
 from venvlayers.lock import lock_paths, module_hash
-from venvlayers.models import LayerConfig
+from venvlayers.models import BuildStamp, LayerConfig
 from venvlayers.platforms import Platform, host_platform
 from venvlayers.process import run_process
 from venvlayers.runtime import install_runtime
@@ -166,28 +166,31 @@ class _StackBuilder:
     def layout(self, layer: Layer) -> LayerLayout:
         return LayerLayout(self.platform, layer.py_version)
 
-    def build_inputs(self, layer: Layer) -> dict[str, object]:
+    def build_inputs(self, layer: Layer) -> BuildStamp:
         """Everything that, when changed, makes a rebuild necessary."""
         paths = lock_paths(self.graph, layer.name)
         if not paths.pylock.exists():
             raise BuildError(
                 f"{self.graph.path}: layer {layer.name} has no lock; run `venvlayers lock`"
             )
-        inputs: dict[str, object] = {
-            "tool": __version__,
-            "lock": sha256_file(paths.pylock),
-            "python": layer.python_implementation,
-            "dependencies": list(layer.dependencies),
-            "lower_locks": {dep: self._lock_hash(dep) for dep in layer.dependencies},
-            "dynlib_exclude": list(layer.spec.dynlib_exclude),
-        }
         spec_dir = self.graph.spec.spec_dir
-        if layer.spec.launch_module:
-            inputs["modules"] = {
+        modules = (
+            {
                 m: module_hash(spec_dir / m)
                 for m in (layer.spec.launch_module, *layer.spec.support_modules)
             }
-        return inputs
+            if layer.spec.launch_module
+            else None
+        )
+        return BuildStamp(
+            tool=__version__,
+            lock=sha256_file(paths.pylock),
+            python=layer.python_implementation,
+            dependencies=list(layer.dependencies),
+            lower_locks={dep: self._lock_hash(dep) for dep in layer.dependencies},
+            dynlib_exclude=list(layer.spec.dynlib_exclude),
+            modules=modules,
+        )
 
     def _lock_hash(self, name: str) -> str:
         pylock = lock_paths(self.graph, name).pylock
@@ -200,7 +203,7 @@ class _StackBuilder:
         target = self.layer_path(layer.name)
         if not self.clean and target.exists() and stamp.exists():
             try:
-                if json.loads(stamp.read_text()) == inputs:
+                if BuildStamp.model_validate_json(stamp.read_bytes()) == inputs:
                     return False
             except (OSError, ValueError):
                 pass
@@ -213,7 +216,7 @@ class _StackBuilder:
             else:
                 self._build_layered(layer, target)
             self._check(layer, target)
-        write_json_atomic(stamp, inputs)
+        inputs.write(stamp)
         self.reporter.info(f"{layer.name}: built")
         return True
 

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from venvlayers import postinstall
 from venvlayers.build import build_dir_for
 from venvlayers.errors import PublishError
 from venvlayers.fsutil import replace_dir
 from venvlayers.gha import Reporter
-from venvlayers.graph import StackGraph
-from venvlayers.models import LayerMetadata, StackManifest
+from venvlayers.graph import Layer, StackGraph
+from venvlayers.models import LayerMetadata
 from venvlayers.platforms import Platform, host_platform
 from venvlayers.process import run_postinstall
-from venvlayers.publish import _CATEGORY, layer_metadata, metadata_dir, stage_layer
+from venvlayers.staging import (
+    check_built,
+    layer_metadata,
+    metadata_dir,
+    stage_layer,
+    write_stack_metadata,
+)
 
 
 @dataclass
@@ -40,30 +44,22 @@ def export_stack(
     output_dir = output_dir.absolute()
     selection = graph.select(include, allow_missing=allow_missing)
     layers = [layer for layer in graph if layer.name in selection and layer.targets(platform)]
-    manifest: dict[str, list[LayerMetadata]] = {
-        "runtimes": [],
-        "frameworks": [],
-        "applications": [],
-    }
+    check_built(graph, layers, root)
     exported: dict[str, Path] = {}
-    meta_dir = metadata_dir(output_dir, platform)
+    described: list[tuple[Layer, LayerMetadata]] = []
     for layer in layers:  # stack order: lower layers are in place before postinstall above them
-        if not (root / layer.name / postinstall.LAYER_CONFIG).exists():
-            raise PublishError(
-                f"{graph.path}: layer {layer.name} is not built in {root}; run `venvlayers build` first"
-            )
         metadata = layer_metadata(graph, layer, platform)
         target = output_dir / metadata.install_target
         staging = output_dir / f".{metadata.install_target}.partial"
         stage_layer(graph, layer, root / layer.name, staging, platform, copy=True)
         replace_dir(staging, target)
         run_postinstall(target, error=PublishError)
-        manifest[_CATEGORY[layer.kind]].append(metadata)
-        metadata.write(meta_dir / "env_metadata" / f"{layer.name}.json")
+        described.append((layer, metadata))
         exported[layer.name] = target
         reporter.info(f"{layer.name}: exported to {target}")
-    StackManifest(layers=manifest).write(meta_dir / "venvstacks.json")
+    meta_dir = metadata_dir(output_dir, platform)
+    write_stack_metadata(meta_dir, described)
     return ExportResult(platform, meta_dir, exported)
 
 
-__all__ = ["ExportResult", "export_stack", "shutil"]
+__all__ = ["ExportResult", "export_stack"]

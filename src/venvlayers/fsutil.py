@@ -83,3 +83,11 @@ def replace_dir(staging: Path, target: Path) -> None:
     else:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staging, target)
+
+
+def link_or_copy(source: str | Path, destination: str | Path) -> None:
+    """Hard-link ``source`` (free for gigabyte archives on one file system), else copy it."""
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copy2(source, destination)

@@ -9,7 +9,6 @@ collected before failing, so one run shows everything that is wrong.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections import defaultdict
@@ -19,44 +18,24 @@ from enum import StrEnum
 from pathlib import Path
 
 from venvlayers.errors import MergeError
-from venvlayers.fsutil import replace_dir, sha256_file, write_text_atomic
+from venvlayers.fsutil import link_or_copy, replace_dir, sha256_file, write_text_atomic
 from venvlayers.gha import Reporter
-from venvlayers.models import FileModel, LayerMetadata, PublishInfo, StackManifest, read_model
+from venvlayers.models import (
+    ENV_METADATA_DIR,
+    INDEX_NAME,
+    MANIFEST_NAME,
+    METADATA_DIR,
+    PUBLISH_INFO_NAME,
+    IndexArchive,
+    IndexLayer,
+    LayerMetadata,
+    PublishInfo,
+    StackIndex,
+    StackManifest,
+    read_model,
+)
 
-METADATA_DIR = "__venvstacks__"
-MANIFEST_NAME = "venvstacks.json"
-ENV_METADATA_DIR = "env_metadata"
-PUBLISH_INFO_NAME = "venvlayers-publish.json"
-INDEX_NAME = "venvstacks-index.json"
 CATEGORIES = ("runtimes", "frameworks", "applications")
-
-
-class IndexArchive(FileModel):
-    archive_name: str
-    archive_size: int
-    sha256: str
-    archive_build: int | None = None
-    metadata: str
-    """Path of the layer's ``env_metadata`` file, relative to the index."""
-
-
-class IndexLayer(FileModel):
-    category: str
-    install_target: str
-    lock_version: int
-    requirements_hash: str
-    locked_at: str
-    platforms: dict[str, IndexArchive]
-
-
-class StackIndex(FileModel):
-    """``venvstacks-index.json``: every layer of the stack on every platform."""
-
-    format_version: int = 1
-    platforms: list[str]
-    layers: dict[str, IndexLayer]
-    tool_version: str | None = None
-    spec_hash: str | None = None
 
 
 class ProblemKind(StrEnum):
@@ -638,18 +617,10 @@ def _write_output(jobs: list[PlatformJob], index: StackIndex, output_dir: Path) 
         for job in jobs:
             for _, meta in job.layers.values():
                 assert meta.archive_name
-                _link_or_copy(job.archives_dir / meta.archive_name, staging / meta.archive_name)
+                link_or_copy(job.archives_dir / meta.archive_name, staging / meta.archive_name)
             shutil.copytree(job.metadata_dir, staging / METADATA_DIR / job.platform)
         index.write(staging / INDEX_NAME)
         replace_dir(staging, output_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    # Archives can be gigabytes: a hard link costs nothing when both sit on one file system
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)

@@ -9,12 +9,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, RootModel, ValidationError
 
 from venvlayers.errors import VenvlayersError
 from venvlayers.fsutil import write_json_atomic
 
 M = TypeVar("M", bound=BaseModel)
+
+# The published layout: <output>/__venvstacks__/<platform>/{venvstacks.json, env_metadata/}
+METADATA_DIR = "__venvstacks__"
+MANIFEST_NAME = "venvstacks.json"
+ENV_METADATA_DIR = "env_metadata"
+PUBLISH_INFO_NAME = "venvlayers-publish.json"
+INDEX_NAME = "venvstacks-index.json"
 
 
 class FileModel(BaseModel):
@@ -110,3 +117,86 @@ class PublishInfo(FileModel):
     platform: str
     layers: list[str]
     """Every layer the spec targets on this platform (whether or not it was published)."""
+
+
+class BuildStamp(FileModel):
+    """``_build/_stamps/<layer>.json``: every input of a layer's build (unchanged: no rebuild)."""
+
+    tool: str
+    lock: str
+    python: str
+    dependencies: list[str]
+    lower_locks: dict[str, str]
+    dynlib_exclude: list[str]
+    modules: dict[str, str] | None = None
+    """Launch and support module hashes, application layers only."""
+
+
+class PublishStamp(FileModel):
+    """``_build/_stamps/<layer>.publish-<folder>.json``: the archive the last publish wrote."""
+
+    key: str
+    """sha256 of everything the archive's bytes and name depend on."""
+    archive: str
+    mtime_ns: int
+
+
+class IndexArchive(FileModel):
+    archive_name: str
+    archive_size: int
+    sha256: str
+    archive_build: int | None = None
+    metadata: str
+    """Path of the layer's ``env_metadata`` file, relative to the index."""
+
+
+class IndexLayer(FileModel):
+    category: str
+    install_target: str
+    lock_version: int
+    requirements_hash: str
+    locked_at: str
+    platforms: dict[str, IndexArchive]
+
+
+class StackIndex(FileModel):
+    """``venvstacks-index.json``: every layer of the stack on every platform."""
+
+    format_version: int = 1
+    platforms: list[str]
+    layers: dict[str, IndexLayer]
+    tool_version: str | None = None
+    spec_hash: str | None = None
+
+
+class RuntimeArch(FileModel):
+    family: str
+    variant: str | None
+
+
+class RuntimeDownload(FileModel):
+    """One CPython archive in uv's python downloads JSON (uv's own field names)."""
+
+    name: str
+    arch: RuntimeArch
+    os: str
+    libc: str
+    major: int
+    minor: int
+    patch: int
+    prerelease: str
+    url: str
+    sha256: str
+    variant: str | None
+    build: str | None = None
+
+    def dump(self) -> dict[str, Any]:
+        # uv's format spells absent values as null, except ``build``, absent when unknown
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+class RuntimeDownloads(RootModel[dict[str, RuntimeDownload]]):
+    """The downloads JSON that ``UV_PYTHON_DOWNLOADS_JSON_URL`` points uv at, keyed like uv."""
+
+    def write(self, path: Path) -> bool:
+        return write_json_atomic(path, {key: entry.dump() for key, entry in self.root.items()})

@@ -18,7 +18,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from venvlayers.errors import VenvlayersError
-from venvlayers.fsutil import sha256_file, write_json_atomic
+from venvlayers.fsutil import sha256_file
+from venvlayers.models import RuntimeDownloads
 
 #: Operating system names as uv spells them in its downloads JSON.
 KNOWN_OS = frozenset({"linux", "darwin", "windows"})
@@ -146,7 +147,7 @@ def write_downloads_json(entries: Iterable[Mapping[str, Any]], path: Path) -> Pa
 
     Point uv at it with ``UV_PYTHON_DOWNLOADS_JSON_URL=<path or file:// URL>``.
     """
-    write_json_atomic(path, downloads_document(entries))
+    RuntimeDownloads.model_validate(downloads_document(entries)).write(path)
     return path
 
 
