@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tomllib
 from collections.abc import Sequence
@@ -21,17 +20,23 @@ from typing import Any
 
 import tomlkit
 from packaging.markers import Marker
-from packaging.tags import Tag, parse_tag
-from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.utils import canonicalize_name
 
 from venvlayers.errors import LockError, StaleLockError, UvError
 from venvlayers.fsutil import sha256_source, sha256_text, write_text_atomic
 from venvlayers.gha import Reporter
 from venvlayers.graph import Layer, StackGraph, run_in_stack_order
 from venvlayers.models import LockMetadata, read_model
-from venvlayers.platforms import MARKERS, Platform, wheel_platform_tags
+from venvlayers.platforms import (
+    MARKERS,
+    accepted_tags,
+    marker_environment,
+    target_text,
+    wheel_platform_tags,
+    wheel_tags,
+)
 from venvlayers.spec import LayerKind, module_name
-from venvlayers.uv import run_uv
+from venvlayers.uv import run_uv, translate_lock_failure
 
 REQUIREMENTS_DIR = "requirements"
 # Settings venvlayers always decides itself; user values for these are ignored.
@@ -401,7 +406,19 @@ def _relock(
             what=f"lock {layer.name}",
         )
     except UvError as exc:
-        raise _translate_lock_failure(graph, state, str(exc)) from None
+        pins = [
+            (pkg.name, pkg.version, provider)
+            for entries, provider in state.provided.values()
+            for pkg in entries
+        ]
+        raise translate_lock_failure(
+            str(exc),
+            spec_path=graph.path,
+            layer=state.layer.name,
+            line=state.layer.spec.line,
+            platforms=state.layer.platforms,
+            pins=pins,
+        ) from None
     omit: list[str] = []
     for name in inputs.omitted:
         omit += ["--no-emit-package", name]
@@ -541,8 +558,8 @@ def _check_wheels(graph: StackGraph, layer: Layer, lock: dict[str, Any]) -> None
         plat_tags = wheel_platform_tags(
             platform, glibc=layer.linux_target, macosx=layer.macosx_target
         )
-        environment = _marker_environment(platform, layer.py_version)
-        accepted = _accepted_tags(py_nodot, plat_tags)
+        environment = marker_environment(platform, layer.py_version)
+        accepted = accepted_tags(py_nodot, plat_tags)
         for package in lock.get("packages", []):
             marker = package.get("marker")
             if marker and not Marker(marker).evaluate(environment):
@@ -551,9 +568,9 @@ def _check_wheels(graph: StackGraph, layer: Layer, lock: dict[str, Any]) -> None
                 str(w.get("url", w.get("name", ""))).rsplit("/", 1)[-1]
                 for w in package.get("wheels", [])
             ]
-            if any(_wheel_tags(w) & accepted for w in wheels):
+            if any(wheel_tags(w) & accepted for w in wheels):
                 continue
-            target = _target_text(layer, platform)
+            target = target_text(platform, glibc=layer.linux_target, macosx=layer.macosx_target)
             raise LockError(
                 f"{graph.path}: layer {layer.name}: {package['name']} {package.get('version', '')} has no wheel for {target};"
                 f" remove {platform} from the layer's 'platforms'"
@@ -568,126 +585,6 @@ def _check_wheels(graph: StackGraph, layer: Layer, lock: dict[str, Any]) -> None
                 path=graph.path,
                 line=layer.spec.line,
             )
-
-
-def _target_text(layer: Layer, platform: Platform) -> str:
-    if platform.is_linux:
-        return f"{platform} (glibc {layer.linux_target[0]}.{layer.linux_target[1]})"
-    if platform.is_macos:
-        return f"{platform} (macOS {layer.macosx_target[0]}.{layer.macosx_target[1]})"
-    return str(platform)
-
-
-def _wheel_tags(filename: str) -> frozenset[Tag]:
-    try:
-        return parse_wheel_filename(filename)[3]
-    except Exception:
-        return frozenset()
-
-
-def _accepted_tags(py_nodot: str, plat_tags: list[str]) -> frozenset[Tag]:
-    interpreters = [f"cp{py_nodot}"]
-    abis = [f"cp{py_nodot}", "abi3", "none"]
-    tags: set[Tag] = set()
-    for plat in [*plat_tags, "any"]:
-        for abi in abis:
-            tags.add(Tag(f"cp{py_nodot}", abi, plat))
-        for minor in range(int(py_nodot[1:]), 1, -1):
-            tags.add(Tag(f"cp3{minor}", "abi3", plat))
-        for py in ("py3", f"py{py_nodot}", *interpreters):
-            tags.add(Tag(py, "none", plat))
-    tags |= set(parse_tag(f"py2.py3-none-{plat_tags[0]}")) if plat_tags else set()
-    return frozenset(tags)
-
-
-def _marker_environment(platform: Platform, py_version: str) -> dict[str, str]:
-    markers = MARKERS[platform]
-    return {
-        "sys_platform": markers.sys_platform,
-        "platform_machine": markers.platform_machine,
-        "platform_system": {"linux": "Linux", "darwin": "Darwin", "win32": "Windows"}[
-            markers.sys_platform
-        ],
-        "os_name": "nt" if platform.is_windows else "posix",
-        "python_version": ".".join(py_version.split(".")[:2]),
-        "python_full_version": py_version,
-        "implementation_name": "cpython",
-        "platform_python_implementation": "CPython",
-    }
-
-
-_NAME_RE = re.compile(r"\b([A-Za-z0-9][A-Za-z0-9._-]*)\b")
-
-
-# uv: "Because linuxonly==1.0.0 has no `<marker>`-compatible wheels and ..."
-_MISSING_WHEEL_RE = re.compile(
-    r"([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+) has no `([^`]+)`-compatible wheels"
-)
-
-
-def _platform_of_marker(marker: str) -> Platform | None:
-    """The target platform whose lock environment uv names (uv reorders the clauses)."""
-    for platform, markers in MARKERS.items():
-        environment = _marker_environment(platform, "3.12.0")
-        try:
-            if Marker(marker).evaluate(environment) and all(
-                f"'{value}'" in marker for value in (markers.sys_platform, markers.platform_machine)
-            ):
-                return platform
-        except Exception:
-            return None
-    return None
-
-
-def _translate_lock_failure(graph: StackGraph, state: LayerLockState, message: str) -> LockError:
-    """Turn uv's resolver failure into a message that names the layers involved."""
-    layer = state.layer
-    uv_text = message.split(": ", 1)[-1]
-    mentioned = {canonicalize_name(m) for m in _NAME_RE.findall(uv_text)}
-    pinned = [
-        f"{pkg.name} {pkg.version} (locked by {provider})"
-        for entries, provider in state.provided.values()
-        for pkg in entries
-        if canonicalize_name(pkg.name) in mentioned
-    ]
-    where = dict(path=graph.path, line=layer.spec.line)
-    if (
-        "no-build" in uv_text
-        or "building from source is disabled" in uv_text
-        or "no usable wheels" in uv_text
-    ):
-        return LockError(
-            f"{graph.path}: layer {layer.name}: a requirement has no wheel (venvlayers installs wheels only); uv says: {uv_text}",
-            **where,  # type: ignore[arg-type]
-        )
-    missing = _MISSING_WHEEL_RE.search(uv_text)
-    if missing:
-        package, version, marker = missing.groups()
-        platform = _platform_of_marker(marker)
-        where_text = str(platform) if platform else f"the environment {marker}"
-        return LockError(
-            f"{graph.path}: layer {layer.name}: {package} {version} has no wheel for {where_text};"
-            f" set the layer's 'platforms' to leave {where_text} out"
-            " (or pin a version that has one); uv says: " + uv_text,
-            **where,  # type: ignore[arg-type]
-        )
-    if (
-        "required-environments" in uv_text
-        or "doesn't have a source distribution or wheel for the current platform" in uv_text
-        or "wheel for" in uv_text
-    ):
-        return LockError(
-            f"{graph.path}: layer {layer.name}: no wheel for one of the target platforms ({', '.join(str(p) for p in layer.platforms)});"
-            f" narrow 'platforms' or set 'linux_target'/'macosx_target'; uv says: {uv_text}",
-            **where,  # type: ignore[arg-type]
-        )
-    if pinned:
-        return LockError(
-            f"{graph.path}: layer {layer.name} conflicts with versions pinned by lower layers: {', '.join(pinned)};"
-            f" change the requirement or relock the lower layer; uv says: {uv_text}",
-            **where,  # type: ignore[arg-type]
-        )
-    return LockError(f"{graph.path}: cannot lock layer {layer.name}: {uv_text}", **where)  # type: ignore[arg-type]
 
 
 def require_fresh_locks(result: LockResult) -> None:

@@ -7,6 +7,10 @@ import sys
 from dataclasses import dataclass
 from enum import StrEnum
 
+from packaging.markers import Marker
+from packaging.tags import Tag, parse_tag
+from packaging.utils import parse_wheel_filename
+
 
 class Platform(StrEnum):
     WIN_AMD64 = "win_amd64"
@@ -107,3 +111,67 @@ def wheel_platform_tags(
         versions += [(10, minor) for minor in range(16, 3, -1)]
     variants = [arch, "universal2"] + (["intel", "universal"] if arch == "x86_64" else [])
     return [f"macosx_{a}_{b}_{v}" for a, b in versions for v in variants]
+
+
+def target_text(platform: Platform, *, glibc: tuple[int, int], macosx: tuple[int, int]) -> str:
+    """The platform with the oldest OS it targets, for messages."""
+    if platform.is_linux:
+        return f"{platform} (glibc {glibc[0]}.{glibc[1]})"
+    if platform.is_macos:
+        return f"{platform} (macOS {macosx[0]}.{macosx[1]})"
+    return str(platform)
+
+
+def wheel_tags(filename: str) -> frozenset[Tag]:
+    """The tags a wheel file name declares (none for a name that is not a wheel's)."""
+    try:
+        return parse_wheel_filename(filename)[3]
+    except Exception:
+        return frozenset()
+
+
+def accepted_tags(py_nodot: str, plat_tags: list[str]) -> frozenset[Tag]:
+    """Wheel tags a CPython ``py_nodot`` (e.g. "312") installs on the given platform tags."""
+    interpreters = [f"cp{py_nodot}"]
+    abis = [f"cp{py_nodot}", "abi3", "none"]
+    tags: set[Tag] = set()
+    for plat in [*plat_tags, "any"]:
+        for abi in abis:
+            tags.add(Tag(f"cp{py_nodot}", abi, plat))
+        for minor in range(int(py_nodot[1:]), 1, -1):
+            tags.add(Tag(f"cp3{minor}", "abi3", plat))
+        for py in ("py3", f"py{py_nodot}", *interpreters):
+            tags.add(Tag(py, "none", plat))
+    tags |= set(parse_tag(f"py2.py3-none-{plat_tags[0]}")) if plat_tags else set()
+    return frozenset(tags)
+
+
+def marker_environment(platform: Platform, py_version: str) -> dict[str, str]:
+    """PEP 508 marker values of CPython ``py_version`` on ``platform``."""
+    markers = MARKERS[platform]
+    return {
+        "sys_platform": markers.sys_platform,
+        "platform_machine": markers.platform_machine,
+        "platform_system": {"linux": "Linux", "darwin": "Darwin", "win32": "Windows"}[
+            markers.sys_platform
+        ],
+        "os_name": "nt" if platform.is_windows else "posix",
+        "python_version": ".".join(py_version.split(".")[:2]),
+        "python_full_version": py_version,
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+    }
+
+
+def platform_of_marker(marker: str) -> Platform | None:
+    """The target platform whose lock environment uv names (uv reorders the clauses)."""
+    for target, markers in MARKERS.items():
+        environment = marker_environment(target, "3.12.0")
+        try:
+            if Marker(marker).evaluate(environment) and all(
+                f"'{value}'" in marker for value in (markers.sys_platform, markers.platform_machine)
+            ):
+                return target
+        except Exception:
+            return None
+    return None
