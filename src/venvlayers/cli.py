@@ -8,7 +8,9 @@ import sys
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from venvlayers import __version__
 from venvlayers.errors import VenvlayersError
@@ -16,7 +18,28 @@ from venvlayers.fsutil import dumps_json
 from venvlayers.gha import Reporter
 from venvlayers.graph import load_stack
 
-Handler = Callable[[argparse.Namespace, Reporter], int]
+if TYPE_CHECKING:
+    from venvlayers.pipeline import PublishRequest
+    from venvlayers.publish import PublishResult
+
+
+@dataclass
+class Outcome:
+    """What a command produced: its exit code and, for commands with ``--json``, the document
+    (given back whether or not ``--json`` printed it, for callers in process)."""
+
+    code: int
+    document: Any = None
+
+
+Handler = Callable[[argparse.Namespace, Reporter], Outcome]
+
+
+def _finish(args: argparse.Namespace, document: Any, code: int = 0) -> Outcome:
+    """Print ``document`` on stdout when ``--json`` asked for it; hand it back either way."""
+    if getattr(args, "json", False):
+        sys.stdout.write(dumps_json(document))
+    return Outcome(code, document)
 
 
 def _add_include(parser: argparse.ArgumentParser) -> None:
@@ -34,19 +57,18 @@ def _add_include(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def cmd_show(args: argparse.Namespace, reporter: Reporter) -> int:
+def cmd_show(args: argparse.Namespace, reporter: Reporter) -> Outcome:
     from venvlayers.show import render_json, render_tree
 
     graph = load_stack(args.spec)
     selection = graph.select(args.include, allow_missing=args.allow_missing)
     if args.json:
-        sys.stdout.write(dumps_json(render_json(graph, selection)))
-    else:
-        sys.stdout.write(render_tree(graph, selection))
-    return 0
+        return _finish(args, render_json(graph, selection))
+    sys.stdout.write(render_tree(graph, selection))
+    return Outcome(0)
 
 
-def cmd_lock(args: argparse.Namespace, reporter: Reporter) -> int:
+def cmd_lock(args: argparse.Namespace, reporter: Reporter) -> Outcome:
     from venvlayers.lock import lock_stack
 
     graph = load_stack(args.spec)
@@ -67,46 +89,38 @@ def cmd_lock(args: argparse.Namespace, reporter: Reporter) -> int:
             reporter.info(
                 f"{len(result.stale)} stale lock(s); run `venvlayers lock {args.spec}` and commit the result"
             )
-            return 1
+            return Outcome(1)
         reporter.info("all locks are up to date")
-        return 0
+        return Outcome(0)
     changed = result.changed
     reporter.info(
         f"locked {len(result.layers)} layer(s); changed: {', '.join(changed) if changed else 'none'}"
     )
-    return 0
+    return Outcome(0)
 
 
-def cmd_build(args: argparse.Namespace, reporter: Reporter) -> int:
-    from venvlayers.build import build_stack
-    from venvlayers.lock import lock_stack, require_fresh_locks
+def cmd_build(args: argparse.Namespace, reporter: Reporter) -> Outcome:
+    from venvlayers.pipeline import build_pipeline
 
-    graph = load_stack(args.spec)
-    lock_args = dict(
+    publish = _publish_request(args) if args.publish else None
+    result = build_pipeline(
+        load_stack(args.spec),
         include=args.include,
         build_dir=args.build_dir,
-        reporter=reporter,
-        allow_missing=args.allow_missing,
-    )
-    if args.locked:
-        require_fresh_locks(lock_stack(graph, check=True, **lock_args))
-    else:
-        lock_stack(graph, **lock_args)
-    result = build_stack(
-        graph,
-        include=args.include,
-        build_dir=args.build_dir,
+        locked=args.locked,
         clean=args.clean,
         reporter=reporter,
         allow_missing=args.allow_missing,
+        publish=publish,
     )
+    built = result.build
     reporter.info(
-        f"built: {', '.join(result.built) or 'none'}; unchanged: {', '.join(result.unchanged) or 'none'}"
-        + (f"; not for this platform: {', '.join(result.skipped)}" if result.skipped else "")
+        f"built: {', '.join(built.built) or 'none'}; unchanged: {', '.join(built.unchanged) or 'none'}"
+        + (f"; not for this platform: {', '.join(built.skipped)}" if built.skipped else "")
     )
-    if args.publish:
-        return cmd_publish(args, reporter)
-    return 0
+    if result.publish is not None:
+        return _published(args, reporter, result.publish)
+    return Outcome(0)
 
 
 def _positive_seconds(text: str) -> float:
@@ -119,7 +133,7 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
-def cmd_release(args: argparse.Namespace, reporter: Reporter) -> int:
+def cmd_release(args: argparse.Namespace, reporter: Reporter) -> Outcome:
     from venvlayers.release import release_directory
 
     result = release_directory(
@@ -133,19 +147,16 @@ def cmd_release(args: argparse.Namespace, reporter: Reporter) -> int:
         deadline_seconds=args.deadline,
     )
     reporter.set_output("release-url", result.html_url)
-    if args.json:
-        sys.stdout.write(
-            dumps_json({"url": result.html_url, **result.model_dump(exclude={"html_url"})})
-        )
-    else:
+    document = {"url": result.html_url, **result.model_dump(exclude={"html_url"})}
+    if not args.json:
         print(result.html_url)
     reporter.info(
         f"uploaded {len(result.uploaded)}, already present {len(result.skipped)}, replaced {len(result.replaced)}"
     )
-    return 0
+    return _finish(args, document)
 
 
-def cmd_merge(args: argparse.Namespace, reporter: Reporter) -> int:
+def cmd_merge(args: argparse.Namespace, reporter: Reporter) -> Outcome:
     from venvlayers.merge import merge_publish_outputs
 
     expected = [p for value in args.expect_platform for p in value.replace(",", " ").split()]
@@ -162,10 +173,10 @@ def cmd_merge(args: argparse.Namespace, reporter: Reporter) -> int:
     reporter.info(
         f"merged {len(report.layers)} layer(s) for {', '.join(report.platforms)} into {args.output_dir}"
     )
-    return 0
+    return Outcome(0)
 
 
-def cmd_lock_diff(args: argparse.Namespace, reporter: Reporter) -> int:
+def cmd_lock_diff(args: argparse.Namespace, reporter: Reporter) -> Outcome:
     from venvlayers.fsutil import write_text_atomic
     from venvlayers.lockdiff import lock_diff
 
@@ -176,14 +187,14 @@ def cmd_lock_diff(args: argparse.Namespace, reporter: Reporter) -> int:
         reporter.set_output("report", str(args.report))
     reporter.summary(markdown)
     reporter.set_output("stale", "true" if report.stale else "false")
+    code = 1 if report.stale else 0
     if args.json:
-        sys.stdout.write(dumps_json(report.to_json()))
-    else:
-        sys.stdout.write(markdown)
-    return 1 if report.stale else 0
+        return _finish(args, report.to_json(), code)
+    sys.stdout.write(markdown)
+    return Outcome(code)
 
 
-def cmd_runtime_mirror(args: argparse.Namespace, reporter: Reporter) -> int:
+def cmd_runtime_mirror(args: argparse.Namespace, reporter: Reporter) -> Outcome:
     from venvlayers.runtime_mirror import entry_from_archive_name, write_downloads_json
 
     entries = [entry_from_archive_name(path, base_url=args.base_url) for path in args.archives]
@@ -191,14 +202,14 @@ def cmd_runtime_mirror(args: argparse.Namespace, reporter: Reporter) -> int:
     reporter.info(
         f"{len(entries)} runtime(s) listed; build with UV_PYTHON_DOWNLOADS_JSON_URL={target.absolute().as_uri()}"
     )
-    return 0
+    return Outcome(0)
 
 
-def cmd_platform(args: argparse.Namespace, reporter: Reporter) -> int:
+def cmd_platform(args: argparse.Namespace, reporter: Reporter) -> Outcome:
     from venvlayers.platforms import host_platform
 
     print(host_platform().value)
-    return 0
+    return Outcome(0)
 
 
 def _add_publish_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
@@ -218,45 +229,49 @@ def _add_publish_options(parser: argparse.ArgumentParser, *, required: bool) -> 
     )
 
 
-def cmd_publish(args: argparse.Namespace, reporter: Reporter) -> int:
+def _publish_request(args: argparse.Namespace) -> PublishRequest:
     from venvlayers.archive import ArchiveFormat
-    from venvlayers.publish import publish_stack
+    from venvlayers.pipeline import PublishRequest
 
     if args.output_dir is None:
-        parser_error = "publishing needs --output-dir DIR"
-        raise VenvlayersError(parser_error)
-    graph = load_stack(args.spec)
-    progress = _progress_printer() if sys.stderr.isatty() and not args.quiet else None
-    result = publish_stack(
-        graph,
-        args.output_dir,
-        include=args.include,
-        build_dir=args.build_dir,
+        raise VenvlayersError("publishing needs --output-dir DIR")
+    return PublishRequest(
+        output_dir=args.output_dir,
         tag_outputs=args.tag_outputs,
         fmt=ArchiveFormat(args.format) if args.format else None,
+        progress=_progress_printer() if sys.stderr.isatty() and not args.quiet else None,
+    )
+
+
+def cmd_publish(args: argparse.Namespace, reporter: Reporter) -> Outcome:
+    from venvlayers.pipeline import publish_pipeline
+
+    result = publish_pipeline(
+        load_stack(args.spec),
+        _publish_request(args),
+        include=args.include,
+        build_dir=args.build_dir,
         reporter=reporter,
         allow_missing=args.allow_missing,
-        progress=progress,
     )
+    return _published(args, reporter, result)
+
+
+def _published(args: argparse.Namespace, reporter: Reporter, result: PublishResult) -> Outcome:
     archives = [str(path) for path in result.archives]
     reporter.set_output("platform", str(result.platform))
     reporter.set_output("metadata-dir", str(result.metadata_dir))
     reporter.set_output("archives", json.dumps(archives))
-    if getattr(args, "json", False):
-        sys.stdout.write(
-            dumps_json(
-                {
-                    "platform": str(result.platform),
-                    "metadata_dir": str(result.metadata_dir),
-                    "archives": archives,
-                }
-            )
-        )
-    else:
+    if not getattr(args, "json", False):
         reporter.info(
             f"published {len(archives)} archive(s) for {result.platform} to {args.output_dir}"
         )
-    return 0
+    document = {
+        "platform": str(result.platform),
+        "metadata_dir": str(result.metadata_dir),
+        "archives": archives,
+    }
+    return _finish(args, document)
 
 
 def _progress_printer() -> Callable[[str, int, int], None]:
@@ -275,7 +290,7 @@ def _progress_printer() -> Callable[[str, int, int], None]:
     return show
 
 
-def cmd_local_export(args: argparse.Namespace, reporter: Reporter) -> int:
+def cmd_local_export(args: argparse.Namespace, reporter: Reporter) -> Outcome:
     from venvlayers.export import export_stack
 
     graph = load_stack(args.spec)
@@ -288,10 +303,10 @@ def cmd_local_export(args: argparse.Namespace, reporter: Reporter) -> int:
         allow_missing=args.allow_missing,
     )
     reporter.info(f"exported {len(result.layers)} layer(s) to {args.output_dir}")
-    return 0
+    return Outcome(0)
 
 
-def cmd_deploy(args: argparse.Namespace, reporter: Reporter) -> int:
+def cmd_deploy(args: argparse.Namespace, reporter: Reporter) -> Outcome:
     from venvlayers.deploy import deploy_stack, run_app
 
     result = deploy_stack(args.metadata, args.archives, args.target, args.layers, reporter=reporter)
@@ -300,8 +315,8 @@ def cmd_deploy(args: argparse.Namespace, reporter: Reporter) -> int:
         + (f"; already current: {', '.join(result.unchanged)}" if result.unchanged else "")
     )
     if args.run:
-        return run_app(result, args.run, args.app_arguments)
-    return 0
+        return Outcome(run_app(result, args.run, args.app_arguments))
+    return Outcome(0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -489,6 +504,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    return run(argv).code
+
+
+def run(argv: Sequence[str] | None = None) -> Outcome:
+    """Parse ``argv`` and run its command; errors become exit codes, never exceptions."""
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     # Everything after "--" belongs to the app run by `deploy --run`
@@ -503,14 +523,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            code = handler(args, reporter)
+            outcome = handler(args, reporter)
         except VenvlayersError as exc:
             _flush_warnings(caught, reporter)
             reporter.error(exc)
-            return exc.exit_code
+            return Outcome(exc.exit_code)
         except KeyboardInterrupt:
             reporter.info("interrupted")
-            return 130
+            return Outcome(130)
         except Exception:
             # A traceback is a bug in venvlayers: show it, with its own exit status
             traceback.print_exc()
@@ -518,9 +538,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "error: internal error in venvlayers (a bug); please report it with the traceback above",
                 file=sys.stderr,
             )
-            return 3
+            return Outcome(3)
     _flush_warnings(caught, reporter)
-    return code
+    return outcome
 
 
 def _flush_warnings(caught: list[warnings.WarningMessage], reporter: Reporter) -> None:
