@@ -8,22 +8,27 @@ Both spellings are accepted. Given command-line arguments instead (``docker run 
 show venvstacks.toml``), it is simply the ``venvlayers`` command. Results become step outputs (GITHUB_OUTPUT), a markdown
 report (also appended to the step summary) and annotations, through ``venvlayers.gha``.
 
+The commands run in this process through ``venvlayers.cli.run`` (the CLI stays the one
+place that parses arguments); their ``--json`` documents come back as Python objects.
 Standard library plus venvlayers only: this file runs in the builder's own environment.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import io
 import json
 import os
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
+from venvlayers import cli
 from venvlayers.errors import VenvlayersError
 from venvlayers.gha import Reporter
+from venvlayers.platforms import host_platform
 
 COMMANDS = ("lock-check", "build", "publish", "merge", "release", "lock-diff", "show")
 FORMATS = ("tar.xz", "tar.zst", "zip")
@@ -75,7 +80,7 @@ class Inputs:
 
 @dataclass
 class Result:
-    """What one CLI run produced: exit code, the ``--json`` document, the other stdout text."""
+    """What one CLI run produced: exit code, its result document, the stdout text it printed."""
 
     code: int
     command: str = ""  # the venvlayers subcommand that produced this result
@@ -115,7 +120,7 @@ def cli_commands(inputs: Inputs, report: Path) -> list[list[str]]:
     if inputs.command == "publish":
         # publish archives what build made; platform-tagged names, so platforms can merge
         publish = ["publish", spec, "--output-dir", out, "--tag-outputs", *fmt, *_includes(inputs)]
-        return [["build", "--locked", *_includes(inputs), spec], [*publish, "--json"]]
+        return [["build", "--locked", *_includes(inputs), spec], publish]
     if inputs.command == "lock-diff":
         if not inputs.base:
             raise VenvlayersError(
@@ -131,62 +136,58 @@ def cli_commands(inputs: Inputs, report: Path) -> list[list[str]]:
                 "input 'tag' is required for release (for example github.ref_name)"
             )
         repo = os.environ.get("GITHUB_REPOSITORY", "")
-        return [
-            ["release", "--tag", inputs.tag, *(["--repo", repo] if repo else []), "--json", out]
-        ]
+        return [["release", "--tag", inputs.tag, *(["--repo", repo] if repo else []), out]]
     raise VenvlayersError(
         f"input 'command' is {inputs.command!r}; use one of: {', '.join(COMMANDS)}"
     )
 
 
-def child_env(inputs: Inputs) -> dict[str, str]:
-    """The CLI's environment: no INPUT_* variables; the token only where a command needs it."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("INPUT_")}
-    env.update(PYTHONUTF8="1", PYTHONIOENCODING="utf-8")
+def prepare_environment(inputs: Inputs) -> None:
+    """What the commands (and every process they start) see: no INPUT_* variables, UTF-8,
+    and the token only where a command needs it."""
+    for key in [key for key in os.environ if key.startswith("INPUT_")]:
+        del os.environ[key]
+    os.environ.update(PYTHONUTF8="1", PYTHONIOENCODING="utf-8")
     if inputs.command == "release" and inputs.token:
-        env["GITHUB_TOKEN"] = inputs.token
-    return env
+        os.environ["GITHUB_TOKEN"] = inputs.token
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(encoding="utf-8")
 
 
-def run_cli(args: list[str], env: dict[str, str]) -> Result:
-    """Run ``python -m venvlayers ARGS``, relaying its stdout live except a ``--json`` document.
+class _Tee(io.TextIOBase):
+    """Passes writes on to ``stream`` live and keeps the lines that are not workflow commands."""
 
-    Under Actions the CLI's reporter writes workflow commands to stdout next to the JSON
-    document; ``dumps_json`` puts that document's outer brackets on lines of their own.
-    """
-    command = [sys.executable, "-m", "venvlayers", *args]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, env=env, text=True, encoding="utf-8")
-    assert proc.stdout is not None
-    result, pending, text = Result(code=0, command=args[0]), list[str](), list[str]()
-    for line in proc.stdout:
-        bare = line.rstrip("\r\n")
-        if pending or bare in ("{", "["):
-            pending.append(line)
-            if bare in ("}", "]"):
-                try:
-                    result.data = json.loads("".join(pending))
-                    pending = []
-                except ValueError:
-                    pass  # not the end of the document yet
-            continue
-        sys.stdout.write(line)
-        sys.stdout.flush()
-        if not bare.startswith("::"):
-            text.append(line)
-    sys.stdout.writelines(pending)  # an unfinished "document" was ordinary output after all
-    result.code = proc.wait()
-    result.text = "".join(text + pending)
-    return result
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.kept: list[str] = []
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        self.stream.write(text)
+        lines = (self._partial + text).split("\n")
+        self._partial = lines.pop()
+        self.kept.extend(line + "\n" for line in lines if not line.startswith("::"))
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def text(self) -> str:
+        tail = "" if self._partial.startswith("::") else self._partial
+        return "".join(self.kept) + tail
 
 
-def host_platform() -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "venvlayers", "platform"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return done.stdout.strip() if done.returncode == 0 else ""
+def run_cli(args: list[str]) -> Result:
+    """Run ``venvlayers ARGS`` in this process; its output goes to the log as it is written."""
+    tee = _Tee(sys.stdout)
+    outcome = cli.Outcome(2)
+    with contextlib.redirect_stdout(tee):
+        try:
+            outcome = cli.run(args)
+        except SystemExit as exc:  # argparse refused the arguments (it printed why)
+            outcome = cli.Outcome(exc.code if isinstance(exc.code, int) else 2)
+    tee.flush()
+    return Result(code=outcome.code, command=args[0], data=outcome.document, text=tee.text())
 
 
 def _code_block(text: str) -> str:
@@ -258,9 +259,7 @@ def report_path(inputs: Inputs) -> Path:
 
 def main(argv: list[str]) -> int:
     if argv:  # `docker run IMAGE publish spec.toml ...`: the plain command line
-        from venvlayers.cli import main as cli_main
-
-        return cli_main(argv)
+        return cli.main(argv)
     reporter = Reporter.from_env()
     inputs = Inputs.from_env()
     reporter.mask(inputs.token)
@@ -275,12 +274,13 @@ def main(argv: list[str]) -> int:
         reporter.error(exc)
         return exc.exit_code
     report.unlink(missing_ok=True)  # never mistake an older run's report for this one's
+    prepare_environment(inputs)
     for args in commands:
         reporter.info(f"venvlayers {' '.join(args)}")
-        result = run_cli(args, child_env(inputs))
+        result = run_cli(args)
         if result.code != 0:
             break
-    result.outputs["platform"] = host_platform()
+    result.outputs["platform"] = host_platform().value
     publish_results(reporter, inputs, result, report)
     return result.code
 
