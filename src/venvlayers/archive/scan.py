@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Generic, Literal, TypeVar
+from typing import IO, Generic, Literal, TypeVar
 
 from venvlayers.archive.formats import READ_SIZE, ExcludeCallback, ProgressCallback
 from venvlayers.errors import ArchiveError
@@ -156,6 +156,18 @@ class Progress:
     def finish(self) -> None:
         if self.callback is not None:
             self.callback(self.total, self.total)
+
+
+@dataclass(frozen=True)
+class ArchiveJob:
+    """What every format writer gets: the sorted entries, where and how to write them."""
+
+    entries: list[Entry]
+    root_name: str
+    mtime: int
+    out: IO[bytes]
+    threads: int
+    progress: Progress
 
 
 # --- ordered parallel pipeline ----------------------------------------------------------

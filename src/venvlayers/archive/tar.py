@@ -8,11 +8,10 @@ import tarfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import IO
 
 from venvlayers.archive import tuning
 from venvlayers.archive.formats import TAR_BLOCK, TAR_RECORD, zstd
-from venvlayers.archive.scan import Entry, Ordered, Progress, member_name, read_pieces
+from venvlayers.archive.scan import ArchiveJob, Entry, Ordered, member_name, read_pieces
 
 # --- tar writing ------------------------------------------------------------------------
 
@@ -63,9 +62,9 @@ class _Chunker:
             self.content = 0
 
 
-def _produce_tar(entries: list[Entry], root_name: str, mtime: int, out: _Chunker) -> None:
-    for entry in entries:
-        out.write(_tar_header(member_name(root_name, entry), entry, mtime))
+def _produce_tar(job: ArchiveJob, out: _Chunker) -> None:
+    for entry in job.entries:
+        out.write(_tar_header(member_name(job.root_name, entry), entry, job.mtime))
         if entry.kind != "file":
             continue
         for piece in read_pieces(entry):
@@ -89,20 +88,14 @@ def _xz_chunk(data: bytes, filters: list[dict[str, int]]) -> bytes:
         return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, filters=filters)
 
 
-def write_tar_xz(
-    entries: list[Entry],
-    root_name: str,
-    mtime: int,
-    out: IO[bytes],
-    threads: int,
-    progress: Progress,
-    filters: list[dict[str, int]] = tuning.XZ_FILTERS,
-) -> None:
+def write_tar_xz(job: ArchiveJob, filters: list[dict[str, int]] = tuning.XZ_FILTERS) -> None:
+    out, progress = job.out, job.progress
+
     def sink(result: tuple[bytes, int]) -> None:
         out.write(result[0])
         progress.advance(result[1])
 
-    threads = min(threads, tuning.XZ_MAX_THREADS)
+    threads = min(job.threads, tuning.XZ_MAX_THREADS)
     with ThreadPoolExecutor(threads, thread_name_prefix="xz") as pool:
         ordered: Ordered[tuple[bytes, int]] = Ordered(pool, threads + 1, sink)
 
@@ -110,7 +103,7 @@ def write_tar_xz(
             ordered.submit(lambda: (_xz_chunk(data, filters), content))
 
         try:
-            _produce_tar(entries, root_name, mtime, _Chunker(tuning.XZ_CHUNK, emit))
+            _produce_tar(job, _Chunker(tuning.XZ_CHUNK, emit))
             ordered.drain()
         except BaseException:
             ordered.cancel()
@@ -127,19 +120,13 @@ def zstd_window_log(entries: list[Entry]) -> int:
     return max(tuning.ZSTD_WINDOW_LOG_MIN, min(tuning.ZSTD_WINDOW_LOG_MAX, needed))
 
 
-def write_tar_zst(
-    entries: list[Entry],
-    root_name: str,
-    mtime: int,
-    out: IO[bytes],
-    threads: int,
-    progress: Progress,
-) -> None:
+def write_tar_zst(job: ArchiveJob) -> None:
+    out, progress = job.out, job.progress
     # Always at least one worker: zstd's single-threaded mode writes different bytes.
-    workers = min(threads, zstd.CompressionParameter.nb_workers.bounds()[1])
+    workers = min(job.threads, zstd.CompressionParameter.nb_workers.bounds()[1])
     options = {
         **tuning.ZSTD_OPTIONS,
-        zstd.CompressionParameter.window_log: zstd_window_log(entries),
+        zstd.CompressionParameter.window_log: zstd_window_log(job.entries),
         zstd.CompressionParameter.nb_workers: workers,
     }
     compressor = zstd.ZstdCompressor(options=options)
@@ -148,5 +135,5 @@ def write_tar_zst(
         out.write(compressor.compress(data))
         progress.advance(content)
 
-    _produce_tar(entries, root_name, mtime, _Chunker(tuning.ZSTD_FEED, emit))
+    _produce_tar(job, _Chunker(tuning.ZSTD_FEED, emit))
     out.write(compressor.flush())

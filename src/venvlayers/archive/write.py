@@ -5,11 +5,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
 
 from venvlayers.archive import tuning
 from venvlayers.archive.formats import ArchiveFormat, ArchiveInfo, ExcludeCallback, ProgressCallback
-from venvlayers.archive.scan import Entry, Progress, check_root_name, scan_tree, thread_count
+from venvlayers.archive.scan import ArchiveJob, Progress, check_root_name, scan_tree, thread_count
 from venvlayers.archive.tar import write_tar_xz, write_tar_zst
 from venvlayers.archive.zip import write_zip
 from venvlayers.errors import ArchiveError
@@ -18,7 +17,7 @@ from venvlayers.fsutil import atomic_path, sha256_file
 # --- public writing API -----------------------------------------------------------------
 
 
-_ArchiveWriter = Callable[[list[Entry], str, int, IO[bytes], int, Progress], None]
+_ArchiveWriter = Callable[[ArchiveJob], None]
 
 
 def write_archive(
@@ -59,7 +58,7 @@ def write_archive(
     }
     with atomic_path(archive_path) as tmp:
         with tmp.open("wb") as out:
-            writers[fmt](entries, root_name, mtime, out, workers, tracker)
+            writers[fmt](ArchiveJob(entries, root_name, mtime, out, workers, tracker))
         tmp.chmod(0o644)  # mkstemp creates 0o600; an archive is meant to be shared
         info = ArchiveInfo(size=tmp.stat().st_size, sha256=sha256_file(tmp))
     tracker.finish()

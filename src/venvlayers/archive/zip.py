@@ -14,7 +14,7 @@ from typing import IO
 
 from venvlayers.archive import tuning
 from venvlayers.archive.formats import ZIP_UNIX
-from venvlayers.archive.scan import Entry, Ordered, Progress, member_name, read_pieces
+from venvlayers.archive.scan import ArchiveJob, Entry, Ordered, member_name, read_pieces
 from venvlayers.errors import ArchiveError
 
 # --- zip writing ------------------------------------------------------------------------
@@ -212,15 +212,9 @@ class _ZipWriter:
 _ZipResult = tuple[Entry, int, bytes, bytes, bool]
 
 
-def write_zip(
-    entries: list[Entry],
-    root_name: str,
-    mtime: int,
-    out: IO[bytes],
-    threads: int,
-    progress: Progress,
-) -> None:
-    writer = _ZipWriter(out, mtime)
+def write_zip(job: ArchiveJob) -> None:
+    root_name, threads, progress = job.root_name, job.threads, job.progress
+    writer = _ZipWriter(job.out, job.mtime)
 
     def sink(result: _ZipResult) -> None:
         entry, start, raw, deflated, last = result
@@ -241,7 +235,7 @@ def write_zip(
         if last:
             writer.end()
 
-    def job(entry: Entry, start: int, length: int, last: bool) -> Callable[[], _ZipResult]:
+    def deflate(entry: Entry, start: int, length: int, last: bool) -> Callable[[], _ZipResult]:
         def run() -> _ZipResult:
             raw, deflated = _deflate_chunk(entry, start, length, last)
             return entry, start, raw, deflated, last
@@ -252,12 +246,12 @@ def write_zip(
         # Chunks are small, so a deeper look-ahead keeps every worker busy.
         ordered: Ordered[_ZipResult] = Ordered(pool, 4 * threads + 4, sink)
         try:
-            for entry in entries:
+            for entry in job.entries:
                 if entry.kind == "file":
                     starts = range(0, max(entry.size, 1), tuning.ZIP_CHUNK)
                     for i, start in enumerate(starts):
                         length = min(tuning.ZIP_CHUNK, entry.size - start)
-                        ordered.submit(job(entry, start, length, i == len(starts) - 1))
+                        ordered.submit(deflate(entry, start, length, i == len(starts) - 1))
                     continue
                 # Folders and symlinks need no work; they just keep their place in line.
                 ordered.put_ready((entry, 0, entry.target.encode("utf-8"), b"", True))
