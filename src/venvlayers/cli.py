@@ -113,11 +113,6 @@ def cmd_build(args: argparse.Namespace, reporter: Reporter) -> Outcome:
         allow_missing=args.allow_missing,
         publish=publish,
     )
-    built = result.build
-    reporter.info(
-        f"built: {', '.join(built.built) or 'none'}; unchanged: {', '.join(built.unchanged) or 'none'}"
-        + (f"; not for this platform: {', '.join(built.skipped)}" if built.skipped else "")
-    )
     if result.publish is not None:
         return _published(args, reporter, result.publish)
     return Outcome(0)

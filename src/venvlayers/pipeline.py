@@ -73,6 +73,10 @@ def build_pipeline(
         reporter=reporter,
         allow_missing=allow_missing,
     )
+    reporter.info(
+        f"built: {', '.join(built.built) or 'none'}; unchanged: {', '.join(built.unchanged) or 'none'}"
+        + (f"; not for this platform: {', '.join(built.skipped)}" if built.skipped else "")
+    )
     result = PipelineResult(built)
     if publish is not None:
         result.publish = publish_pipeline(
