@@ -353,14 +353,16 @@ def test_incremental_builds_clean_and_locked(
     assert {k for k in LAYERS if after[k] != before[k]} == {"app-two"}
     assert "FLAG = 'changed'" in (build / "app-two" / SITE / "two.py").read_text()
 
-    # --locked refuses a stale lock and names the layer
-    launch.write_text(launch.read_text() + "\nFLAG = 'again'\n")
+    # --locked refuses a stale lock and names the layer: a versioned app's lock covers its
+    # launch module (an unversioned one's does not: app-two just rebuilt, as venvstacks does)
+    one = built.parent / "launch" / "one.py"
+    one.write_text(one.read_text() + "\nFLAG = 'again'\n")
     run = cli("build", "--locked", built)
     assert run.code == 1
-    assert "app-two" in run.err and "stale" in run.err
-    assert "app-one" not in run.err
+    assert "app-one" in run.err and "stale" in run.err
+    assert "app-two" not in run.err
 
-    # --clean rebuilds everything (after relocking app-two)
+    # --clean rebuilds everything (after relocking app-one)
     run = cli("build", "--clean", built)
     assert run.code == 0, run.err
     assert summary(run) == (set(LAYERS), set())

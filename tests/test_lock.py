@@ -11,9 +11,11 @@ import re
 import shutil
 import tomllib
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+import tomlkit
 from rig import run_uv
 from rig.cli import LAYERED_LAYERS as LAYERS
 from rig.cli import Run, index_table, make_stack
@@ -57,19 +59,28 @@ def layer_files(snap: dict[str, tuple[bytes, int]], layer: str) -> dict[str, tup
     return {k: v for k, v in snap.items() if k.startswith(f"{layer}/")}
 
 
+def lock_file(spec: Path, layer: str, suffix: str = "toml") -> Path:
+    """venvstacks' lock file name: dots in the layer name become underscores."""
+    return spec.parent / "requirements" / layer / f"pylock.{layer.replace('.', '_')}.{suffix}"
+
+
 def pylock(spec: Path, layer: str) -> dict[str, object]:
-    path = spec.parent / "requirements" / layer / f"pylock.{layer}.toml"
-    return tomllib.loads(path.read_text())
+    return tomllib.loads(lock_file(spec, layer).read_text())
 
 
-def pinned(spec: Path, layer: str) -> dict[str, str]:
+def pinned(spec: Path, layer: str, *, shared: bool = False) -> dict[str, str]:
+    """The packages a layer installs itself (``shared``: those it takes from below)."""
     packages = pylock(spec, layer)["packages"]
     assert isinstance(packages, list)
-    return {p["name"]: p["version"] for p in packages}
+    return {
+        p["name"]: p["version"]
+        for p in packages
+        if ("from_lower_layer" in p.get("marker", "")) == shared
+    }
 
 
 def meta(spec: Path, layer: str) -> dict[str, object]:
-    path = spec.parent / "requirements" / layer / f"pylock.{layer}.meta.json"
+    path = lock_file(spec, layer, "meta.json")
     data: dict[str, object] = json.loads(path.read_text())
     return data
 
@@ -116,8 +127,9 @@ def test_lock_writes_lock_metadata_and_package_list_per_layer(locked: Path) -> N
     assert sorted(p.name for p in requirements.iterdir()) == sorted(LAYERS)
     for layer in LAYERS:
         folder = requirements / layer
-        assert (folder / f"pylock.{layer}.toml").is_file()
+        assert lock_file(locked, layer).is_file()
         assert (folder / f"packages-{layer}.txt").is_file()
+        assert (folder / f"requirements-{layer.replace('.', '_')}.in").is_file()
         data = meta(locked, layer)
         assert set(data) >= {
             "requirements_hash",
@@ -128,16 +140,18 @@ def test_lock_writes_lock_metadata_and_package_list_per_layer(locked: Path) -> N
             "locked_at",
         }
         assert data["lock_version"] == 1
-        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", str(data["locked_at"]))
+        # venvstacks' format: ISO 8601 in UTC, with the offset
+        assert datetime.fromisoformat(str(data["locked_at"])).utcoffset() == timedelta(0)
         assert str(data["requirements_hash"]).startswith("sha256:")
-    # The package list names the lower layer a shared package comes from
+    # The package list puts what lower layers provide in its own section
     upper = (requirements / "framework-upper" / "packages-framework-upper.txt").read_text()
-    assert re.search(r"^alpha==1\.1\.0 .*# from framework-base$", upper, flags=re.MULTILINE)
-    assert re.search(r"^beta==1\.0\.0 ", upper, flags=re.MULTILINE)
-    assert "beta==1.0.0" in upper and "# from" not in upper.split("beta==1.0.0")[1].split("\n")[0]
+    own, _, inherited = upper.partition("# Shared packages inherited from other layers\n")
+    assert own.startswith("# Package summary for framework-upper\n")
+    assert "beta==1.0.0\n" in own and "alpha" not in own
+    assert inherited == "alpha==1.1.0\n"
     one = (requirements / "app-one" / "packages-app-one.txt").read_text()
-    assert re.search(r"^libshared==1\.0\.0 .*# from framework-upper$", one, flags=re.MULTILINE)
-    assert re.search(r"^alpha==1\.1\.0 .*# from framework-base$", one, flags=re.MULTILINE)
+    inherited = one.partition("# Shared packages inherited from other layers\n")[2]
+    assert "libshared==1.0.0\n" in inherited and "alpha==1.1.0\n" in inherited
 
 
 def test_upper_layers_omit_lower_layers_packages(locked: Path) -> None:
@@ -150,11 +164,15 @@ def test_upper_layers_omit_lower_layers_packages(locked: Path) -> None:
     # Layers that do not stand on each other may pin different versions
     assert pinned(locked, "framework-side") == {"alpha": "1.0.0"}
     assert pinned(locked, "app-two") == {"epsilon": "1.0"}
+    # What lower layers provide stays listed, never to be installed from this layer
+    assert pinned(locked, "app-one", shared=True) == {"alpha": "1.1.0", "libshared": "1.0.0"}
+    shared = next(p for p in pylock(locked, "app-one")["packages"] if p["name"] == "alpha")  # type: ignore[attr-defined]
+    assert shared["marker"] == "sys_platform == 'from_lower_layer'"
+    assert "wheels" not in shared and "index" not in shared
 
 
 def test_lock_covers_every_platform_with_wheels(locked: Path) -> None:
     lock = pylock(locked, "framework-upper")
-    assert len(lock["environments"]) == 6  # type: ignore[arg-type]
     libshared = next(p for p in lock["packages"] if p["name"] == "libshared")  # type: ignore[attr-defined]
     tags = sorted(w["url"].rsplit("-", 1)[1].removesuffix(".whl") for w in libshared["wheels"])
     assert tags == [
@@ -174,8 +192,9 @@ def test_pylocks_install_into_scratch_venvs(locked: Path, tmp_path: Path) -> Non
             continue
         venv = tmp_path / layer
         run_uv(["venv", "-q", "--python", "3.12.1", venv])
-        lock_file = locked.parent / "requirements" / layer / f"pylock.{layer}.toml"
-        run_uv(["pip", "install", "--python", venv / "bin" / "python", "-r", lock_file])
+        run_uv(
+            ["pip", "install", "--python", venv / "bin" / "python", "-r", lock_file(locked, layer)]
+        )
         listed = run_uv(["pip", "list", "--python", venv / "bin" / "python", "--format", "json"])
         installed = {p["name"]: p["version"] for p in json.loads(listed.stdout)}
         assert installed == packages, layer
@@ -209,7 +228,7 @@ def test_edited_framework_is_stale_with_layers_above_and_only_they_relock(
     check = cli("lock", "--check", stack)
     assert check.code == 1, check.text
     assert stale_layers(check) == ["framework-upper", "app-one"]
-    assert "framework-upper: stale (requirements or lower layers' locks changed)" in check.out
+    assert "framework-upper: stale (requirements changed)" in check.out
     assert "lower layer framework-upper is stale" in check.out
     assert snapshot(requirements) == before  # --check writes nothing
 
@@ -226,6 +245,7 @@ def test_edited_framework_is_stale_with_layers_above_and_only_they_relock(
     }
     # gamma now comes from framework-upper, so app-one's lock content changed: versioned bump
     assert pinned(stack, "app-one") == {"delta": "1.0.0", "extuser": "1.0.0"}
+    assert "gamma" in pinned(stack, "app-one", shared=True)
     assert meta(stack, "app-one")["lock_version"] == 2
     assert meta(stack, "framework-upper")["lock_version"] == 1  # not versioned
     assert cli("lock", "--check", stack).code == 0
@@ -270,8 +290,14 @@ def test_versioned_app_bumps_only_when_lock_or_launch_module_changes(
 
 
 def test_edited_lock_file_is_stale(stack: Path, cli: Callable[..., Run]) -> None:
-    lock_file = stack.parent / "requirements" / "framework-side" / "pylock.framework-side.toml"
-    lock_file.write_text(lock_file.read_text() + "\n")
+    path = lock_file(stack, "framework-side")
+    # venvstacks hashes what the lock says (packages, wheels, hashes), not its bytes
+    path.write_text(path.read_text() + "\n# a comment\n")
+    assert cli("lock", "--check", stack).code == 0
+    text = path.read_text()
+    digest = re.search(r'sha256 = "([0-9a-f]{64})"', text)
+    assert digest
+    path.write_text(text.replace(digest.group(1), "0" * 64))
     check = cli("lock", "--check", stack)
     assert check.code == 1
     assert stale_layers(check) == ["framework-side", "app-two"]
@@ -294,8 +320,8 @@ def test_include_locks_only_selected_layers_and_their_dependents(
     assert run.code == 0, run.text
     after = snapshot(requirements)
     assert pinned(stack, "framework-side") == {"alpha": "1.0.0", "gamma": "1.0.0"}
-    assert layer_files(after, "app-two") != layer_files(before, "app-two")  # gamma-free inputs
-    for layer in ("framework-base", "framework-upper", "app-one"):
+    # app-two was checked and relocked only if needed: epsilon does not need gamma
+    for layer in ("framework-base", "framework-upper", "app-one", "app-two"):
         assert layer_files(after, layer) == layer_files(before, layer), layer
     check = cli("lock", "--check", stack)
     assert stale_layers(check) == ["framework-upper", "app-one"]
@@ -325,14 +351,15 @@ def test_reset_lock_forgets_previous_pins(
     # Unchanged inputs: nothing to do, the lock stays as it is
     assert cli("lock", spec).code == 0
     assert pinned(spec, "framework-fw") == {"alpha": "1.0.0"}
-    # Changed requirements that the old pin still satisfies: uv keeps the pin
-    edit(spec, '["alpha"]', '["alpha>=1"]')
-    assert cli("lock", spec).code == 0
-    assert pinned(spec, "framework-fw") == {"alpha": "1.0.0"}
     # --reset-lock resolves from scratch
     run = cli("lock", "--reset-lock", "fw", spec)
     assert run.code == 0, run.text
     assert pinned(spec, "framework-fw") == {"alpha": "1.1.0"}
+    # So does every relock (as venvstacks relocks: an earlier resolution is no preference)
+    build_wheel(wheels, "alpha", "1.2.0", modules={"alpha/__init__.py": ""})
+    edit(spec, '["alpha"]', '["alpha>=1"]')
+    assert cli("lock", spec).code == 0
+    assert pinned(spec, "framework-fw") == {"alpha": "1.2.0"}
 
 
 def test_package_indexes_take_a_package_from_its_named_index(
@@ -445,9 +472,8 @@ def test_narrowed_platforms_or_raised_target_lock(
     run = cli("lock", spec)
     assert run.code == 0, run.text
     assert pinned(spec, "framework-fw") == {req: "1.0.0"}
-    assert pylock(spec, "framework-fw")["environments"] == [
-        "platform_machine == 'x86_64' and sys_platform == 'linux'"
-    ]
+    # the resolution is universal; the lock lists what the targets install
+    assert "environments" not in pylock(spec, "framework-fw")
 
 
 # -- real projects from PyPI ----------------------------------------------------------------
@@ -474,7 +500,6 @@ def test_scientific_stack_locks_for_all_platforms_from_pypi(
     assert "scikit-learn" in fit
     assert not {"numpy", "scipy"} & set(fit)
     lock = pylock(spec, "app-fit")
-    assert len(lock["environments"]) == 6  # type: ignore[arg-type]
     sklearn = next(p for p in lock["packages"] if p["name"] == "scikit-learn")  # type: ignore[attr-defined]
     names = " ".join(w["url"].rsplit("/", 1)[1] for w in sklearn["wheels"])
     for tag in ("win_amd64", "win_arm64", "macosx", "manylinux", "aarch64"):
@@ -484,27 +509,24 @@ def test_scientific_stack_locks_for_all_platforms_from_pypi(
 def test_layer_without_requirements_is_locked_without_uv_as_uv_would(
     tmp_path: Path, local_index: SimpleIndex, cli: Callable[..., Run]
 ) -> None:
-    """Runtimes usually have no requirements: their lock is written directly, and is the
-    same bytes as uv's export of an empty resolution (here: an app whose only requirement
-    a framework below provides)."""
-    spec = write_spec(
-        tmp_path / "stack",
-        local_index.url,
-        '[[frameworks]]\nname = "fw"\nruntime = "cpython-3.12"\nrequirements = ["alpha"]\n'
-        "platforms = ['linux_x86_64', 'macosx_arm64', 'win_amd64']\n\n"
-        '[[applications]]\nname = "app"\nframeworks = ["fw"]\nlaunch_module = "app.py"\n'
-        'requirements = ["alpha"]\n',
-    )
-    (spec.parent / "app.py").write_text("import alpha\n")
+    """Runtimes usually have no requirements: their lock is written directly, and is
+    what uv exports for a project without requirements (under the lock's header)."""
+    spec = write_spec(tmp_path / "stack", local_index.url, "")
     assert cli("lock", spec).code == 0
-    requirements = spec.parent / "requirements"
-    by_uv = (requirements / "app-app" / "pylock.app-app.toml").read_text()
-    assert "packages = []" in by_uv  # alpha comes from framework-fw
-    from venvlayers.graph import load_stack
-    from venvlayers.lock import empty_pylock
-
-    assert empty_pylock(load_stack(spec)["app-app"]) == by_uv
-    assert not (spec.parent / "_build" / "_lock" / "cpython-3.12").exists()  # uv never ran for it
+    written = lock_file(spec, "cpython-3.12").read_text()
+    assert not (spec.parent / "_build" / "_lock" / "cpython-3.12").exists()  # uv never ran
+    project = tmp_path / "empty"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "empty"\nversion = "0"\nrequires-python = "==3.12.*"\ndependencies = []\n'
+    )
+    run_uv(["lock", "--python", "3.12.1"], cwd=project)
+    exported = run_uv(
+        ["export", "--format", "pylock.toml", "--frozen", "--no-header", "--no-emit-project"],
+        cwd=project,
+    ).stdout
+    body = written.split("\n", 3)[3]  # after the three header lines
+    assert body == tomlkit.dumps(tomlkit.parse(exported).unwrap())
 
 
 def test_windows_line_endings_do_not_make_locks_stale(stack: Path, cli: Callable[..., Run]) -> None:

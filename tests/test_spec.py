@@ -82,7 +82,8 @@ requirements = []
         in captured.err
     )
     assert "field 'build_requirements' is deprecated and has no effect" in captured.err
-    assert json.loads(captured.out)["runtimes"][0]["python_implementation"] == "cpython@3.12.1"
+    assert json.loads(captured.out)["runtimes"][0]["name"] == "rt"
+    assert load_stack(spec)["rt"].python_implementation == "cpython@3.12.1"
 
 
 def test_platforms_narrow_upwards_and_names(tmp_path: Path) -> None:

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from venvlayers import __version__, postinstall
-from venvlayers.errors import BuildError, ProcessError
+from venvlayers.errors import BuildError
 from venvlayers.fsutil import sha256_file
 from venvlayers.gha import Reporter
 from venvlayers.graph import Layer, StackGraph, run_in_stack_order
-from venvlayers.lock import lock_paths, module_hash
+from venvlayers.lockcheck import git_ignored, lock_paths, module_hash
 from venvlayers.models import BuildStamp, LayerConfig
 from venvlayers.platforms import Platform, host_platform
 from venvlayers.process import run_process
@@ -123,6 +123,7 @@ def build_stack(
     reporter: Reporter,
     jobs: int | None = None,
     allow_missing: bool = False,
+    check: bool = True,
 ) -> BuildResult:
     """Build every selected layer that targets this platform; independent layers in parallel."""
     platform = host_platform()
@@ -140,7 +141,7 @@ def build_stack(
             )
             continue
         wanted.append(layer)
-    builder = _StackBuilder(graph, root, platform, reporter, clean=clean)
+    builder = _StackBuilder(graph, root, platform, reporter, clean=clean, check=check)
     rebuilt = run_in_stack_order(wanted, builder.build_layer, workers=jobs)
     for layer in wanted:  # report in stack order, whatever order they finished in
         (result.built if rebuilt[layer.name] else result.unchanged).append(layer.name)
@@ -149,8 +150,16 @@ def build_stack(
 
 class _StackBuilder:
     def __init__(
-        self, graph: StackGraph, root: Path, platform: Platform, reporter: Reporter, *, clean: bool
+        self,
+        graph: StackGraph,
+        root: Path,
+        platform: Platform,
+        reporter: Reporter,
+        *,
+        clean: bool,
+        check: bool = True,
     ):
+        self.check = check
         self.graph = graph
         self.root = root
         self.platform = platform
@@ -215,7 +224,8 @@ class _StackBuilder:
                 self._build_runtime(layer, target)
             else:
                 self._build_layered(layer, target)
-            self._check(layer, target)
+            if self.check:
+                self._check(layer, target)
         inputs.write(stamp)
         self.reporter.info(f"{layer.name}: built")
         return True
@@ -263,7 +273,8 @@ class _StackBuilder:
 
     def _install_lock(self, layer: Layer, python: Path, *, system: bool) -> set[str]:
         pylock = lock_paths(self.graph, layer.name).pylock
-        from venvlayers.lock import read_pylock, write_layer_uv_config
+        from venvlayers.lock import write_layer_uv_config
+        from venvlayers.lockcheck import read_pylock
 
         packages = {p.name for p in read_pylock(pylock)}
         if not packages:
@@ -323,7 +334,7 @@ class _StackBuilder:
             if source.is_file():
                 shutil.copy2(source, destination)
             else:
-                ignored = _git_ignored(source)
+                ignored = git_ignored(source)
                 shutil.copytree(source, destination, ignore=_module_filter(source, ignored))
 
     def _link_dynlibs(self, layer: Layer, target: Path, layout: LayerLayout) -> None:
@@ -401,44 +412,74 @@ class _StackBuilder:
     # -- checks ------------------------------------------------------------------
 
     def _check(self, layer: Layer, target: Path) -> None:
-        """The layer's python starts and imports what it ships (and an app its launch module)."""
+        """The layer's python starts; what its launch/support modules import resolves
+        (else an error); every top-level package it ships imports (else a warning: an
+        optional dependency may be missing on purpose, and venvstacks builds such layers).
+        """
         layout = self.layout(layer)
         python = target / layout.python(layer.kind)
-        modules = _top_level_modules(target / layout.site_dir())
+        required: list[str] = []
         if layer.spec.launch_module:
             # what the app imports, not the app itself: importing a launch module may run it
             own = [layer.spec.launch_module, *layer.spec.support_modules]
             spec_dir = self.graph.spec.spec_dir
-            modules += sorted(
+            required = sorted(
                 launch_dependencies([spec_dir / m for m in own]) - {module_name(m) for m in own}
             )
-        script = (
-            "import importlib, sys\n"
-            "failed = []\n"
-            f"for name in {sorted(set(modules))!r}:\n"
-            "    try:\n"
-            "        importlib.import_module(name)\n"
-            "    except Exception as exc:\n"
-            "        failed.append(f'{name} ({type(exc).__name__}: {exc})')\n"
-            # Imported modules may print (without a newline): the marked line is the verdict
-            f"print({chr(10) + _CHECK_MARKER!r} + '; '.join(failed))\n"
-        )
+        optional = sorted(set(_top_level_modules(target / layout.site_dir())))
         completed = run_process(
-            [python, "-c", script],
+            [python, "-c", _CHECK_SCRIPT, json.dumps([required, optional])],
             what=f"{self.graph.path}: layer {layer.name}: import check of its python",
             timeout=600,
             error=BuildError,
+            check=False,
         )
-        verdicts = [
-            line[len(_CHECK_MARKER) :]
-            for line in completed.stdout.splitlines()
-            if line.startswith(_CHECK_MARKER)
-        ]
-        failed = verdicts[-1].strip() if verdicts else "(the import check printed no result)"
-        if failed:
+        verdicts: dict[str, list[str]] = {}
+        for line in completed.stdout.splitlines():
+            if line.startswith(_CHECK_MARKER):
+                kind, _, found = line[len(_CHECK_MARKER) :].partition(" ")
+                verdicts[kind] = json.loads(found)
+        if "required" not in verdicts:
             raise BuildError(
-                f"{self.graph.path}: layer {layer.name}: built, but these imports fail: {failed}"
+                f"{self.graph.path}: layer {layer.name}: its python does not start: {completed.summary()}"
             )
+        if verdicts["required"]:
+            raise BuildError(
+                f"{self.graph.path}: layer {layer.name}: built, but what its launch or support modules import"
+                f" is not there: {'; '.join(verdicts['required'])}; add it to the layer's requirements"
+                " (or build with --no-check)",
+                path=self.graph.path,
+                line=layer.spec.line,
+            )
+        failed = verdicts.get("optional", ["(the import check stopped before finishing)"])
+        if failed:
+            self.reporter.warning(
+                f"{layer.name}: built; these packages do not import (an optional dependency may be missing): {'; '.join(failed)}"
+            )
+
+
+# argv[1]: JSON [required, optional]. Required names must be found (not imported: importing
+# an app's dependency is the app's business); optional ones are imported. Imported code may
+# print without a newline, so each verdict starts its own line.
+_CHECK_SCRIPT = f"""\
+import importlib, importlib.util, json, sys
+required, optional = json.loads(sys.argv[1])
+missing = []
+for name in required:
+    try:
+        if importlib.util.find_spec(name) is None:
+            missing.append(f"{{name}} (not installed)")
+    except BaseException as exc:
+        missing.append(f"{{name}} ({{type(exc).__name__}}: {{exc}})")
+print("\\n{_CHECK_MARKER}required " + json.dumps(missing), flush=True)
+failed = []
+for name in optional:
+    try:
+        importlib.import_module(name)
+    except BaseException as exc:
+        failed.append(f"{{name}} ({{type(exc).__name__}}: {{exc}})")
+print("\\n{_CHECK_MARKER}optional " + json.dumps(failed), flush=True)
+"""
 
 
 def install_python_wrapper(target: Path, layout: LayerLayout, dynlib_dirs: Sequence[str]) -> None:
@@ -535,20 +576,6 @@ def _top_level_modules(site: Path) -> list[str]:
         for n in names
         if n.isidentifier() and not n.startswith("_") and n not in {"sitecustomize", "site"}
     )
-
-
-def _git_ignored(source: Path) -> set[Path]:
-    """Files git ignores under ``source`` (empty when not in a git work tree)."""
-    command = ["git", "ls-files", "--others", "--ignored", "--exclude-standard", "--directory"]
-    try:
-        completed = run_process(
-            [*command, "-z", "."], what="list git-ignored files", cwd=source, check=False
-        )
-    except ProcessError:  # no git on this machine
-        return set()
-    if not completed.ok:
-        return set()
-    return {(source / entry).resolve() for entry in completed.stdout.split("\0") if entry}
 
 
 def _module_filter(source: Path, ignored: set[Path]) -> Callable[[str, list[str]], set[str]]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from venvlayers import __version__
 from venvlayers.errors import VenvlayersError
 from venvlayers.fsutil import dumps_json
-from venvlayers.gha import Reporter
+from venvlayers.gha import OUTPUT_LOCK, Reporter, write_line
 from venvlayers.graph import load_stack
 
 if TYPE_CHECKING:
@@ -58,14 +58,14 @@ def _add_include(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_show(args: argparse.Namespace, reporter: Reporter) -> Outcome:
-    from venvlayers.show import render_json, render_tree
+    from venvlayers.show import render_json, render_tree, status_document
 
     graph = load_stack(args.spec)
     selection = graph.select(args.include, allow_missing=args.allow_missing)
-    if args.json:
-        return _finish(args, render_json(graph, selection))
-    sys.stdout.write(render_tree(graph, selection))
-    return Outcome(0)
+    document = status_document(graph, sorted(selection.matched) if args.include else None)
+    # venvstacks' own text, not dumps_json (which keeps non-ASCII characters as they are)
+    sys.stdout.write(render_json(document) if args.json else render_tree(document))
+    return Outcome(0, document)
 
 
 def cmd_lock(args: argparse.Namespace, reporter: Reporter) -> Outcome:
@@ -112,6 +112,7 @@ def cmd_build(args: argparse.Namespace, reporter: Reporter) -> Outcome:
         reporter=reporter,
         allow_missing=args.allow_missing,
         publish=publish,
+        check=not args.no_check,
     )
     if result.publish is not None:
         return _published(args, reporter, result.publish)
@@ -270,17 +271,19 @@ def _published(args: argparse.Namespace, reporter: Reporter, result: PublishResu
 
 
 def _progress_printer() -> Callable[[str, int, int], None]:
-    """Bytes done / total per layer, rewritten in place on a terminal."""
+    """Bytes done / total per layer: rewritten in place on a terminal; elsewhere (a CI
+    log) one whole line per layer when it is done, so concurrent layers never mix."""
+    terminal = sys.stderr.isatty()
 
     def show(layer: str, done: int, total: int) -> None:
         percent = 100 * done // total if total else 100
-        end = "\n" if done >= total else ""
-        print(
-            f"\r{layer}: {done / 1e6:8.1f} / {total / 1e6:.1f} MB ({percent}%)",
-            end=end,
-            file=sys.stderr,
-            flush=True,
-        )
+        text = f"{layer}: {done / 1e6:8.1f} / {total / 1e6:.1f} MB ({percent}%)"
+        if terminal and done < total:
+            with OUTPUT_LOCK:
+                sys.stderr.write("\r" + text)
+                sys.stderr.flush()
+        elif done >= total:
+            write_line(sys.stderr, ("\r" if terminal else "") + text)
 
     return show
 
@@ -371,6 +374,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--locked",
         action="store_true",
         help="fail (exit 1) instead of locking when a lock is stale",
+    )
+    build.add_argument(
+        "--no-check",
+        action="store_true",
+        help="skip the import check after building each layer",
     )
     build.add_argument(
         "--publish", action="store_true", help="publish after building (needs --output-dir)"

@@ -26,6 +26,18 @@ def _escape_property(value: str) -> str:
     return _escape_data(value).replace(":", "%3A").replace(",", "%2C")
 
 
+OUTPUT_LOCK = threading.Lock()
+
+
+def write_line(stream: TextIO, text: str) -> None:
+    """Write ``text`` and its newline in one write, never between another thread's two:
+    layers lock, build and compress concurrently, and a CI log (``… 2>&1 | cat``) must
+    never show two status lines joined."""
+    with OUTPUT_LOCK:
+        stream.write(text if text.endswith("\n") else text + "\n")
+        stream.flush()
+
+
 class Reporter:
     """Plain-text progress and results on stderr (results that are data go to stdout)."""
 
@@ -41,14 +53,14 @@ class Reporter:
 
     def info(self, message: str) -> None:
         if not self.quiet:
-            print(message, file=self.stream, flush=True)
+            write_line(self.stream, message)
 
     def warning(self, message: str, *, path: Path | None = None, line: int | None = None) -> None:
         where = f"{path}:{line}: " if path and line else f"{path}: " if path else ""
-        print(f"warning: {where}{message}", file=self.stream, flush=True)
+        write_line(self.stream, f"warning: {where}{message}")
 
     def error(self, error: VenvlayersError) -> None:
-        print(f"error: {error.message}", file=self.stream, flush=True)
+        write_line(self.stream, f"error: {error.message}")
 
     @contextmanager
     def group(self, title: str) -> Iterator[None]:
@@ -73,15 +85,13 @@ class GitHubReporter(Reporter):
         # Layers lock and build concurrently: each thread's group is collected and
         # written whole, so log groups never interleave.
         self._local = threading.local()
-        self._write_lock = threading.Lock()
 
     def _emit(self, line: str) -> None:
         buffer: list[str] | None = getattr(self._local, "buffer", None)
         if buffer is not None:
             buffer.append(line)
             return
-        with self._write_lock:
-            print(line, file=self.stream, flush=True)
+        write_line(self.stream, line)
 
     def info(self, message: str) -> None:
         if not self.quiet:
@@ -110,23 +120,16 @@ class GitHubReporter(Reporter):
             yield
         finally:
             lines, self._local.buffer = self._local.buffer, None
-            with self._write_lock:
-                print(
-                    f"::group::{_escape_data(title)}",
-                    *lines,
-                    "::endgroup::",
-                    sep="\n",
-                    file=self.stream,
-                    flush=True,
-                )
+            write_line(
+                self.stream, "\n".join([f"::group::{_escape_data(title)}", *lines, "::endgroup::"])
+            )
 
     def mask(self, secret: str) -> None:
         # Never buffered: the runner must know a secret before anything could print it
         if secret:
-            with self._write_lock:
-                for line in secret.splitlines():
-                    if line.strip():
-                        print(f"::add-mask::{line}", file=self.stream, flush=True)
+            for line in secret.splitlines():
+                if line.strip():
+                    write_line(self.stream, f"::add-mask::{line}")
 
     def set_output(self, name: str, value: str) -> None:
         append_env_file("GITHUB_OUTPUT", name, value)

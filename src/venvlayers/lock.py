@@ -1,17 +1,17 @@
-"""Locking: one cross-platform PEP 751 ``pylock.<layer>.toml`` per layer, locked together.
+"""Locking: one cross-platform PEP 751 lock per layer, in venvstacks 0.8.0's files.
 
-Each layer is resolved by ``uv lock`` in a generated project whose ``[tool.uv]`` holds the
-layer's target environments (wheels required for each), the spec's uv settings, and the
-exact versions locked by every lower layer as constraints. The exported lock omits the
-packages lower layers provide: at run time they are imported from below.
+Each layer is resolved by ``uv lock`` (universal, fresh on every relock) in a generated
+project holding the layer's requirements, the spec's uv settings and, as constraints,
+what every lower layer pins; the export is amended as venvstacks amends it (see
+``lockformat``): packages lower layers provide stay listed but are marked never to be
+installed from this layer. Lock validity is venvstacks' own (the four hashes in
+``.meta.json``), plus a check that the lower layers still pin what this lock shares.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import tomllib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,75 +19,48 @@ from pathlib import Path
 from typing import Any
 
 import tomlkit
-from packaging.markers import Marker
 from packaging.utils import canonicalize_name
 
+from venvlayers import lockformat
 from venvlayers.errors import LockError, StaleLockError, UvError
-from venvlayers.fsutil import sha256_source, sha256_text, write_text_atomic
+from venvlayers.fsutil import write_text_atomic
 from venvlayers.gha import Reporter
 from venvlayers.graph import Layer, StackGraph, run_in_stack_order
-from venvlayers.models import LockMetadata, read_model
-from venvlayers.platforms import (
-    MARKERS,
-    accepted_tags,
-    marker_environment,
-    target_text,
-    wheel_platform_tags,
-    wheel_tags,
+from venvlayers.lockcheck import (
+    REQUIREMENTS_DIR,
+    LayerLockStatus,
+    LockInputs,
+    LockPaths,
+    hash_reasons,
+    lock_metadata,
+    lock_paths,
+    lock_status,
+    lower_drift,
+    module_hash,
+    other_inputs_hash,
+    read_pylock,
+    read_pylock_text,
+    version_inputs_hash,
 )
-from venvlayers.spec import LayerKind, module_name
+from venvlayers.lockformat import LockedPackage, LockFormatError
+from venvlayers.models import LockMetadata, read_model
+from venvlayers.platforms import Platform, marker_environment, target_text, uncovered_platforms
+from venvlayers.spec import LayerKind
 from venvlayers.uv import run_uv, translate_lock_failure
 
-REQUIREMENTS_DIR = "requirements"
-# Settings venvlayers always decides itself; user values for these are ignored.
-_MANAGED_UV_SETTINGS = {
-    "environments",
-    "required-environments",
-    "constraint-dependencies",
-    "no-build",
-    "package",
-    "cache-keys",
-}
-
-
-@dataclass(frozen=True)
-class LockPaths:
-    folder: Path
-    pylock: Path
-    meta: Path
-    packages: Path
-
-
-def lock_paths(graph: StackGraph, layer_name: str) -> LockPaths:
-    folder = graph.spec.spec_dir / REQUIREMENTS_DIR / layer_name
-    return LockPaths(
-        folder=folder,
-        pylock=folder / f"pylock.{layer_name}.toml",
-        meta=folder / f"pylock.{layer_name}.meta.json",
-        packages=folder / f"packages-{layer_name}.txt",
-    )
-
-
-@dataclass(frozen=True)
-class LockedPackage:
-    name: str
-    version: str
-    marker: str | None = None
-    wheels: tuple[str, ...] = ()
-
-    def constraint(self) -> str:
-        return f"{self.name}=={self.version}" + (f" ; {self.marker}" if self.marker else "")
-
-
-def read_pylock(path: Path) -> list[LockedPackage]:
-    try:
-        return read_pylock_text(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LockError(f"{path}: lock file not found; run `venvlayers lock`", path=path) from None
-    except (tomllib.TOMLDecodeError, KeyError) as exc:
-        raise LockError(
-            f"{path}: corrupt lock file ({exc}); run `venvlayers lock --reset-lock '*'`", path=path
-        ) from None
+# Lock-file reading lives in lockcheck; these names stay importable from here.
+__all__ = [
+    "REQUIREMENTS_DIR",
+    "LayerLockStatus",
+    "LockedPackage",
+    "lock_metadata",
+    "lock_paths",
+    "lock_stack",
+    "lock_status",
+    "module_hash",
+    "read_pylock",
+    "read_pylock_text",
+]
 
 
 @dataclass
@@ -97,15 +70,22 @@ class LayerLockState:
     layer: Layer
     paths: LockPaths
     stale_reasons: list[str] = field(default_factory=list)
-    packages: list[LockedPackage] = field(default_factory=list)  # this layer's own lock
-    # name -> (every locked entry of it, e.g. one per platform marker; the providing layer)
-    provided: dict[str, tuple[tuple[LockedPackage, ...], str]] = field(default_factory=dict)
+    entries: list[LockedPackage] = field(default_factory=list)
+    """Every entry of this layer's lock (shared ones included)."""
+    lower: tuple[LockedPackage, ...] = ()
+    """What the lower layers pin (the constraints of this layer's resolution)."""
+    providers: dict[str, str] = field(default_factory=dict)
+    """Package name -> the lower layer whose lock pins it."""
     metadata: LockMetadata | None = None
     changed: bool = False
 
     @property
     def stale(self) -> bool:
         return bool(self.stale_reasons)
+
+    @property
+    def own(self) -> list[LockedPackage]:
+        return [p for p in self.entries if not p.shared]
 
 
 @dataclass
@@ -121,10 +101,6 @@ class LockResult:
         return [state.layer.name for state in self.layers if state.changed]
 
 
-def _hash(data: Any) -> str:
-    return "sha256:" + sha256_text(json.dumps(data, sort_keys=True, separators=(",", ":")))
-
-
 def exclude_newer(graph: StackGraph) -> str | None:
     value = os.environ.get("UV_EXCLUDE_NEWER") or graph.spec.uv_config.get("exclude-newer")
     return str(value) if value else None
@@ -135,7 +111,12 @@ def _parse_time(value: str) -> datetime | None:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    # venvstacks reads a time without a zone as local time
+    return parsed if parsed.tzinfo else parsed.astimezone()
+
+
+# Settings venvlayers always decides itself; user values for these are ignored.
+_MANAGED_UV_SETTINGS = {"constraint-dependencies", "no-build", "package", "cache-keys"}
 
 
 def layer_uv_settings(graph: StackGraph, layer: Layer) -> dict[str, Any]:
@@ -160,40 +141,18 @@ def layer_uv_settings(graph: StackGraph, layer: Layer) -> dict[str, Any]:
     return settings
 
 
-def _other_inputs(graph: StackGraph, layer: Layer) -> dict[str, Any]:
-    return {
-        "python": layer.python_implementation,
-        "platforms": [str(p) for p in layer.platforms],
-        "linux_target": list(layer.linux_target),
-        "macosx_target": list(layer.macosx_target),
-        "uv": layer_uv_settings(graph, layer),
-    }
-
-
-def _version_inputs(graph: StackGraph, layer: Layer) -> dict[str, Any]:
-    spec = layer.spec
-    if spec.kind is not LayerKind.APPLICATION or spec.launch_module is None:
-        return {}
-    base = graph.spec.spec_dir
-    return {
-        "launch_module": module_name(spec.launch_module),
-        "launch_module_hash": module_hash(base / spec.launch_module),
-        "support_modules": {module_name(m): module_hash(base / m) for m in spec.support_modules},
-    }
-
-
-def module_hash(path: Path) -> str:
-    """Content hash of a module file or package folder (names + bytes, no caches)."""
-    if path.is_file():
-        return "sha256:" + sha256_source(path)
-    entries = []
-    for item in sorted(path.rglob("*")):
-        relative = item.relative_to(path)
-        if item.is_file() and not any(
-            part == "__pycache__" or part.startswith(".git") for part in relative.parts
-        ):
-            entries.append([relative.as_posix(), sha256_source(item)])
-    return _hash(entries)
+def _lock_inputs(graph: StackGraph, layer: Layer, states: dict[str, LayerLockState]) -> LockInputs:
+    # the runtime's lock first, then the frameworks' in C3 order (as venvstacks reads them)
+    order = [layer.runtime, *layer.frameworks] if layer.kind is not LayerKind.RUNTIME else []
+    lower = lockformat.lower_constraints([states[name].own for name in order])
+    return LockInputs(
+        requirements=tuple(layer.spec.requirements),
+        lower=tuple(lower),
+        lock_input_hash=lockformat.lock_input_hash(layer.spec.requirements),
+        other_inputs_hash=other_inputs_hash(graph, layer),
+        version_inputs_hash=version_inputs_hash(graph, layer),
+        version_inputs_hash_lf=version_inputs_hash(graph, layer, lf=True),
+    )
 
 
 def lock_stack(
@@ -224,41 +183,27 @@ def lock_stack(
         state = LayerLockState(layer=layer, paths=lock_paths(graph, layer.name))
         states[layer.name] = state
         for lower in layer.dependencies:
-            lower_state = states[lower]
-            for name, provided in lower_state.provided.items():
-                state.provided.setdefault(name, provided)
-            if lower_state.stale and check:
+            if states[lower].stale and check:
                 state.stale_reasons.append(f"lower layer {lower} is stale")
-        inputs = _lock_inputs(graph, layer, state)
+        inputs = _lock_inputs(graph, layer, states)
+        state.lower = inputs.lower
+        for lower in (
+            (layer.runtime, *layer.frameworks) if layer.kind is not LayerKind.RUNTIME else ()
+        ):
+            for package in states[lower].own:
+                state.providers.setdefault(package.name, lower)
         _assess(state, inputs, cutoff, force=layer.name in to_reset)
         if state.stale and not check:
             # Layers below the selection are read, not rewritten; one with no lock at all
             # cannot be read, so it is locked (creating a lock rewrites nothing).
-            if layer.name not in updatable and state.metadata is not None:
+            if layer.name not in updatable and state.metadata is not None and state.entries:
                 reporter.warning(
                     f"{layer.name}: lock is stale ({'; '.join(state.stale_reasons)}) but not selected; using it as is"
                 )
             else:
                 with reporter.group(f"lock {layer.name}"):
-                    _relock(
-                        graph,
-                        state,
-                        inputs,
-                        build_dir,
-                        cutoff,
-                        reporter,
-                        reset=layer.name in to_reset,
-                    )
+                    _relock(graph, state, inputs, build_dir, cutoff, reporter)
                 state.stale_reasons = []
-        if not state.stale or not check:
-            if not state.packages and state.paths.pylock.exists():
-                state.packages = read_pylock(state.paths.pylock)
-            own: dict[str, list[LockedPackage]] = {}
-            for package in state.packages:
-                own.setdefault(package.name, []).append(package)
-            for name, entries in own.items():
-                # the lowest layer in sys.path order that provides a name wins, with all its entries
-                state.provided.setdefault(name, (tuple(entries), layer.name))
         return state
 
     # Layers that do not depend on each other lock concurrently (each is one uv process)
@@ -267,49 +212,38 @@ def lock_stack(
     return LockResult([states[layer.name] for layer in selected])
 
 
-@dataclass(frozen=True)
-class LockInputs:
-    requirements: tuple[str, ...]
-    constraints: tuple[str, ...]
-    omitted: tuple[str, ...]
-    other: dict[str, Any]
-    version: dict[str, Any]
-
-    def input_hash(self) -> str:
-        return _hash({"requirements": self.requirements, "constraints": self.constraints})
-
-
-def _lock_inputs(graph: StackGraph, layer: Layer, state: LayerLockState) -> LockInputs:
-    names = sorted(state.provided)
-    return LockInputs(
-        requirements=tuple(layer.spec.requirements),
-        constraints=tuple(pkg.constraint() for name in names for pkg in state.provided[name][0]),
-        omitted=tuple(names),
-        other=_other_inputs(graph, layer),
-        version=_version_inputs(graph, layer),
-    )
-
-
 def _assess(state: LayerLockState, inputs: LockInputs, cutoff: str | None, *, force: bool) -> None:
-    """Fill ``state.stale_reasons`` (empty when the lock on disk is up to date)."""
+    """Fill ``state.stale_reasons`` (empty when the lock on disk is up to date).
+
+    Valid as venvstacks 0.8.0 judges validity (same four hashes; the version inputs only
+    for versioned layers), and the lower layers still pin what this lock shares.
+    """
     paths = state.paths
     reasons = state.stale_reasons
-    if paths.meta.exists():
-        state.metadata = read_model(LockMetadata, paths.meta, LockError)
     if force:
         reasons.append("--reset-lock")
+    if paths.meta.exists():
+        try:
+            state.metadata = read_model(LockMetadata, paths.meta, LockError)
+        except LockError:
+            reasons.append("lock metadata cannot be read")
+    if paths.pylock.exists():
+        try:
+            state.entries = lockformat.read_packages(
+                paths.pylock.read_text(encoding="utf-8"), str(paths.pylock)
+            )
+        except LockFormatError:
+            reasons.append("lock file cannot be read")
+            return
     if state.metadata is None or not paths.pylock.exists():
-        reasons.append("no lock yet")
+        if not reasons:
+            reasons.append("no lock yet")
         return
     meta = state.metadata
-    if meta.requirements_hash != "sha256:" + sha256_source(paths.pylock):
-        reasons.append("lock file was edited after locking")
-    if meta.lock_input_hash != inputs.input_hash():
-        reasons.append("requirements or lower layers' locks changed")
-    if meta.other_inputs_hash != _hash(inputs.other):
-        reasons.append("python version, platforms or index settings changed")
-    if meta.version_inputs_hash != _hash(inputs.version):
-        reasons.append("launch or support modules changed")
+    reasons += hash_reasons(meta.model_dump(), state.entries, inputs, state.layer.spec.versioned)
+    drift = lower_drift(state.entries, inputs.lower)
+    if drift:
+        reasons.append(f"lower layers' locks changed ({drift})")
     if cutoff:
         locked, limit = _parse_time(meta.locked_at), _parse_time(cutoff)
         if locked and limit and locked > limit:
@@ -327,6 +261,8 @@ _PROJECT_UV_KEYS = {
     "default-groups",
     "workspace",
     "managed",
+    "environments",
+    "required-environments",
 }
 
 
@@ -344,27 +280,32 @@ def write_layer_uv_config(graph: StackGraph, layer: Layer, path: Path) -> Path:
 
 
 def _project_file(layer: Layer, inputs: LockInputs, settings: dict[str, Any]) -> str:
-    environments = [MARKERS[p].marker() for p in layer.platforms]
     major_minor = ".".join(layer.py_version.split(".")[:2])
     doc = tomlkit.document()
     doc["project"] = {
-        "name": f"venvlayers-lock-{layer.name}".lower().replace("@", "-"),
+        "name": canonicalize_name(re.sub("[^a-zA-Z0-9._-]", "-", layer.name)),
         "version": "0",
+        "dependencies": lockformat.project_dependencies(inputs.requirements),
         "requires-python": f"=={major_minor}.*",
-        "dependencies": list(inputs.requirements),
     }
     tool_uv: dict[str, Any] = {
-        "package": False,
-        "environments": environments,
-        "required-environments": environments,
         # Indexes go in both files: uv looks up the index a source names among the
         # project's own indexes, but resolves against those of the --config-file.
         **{k: v for k, v in settings.items() if k in _PROJECT_UV_KEYS or k == "index"},
+        "constraint-dependencies": [p.requirement() for p in inputs.lower],
     }
-    if inputs.constraints:
-        tool_uv["constraint-dependencies"] = list(inputs.constraints)
     doc["tool"] = {"uv": tool_uv}
     return tomlkit.dumps(doc)
+
+
+def _marker_environments(layer: Layer) -> dict[str, dict[str, str]]:
+    return {str(p): marker_environment(p, layer.py_version) for p in layer.platforms}
+
+
+def _empty_export(layer: Layer) -> str:
+    """What ``uv export`` writes for a project without requirements (no uv run needed)."""
+    major_minor = ".".join(layer.py_version.split(".")[:2])
+    return f'lock-version = "1.0"\ncreated-by = "uv"\nrequires-python = "=={major_minor}.*"\npackages = []\n'
 
 
 def _relock(
@@ -374,8 +315,6 @@ def _relock(
     build_dir: Path,
     cutoff: str | None,
     reporter: Reporter,
-    *,
-    reset: bool,
 ) -> None:
     layer = state.layer
     if not layer.platforms:
@@ -384,73 +323,106 @@ def _relock(
             path=graph.path,
             line=layer.spec.line,
         )
-    workspace = build_dir / "_lock" / layer.name
-    if reset and workspace.exists():
-        shutil.rmtree(workspace)
-    if not inputs.requirements:
-        # Nothing to resolve (typical for runtimes): the lock is known without running uv
-        _record_lock(state, inputs, empty_pylock(layer), cutoff, [], reporter)
-        return
-    workspace.mkdir(parents=True, exist_ok=True)
     settings = layer_uv_settings(graph, layer)
+    if not inputs.requirements and not any(k in settings for k in _PROJECT_UV_KEYS - {"sources"}):
+        # Nothing to resolve (typical for runtimes): the export is known without running uv
+        exported = _empty_export(layer)
+    else:
+        exported = _resolve(graph, state, inputs, settings, build_dir, reporter)
+    lock_text, missing = lockformat.amend_export(
+        exported,
+        layer_name=layer.name,
+        environments=_marker_environments(layer),
+        lower=inputs.lower,
+        lock_folder=state.paths.folder,
+        wheel_platforms=lambda names, platforms: uncovered_platforms(
+            names,
+            [Platform(p) for p in platforms],
+            py_version=layer.py_version,
+            glibc=layer.linux_target,
+            macosx=layer.macosx_target,
+        ),
+    )
+    if missing:
+        raise _missing_wheels_error(graph, layer, missing)
+    _record_lock(state, inputs, lock_text, cutoff, reporter)
+
+
+def _resolve(
+    graph: StackGraph,
+    state: LayerLockState,
+    inputs: LockInputs,
+    settings: dict[str, Any],
+    build_dir: Path,
+    reporter: Reporter,
+) -> str:
+    layer = state.layer
+    workspace = build_dir / "_lock" / layer.name
+    workspace.mkdir(parents=True, exist_ok=True)
     write_text_atomic(workspace / "pyproject.toml", _project_file(layer, inputs, settings))
     write_text_atomic(workspace / "uv.toml", _config_file(settings))
     config = ["--config-file", str(workspace / "uv.toml")]
     env = {"MACOSX_DEPLOYMENT_TARGET": "{}.{}".format(*layer.macosx_target)}
     reporter.info(f"{layer.name}: resolving for {', '.join(str(p) for p in layer.platforms)}")
     try:
+        # --upgrade: every relock resolves afresh (an old uv.lock is no preference)
         run_uv(
-            ["lock", *config, "--python", layer.py_version],
+            ["lock", *config, "--python", layer.py_version, "--upgrade"],
             cwd=workspace,
             env=env,
             what=f"lock {layer.name}",
         )
     except UvError as exc:
         pins = [
-            (pkg.name, pkg.version, provider)
-            for entries, provider in state.provided.values()
-            for pkg in entries
+            (p.name, p.version, state.providers.get(p.name, "a lower layer")) for p in state.lower
         ]
         raise translate_lock_failure(
             str(exc),
             spec_path=graph.path,
-            layer=state.layer.name,
-            line=state.layer.spec.line,
-            platforms=state.layer.platforms,
+            layer=layer.name,
+            line=layer.spec.line,
+            platforms=layer.platforms,
             pins=pins,
         ) from None
-    omit: list[str] = []
-    for name in inputs.omitted:
-        omit += ["--no-emit-package", name]
-    exported = run_uv(
-        ["export", *config, "--format", "pylock.toml", "--frozen", "--no-header", *omit],
+    return run_uv(
+        [
+            "export",
+            *config,
+            "--format",
+            "pylock.toml",
+            "--frozen",
+            "--no-header",
+            "--no-emit-project",
+            "--no-annotate",
+        ],
         cwd=workspace,
         env=env,
         what=f"export the lock of {layer.name}",
     ).stdout
-    lock_text = _normalize_pylock(exported)
-    _check_wheels(graph, layer, tomllib.loads(lock_text))
-    resolved = _resolved_names(workspace / "uv.lock")
-    shared = [
-        pkg
-        for name, (entries, _) in state.provided.items()
-        if canonicalize_name(name) in resolved
-        for pkg in entries
-    ]
-    _record_lock(state, inputs, lock_text, cutoff, shared, reporter)
 
 
-def empty_pylock(layer: Layer) -> str:
-    """The lock of a layer with no requirements, byte for byte as ``uv export`` writes it."""
-    environments = ", ".join(
-        f"\"platform_machine == '{MARKERS[p].platform_machine}' and sys_platform == '{MARKERS[p].sys_platform}'\""
-        for p in layer.platforms
+def _missing_wheels_error(
+    graph: StackGraph, layer: Layer, missing: Sequence[lockformat.MissingWheels]
+) -> LockError:
+    uncovered = {p for item in missing for p in item.platforms}
+    keep = [str(p) for p in layer.platforms if str(p) not in uncovered]
+    first = missing[0]
+    where = ", ".join(
+        target_text(Platform(p), glibc=layer.linux_target, macosx=layer.macosx_target)
+        for p in first.platforms
     )
-    major_minor = ".".join(layer.py_version.split(".")[:2])
-    return (
-        'lock-version = "1.0"\ncreated-by = "uv"\n'
-        f"environments = [{environments}]\n"
-        f'requires-python = "=={major_minor}.*"\npackages = []\n'
+    fields = ["set the layer's 'platforms' to " + (f"{keep}" if keep else "other platforms")]
+    if any(Platform(p).is_linux for p in uncovered):
+        fields.append("raise 'linux_target'")
+    if any(Platform(p).is_macos for p in uncovered):
+        fields.append("raise 'macosx_target'")
+    others = f" (and {len(missing) - 1} more package(s))" if len(missing) > 1 else ""
+    return LockError(
+        f"{graph.path}: layer {layer.name}: {first.package} {first.version} has no wheel for {where}{others};"
+        f" {', '.join(fields[:-1]) + ' or ' if len(fields) > 1 else ''}{fields[-1]}"
+        " (or pin versions that have wheels)",
+        path=graph.path,
+        line=layer.spec.line,
     )
 
 
@@ -459,132 +431,54 @@ def _record_lock(
     inputs: LockInputs,
     lock_text: str,
     cutoff: str | None,
-    shared: list[LockedPackage],
     reporter: Reporter,
 ) -> None:
-    """Write the lock, its metadata and package summary (each only if changed)."""
+    """Write the lock, its inputs, metadata and package summary (each only if changed).
+
+    The metadata is kept while venvstacks would still call it valid; otherwise it is
+    rewritten with ``lock_version`` one past the previous metadata's (versioned layers)
+    and ``locked_at`` now, clamped to exclude-newer.
+    """
     layer = state.layer
     paths = state.paths
     previous = state.metadata
-    content_hash = "sha256:" + sha256_text(lock_text)
-    content_changed = previous is None or previous.requirements_hash != content_hash
-    version_changed = previous is not None and previous.version_inputs_hash != _hash(inputs.version)
-    lock_version = 1
-    if layer.spec.versioned and previous is not None:
-        lock_version = previous.lock_version + (1 if content_changed or version_changed else 0)
-    if content_changed or previous is None:
-        locked_at = (
-            _format_time(cutoff) if cutoff else datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        )
+    entries = lockformat.read_packages(lock_text, str(paths.pylock))
+    hashes = dict(
+        requirements_hash=lockformat.requirements_hash(entries),
+        lock_input_hash=inputs.lock_input_hash,
+        other_inputs_hash=inputs.other_inputs_hash,
+        version_inputs_hash=inputs.version_inputs_hash,
+    )
+    limit = _parse_time(cutoff) if cutoff else None
+    still_valid = (
+        previous is not None
+        and not hash_reasons(previous.model_dump(), entries, inputs, layer.spec.versioned)
+        and not (limit and (_parse_time(previous.locked_at) or limit) > limit)
+    )
+    if previous is not None and still_valid:
+        meta = previous
     else:
-        locked_at = previous.locked_at
-    meta = LockMetadata(
-        requirements_hash=content_hash,
-        lock_input_hash=inputs.input_hash(),
-        other_inputs_hash=_hash(inputs.other),
-        version_inputs_hash=_hash(inputs.version),
-        lock_version=lock_version,
-        locked_at=locked_at,
-    )
-    changed = write_text_atomic(paths.pylock, lock_text)
-    changed = meta.write(paths.meta) or changed
-    packages = read_pylock_text(lock_text)
-    changed = (
-        write_text_atomic(
-            paths.packages, _packages_summary(layer, packages + shared, state.provided)
+        now = datetime.now(UTC)
+        locked_at = min(now, limit) if limit else now
+        lock_version = 1
+        if layer.spec.versioned and previous is not None:
+            lock_version = previous.lock_version + 1
+        meta = LockMetadata(
+            **hashes, lock_version=lock_version, locked_at=locked_at.astimezone(UTC).isoformat()
         )
-        or changed
+    changed = write_text_atomic(paths.pylock, lock_text)
+    changed = (
+        write_text_atomic(paths.inputs, lockformat.inputs_text(inputs.requirements)) or changed
     )
-    state.packages = packages
+    changed = meta.write(paths.meta) or changed
+    summary = lockformat.summary_text(layer.name, entries)
+    changed = write_text_atomic(paths.packages, summary) or changed
+    state.entries = entries
     state.metadata = meta
     state.changed = changed
     reporter.info(
-        f"{layer.name}: {'updated' if changed else 'unchanged'} ({len(packages)} packages)"
+        f"{layer.name}: {'updated' if changed else 'unchanged'} ({len(state.own)} packages)"
     )
-
-
-def read_pylock_text(text: str) -> list[LockedPackage]:
-    """The packages of a PEP 751 lock (wheel file names from ``name`` or the URL's end)."""
-    data = tomllib.loads(text)
-    return [
-        LockedPackage(
-            str(p["name"]),
-            str(p.get("version", "")),
-            p.get("marker"),
-            tuple(
-                str(w.get("name") or str(w.get("url", "")).rsplit("/", 1)[-1])
-                for w in p.get("wheels", [])
-            ),
-        )
-        for p in data.get("packages", [])
-    ]
-
-
-def _resolved_names(uv_lock: Path) -> set[str]:
-    """Every package name in a uv.lock resolution (lower layers' ones included)."""
-    data = tomllib.loads(uv_lock.read_text(encoding="utf-8"))
-    return {canonicalize_name(str(p["name"])) for p in data.get("package", [])}
-
-
-def _format_time(value: str) -> str:
-    parsed = _parse_time(value)
-    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if parsed else value
-
-
-def _normalize_pylock(text: str) -> str:
-    """Drop uv's generated-by comment lines so the lock depends only on its content."""
-    lines = [line for line in text.splitlines() if not line.startswith("#")]
-    return "\n".join(lines).strip() + "\n"
-
-
-def _packages_summary(
-    layer: Layer,
-    packages: list[LockedPackage],
-    provided: dict[str, tuple[tuple[LockedPackage, ...], str]],
-) -> str:
-    lines = [f"# Packages of {layer.name}; 'from X' marks packages a lower layer provides"]
-    for package in sorted(packages, key=lambda p: p.name):
-        marker = f" ; {package.marker}" if package.marker else ""
-        origin = provided.get(package.name)
-        suffix = f"  # from {origin[1]}" if origin else ""
-        lines.append(f"{package.name}=={package.version}{marker}{suffix}")
-    return "\n".join(lines) + "\n"
-
-
-def _check_wheels(graph: StackGraph, layer: Layer, lock: dict[str, Any]) -> None:
-    """Every locked package must have a wheel installable on every target platform."""
-    py_nodot = "".join(layer.py_version.split(".")[:2])
-    for platform in layer.platforms:
-        plat_tags = wheel_platform_tags(
-            platform, glibc=layer.linux_target, macosx=layer.macosx_target
-        )
-        environment = marker_environment(platform, layer.py_version)
-        accepted = accepted_tags(py_nodot, plat_tags)
-        for package in lock.get("packages", []):
-            marker = package.get("marker")
-            if marker and not Marker(marker).evaluate(environment):
-                continue
-            wheels = [
-                str(w.get("url", w.get("name", ""))).rsplit("/", 1)[-1]
-                for w in package.get("wheels", [])
-            ]
-            if any(wheel_tags(w) & accepted for w in wheels):
-                continue
-            target = target_text(platform, glibc=layer.linux_target, macosx=layer.macosx_target)
-            raise LockError(
-                f"{graph.path}: layer {layer.name}: {package['name']} {package.get('version', '')} has no wheel for {target};"
-                f" remove {platform} from the layer's 'platforms'"
-                + (
-                    " or raise 'linux_target'"
-                    if platform.is_linux
-                    else " or raise 'macosx_target'"
-                    if platform.is_macos
-                    else ""
-                )
-                + " (or pin a version that has one)",
-                path=graph.path,
-                line=layer.spec.line,
-            )
 
 
 def require_fresh_locks(result: LockResult) -> None:

@@ -17,6 +17,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 from pydantic import ValidationError
 
+from venvlayers import lockformat
 from venvlayers.errors import LockError
 from venvlayers.fsutil import sha256_text
 from venvlayers.gha import Reporter
@@ -354,8 +355,8 @@ def _lock_files(names: Iterable[str]) -> dict[str, tuple[str, str | None]]:
         if len(parts) != 2:
             continue
         layer, filename = parts
-        if filename == f"pylock.{layer}.toml":
-            meta = f"{layer}/pylock.{layer}.meta.json"
+        if filename == lockformat.pylock_name(layer):
+            meta = f"{layer}/{lockformat.meta_name(layer)}"
             found[layer] = (name, meta if meta in present else None)
     return found
 

@@ -44,8 +44,10 @@ def build_pipeline(
     reporter: Reporter,
     allow_missing: bool = False,
     publish: PublishRequest | None = None,
+    check: bool = True,
 ) -> PipelineResult:
-    """Lock (``locked``: only check the locks are fresh), build, then publish if asked."""
+    """Lock (``locked``: only check the locks are fresh), build (``check``: with the import
+    check after each layer), then publish if asked."""
     if locked:
         require_fresh_locks(
             lock_stack(
@@ -72,6 +74,7 @@ def build_pipeline(
         clean=clean,
         reporter=reporter,
         allow_missing=allow_missing,
+        check=check,
     )
     reporter.info(
         f"built: {', '.join(built.built) or 'none'}; unchanged: {', '.join(built.unchanged) or 'none'}"

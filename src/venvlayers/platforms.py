@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import platform
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 from packaging.markers import Marker
-from packaging.tags import Tag, parse_tag
-from packaging.utils import parse_wheel_filename
+from packaging.tags import Tag, cpython_tags, mac_platforms
+from packaging.tags import compatible_tags as generic_compatible_tags
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 
 class Platform(StrEnum):
@@ -84,35 +86,6 @@ def host_platform() -> Platform:
     return Platform.LINUX_AARCH64 if arch in ("arm64", "aarch64") else Platform.LINUX_X86_64
 
 
-def wheel_platform_tags(
-    target: Platform, *, glibc: tuple[int, int], macosx: tuple[int, int]
-) -> list[str]:
-    """Every wheel platform tag installable on ``target``, most specific first."""
-    if target.is_windows:
-        return [target.value]
-    if target.is_linux:
-        arch = target.arch
-        tags = [f"manylinux_2_{minor}_{arch}" for minor in range(glibc[1], 16, -1)]
-        # Legacy aliases for the manylinux 2_17 / 2_12 / 2_5 baselines
-        if glibc >= (2, 17):
-            tags.append(f"manylinux2014_{arch}")
-        if arch == "x86_64":
-            tags += [f"manylinux_2_{m}_{arch}" for m in (12, 5)]
-            tags += [f"manylinux2010_{arch}", f"manylinux1_{arch}"]
-        tags.append(f"linux_{arch}")
-        return tags
-    # macOS: every version from the target down to 10.x, with the fat-binary variants
-    arch = "arm64" if target == Platform.MACOSX_ARM64 else "x86_64"
-    versions: list[tuple[int, int]] = []
-    for major in range(macosx[0], 10, -1):
-        top_minor = macosx[1] if major == macosx[0] else 0
-        versions += [(major, minor) for minor in range(top_minor, -1, -1)]
-    if arch == "x86_64":
-        versions += [(10, minor) for minor in range(16, 3, -1)]
-    variants = [arch, "universal2"] + (["intel", "universal"] if arch == "x86_64" else [])
-    return [f"macosx_{a}_{b}_{v}" for a, b in versions for v in variants]
-
-
 def target_text(platform: Platform, *, glibc: tuple[int, int], macosx: tuple[int, int]) -> str:
     """The platform with the oldest OS it targets, for messages."""
     if platform.is_linux:
@@ -120,30 +93,6 @@ def target_text(platform: Platform, *, glibc: tuple[int, int], macosx: tuple[int
     if platform.is_macos:
         return f"{platform} (macOS {macosx[0]}.{macosx[1]})"
     return str(platform)
-
-
-def wheel_tags(filename: str) -> frozenset[Tag]:
-    """The tags a wheel file name declares (none for a name that is not a wheel's)."""
-    try:
-        return parse_wheel_filename(filename)[3]
-    except Exception:
-        return frozenset()
-
-
-def accepted_tags(py_nodot: str, plat_tags: list[str]) -> frozenset[Tag]:
-    """Wheel tags a CPython ``py_nodot`` (e.g. "312") installs on the given platform tags."""
-    interpreters = [f"cp{py_nodot}"]
-    abis = [f"cp{py_nodot}", "abi3", "none"]
-    tags: set[Tag] = set()
-    for plat in [*plat_tags, "any"]:
-        for abi in abis:
-            tags.add(Tag(f"cp{py_nodot}", abi, plat))
-        for minor in range(int(py_nodot[1:]), 1, -1):
-            tags.add(Tag(f"cp3{minor}", "abi3", plat))
-        for py in ("py3", f"py{py_nodot}", *interpreters):
-            tags.add(Tag(py, "none", plat))
-    tags |= set(parse_tag(f"py2.py3-none-{plat_tags[0]}")) if plat_tags else set()
-    return frozenset(tags)
 
 
 def marker_environment(platform: Platform, py_version: str) -> dict[str, str]:
@@ -175,3 +124,70 @@ def platform_of_marker(marker: str) -> Platform | None:
         except Exception:
             return None
     return None
+
+
+def platform_tags(
+    target: Platform, *, glibc: tuple[int, int], macosx: tuple[int, int]
+) -> list[str]:
+    """Every wheel platform tag installable on ``target``, most specific first.
+
+    macOS comes from ``packaging.tags.mac_platforms`` (so universal2 wheels count for both
+    architectures, 10.x ones included); Linux is manylinux per PEP 600 (glibc ``2.Y`` and
+    older, with the legacy manylinux1/2010/2014 names; musllinux never matches a glibc
+    target) plus the plain ``linux_<arch>`` tag of local builds, which venvstacks accepts.
+    """
+    if target.is_windows:
+        return [target.value]
+    if target.is_macos:
+        arch = "arm64" if target == Platform.MACOSX_ARM64 else "x86_64"
+        return list(mac_platforms(macosx, arch))
+    arch = target.arch
+    tags: list[str] = []
+    for minor in range(glibc[1], -1, -1):
+        tags.append(f"manylinux_{glibc[0]}_{minor}_{arch}")
+        legacy = _LEGACY_MANYLINUX.get((glibc[0], minor))
+        if legacy:
+            tags.append(f"{legacy}_{arch}")
+    tags.append(f"linux_{arch}")
+    return tags
+
+
+_LEGACY_MANYLINUX = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
+
+
+def compatible_tags(
+    target: Platform, *, py_version: str, glibc: tuple[int, int], macosx: tuple[int, int]
+) -> frozenset[Tag]:
+    """Every wheel tag a CPython ``py_version`` on ``target`` installs (``packaging.tags``)."""
+    major, minor = (int(part) for part in py_version.split(".")[:2])
+    plats = platform_tags(target, glibc=glibc, macosx=macosx)
+    version = (major, minor)
+    return frozenset(
+        [
+            *cpython_tags(version, abis=[f"cp{major}{minor}"], platforms=plats),
+            *generic_compatible_tags(version, interpreter=f"cp{major}{minor}", platforms=plats),
+        ]
+    )
+
+
+def uncovered_platforms(
+    wheel_names: Sequence[str],
+    targets: Sequence[Platform],
+    *,
+    py_version: str,
+    glibc: tuple[int, int],
+    macosx: tuple[int, int],
+) -> list[str]:
+    """The targets none of ``wheel_names`` installs on (unparseable names count for none)."""
+    wheel_tags: set[Tag] = set()
+    for name in wheel_names:
+        try:
+            wheel_tags |= parse_wheel_filename(name)[3]
+        except InvalidWheelFilename:
+            continue
+    return [
+        str(target)
+        for target in targets
+        if not wheel_tags
+        & compatible_tags(target, py_version=py_version, glibc=glibc, macosx=macosx)
+    ]

@@ -52,6 +52,32 @@ def install_runtime(python_implementation: str, destination: Path, *, layer_name
             raise BuildError(
                 f"uv installed {len(installed)} runtimes for {python_implementation}; expected one"
             )
+        restore_build_prefix(installed[0])
         if destination.exists():
             shutil.rmtree(destination)
         installed[0].rename(destination)
+
+
+# python-build-standalone runtimes are built with this prefix; uv rewrites it to the
+# folder it installs into, which is our scratch folder: a build-machine path that would
+# make runtime archives differ between build folders (and name a folder that is gone).
+PBS_PREFIX = "/install"
+
+
+def restore_build_prefix(installed: Path) -> list[Path]:
+    """Put python-build-standalone's own prefix back into the sysconfig data uv patched,
+    so the runtime holds what its archive held (as venvstacks ships it). Returns the
+    files changed."""
+    # uv may write the folder as given or with links resolved
+    patched = sorted({str(installed), str(installed.resolve())}, key=len, reverse=True)
+    changed = []
+    for data in sorted(installed.glob("lib/python*/_sysconfigdata_*.py")) + sorted(
+        installed.glob("Lib/_sysconfigdata_*.py")
+    ):
+        text = original = data.read_text(encoding="utf-8")
+        for path in patched:
+            text = text.replace(path, PBS_PREFIX)
+        if text != original:
+            data.write_text(text, encoding="utf-8")
+            changed.append(data)
+    return changed

@@ -13,7 +13,7 @@ import tomllib
 import warnings
 from collections.abc import Mapping
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -66,7 +66,7 @@ DEPRECATED_FIELDS = {"build_requirements", "fully_versioned_name"}
 
 _IMPLEMENTATION_RE = re.compile(r"^cpython@(\d+)\.(\d+)\.(\d+)$")
 _LINUX_TARGET_RE = re.compile(r"^glibc(?:@(\d+)\.(\d+))?$")
-_MACOSX_TARGET_RE = re.compile(r"^(\d+)(?:\.(\d+))?$")
+_MACOSX_TARGET_RE = re.compile(r"^(\d+)(?:\.(\d+))?(?:\.\d+)*$")
 
 
 class LayerSpec(BaseModel):
@@ -80,6 +80,9 @@ class LayerSpec(BaseModel):
     platforms: tuple[Platform, ...] | None = None
     linux_target: tuple[int, int] | None = None
     macosx_target: tuple[int, int] | None = None
+    linux_target_text: str | None = None
+    """The spec's own text (venvstacks hashes it into the lock metadata)."""
+    macosx_target_text: str | None = None
     dynlib_exclude: tuple[str, ...] = ()
     package_indexes: dict[str, str] = {}
     priority_indexes: tuple[str, ...] = ()
@@ -358,8 +361,10 @@ def _parse_layer(ctx: _LayerContext, entry: dict[str, Any], index_names: set[str
         values["versioned"] = fields["versioned"]
     if "linux_target" in fields:
         values["linux_target"] = _parse_linux_target(ctx, fields["linux_target"])
+        values["linux_target_text"] = str(fields["linux_target"])
     if "macosx_target" in fields:
         values["macosx_target"] = _parse_macosx_target(ctx, fields["macosx_target"])
+        values["macosx_target_text"] = str(fields["macosx_target"])
 
     for field in ("priority_indexes",):
         for index_name in values[field]:
@@ -463,38 +468,30 @@ def _parse_linux_target(ctx: _LayerContext, value: Any) -> tuple[int, int]:
         )
     if match.group(1) is None:
         return (2, 28)
-    target = (int(match.group(1)), int(match.group(2)))
-    if target[0] != 2 or target[1] < 17:
-        raise ctx.fail(
-            "linux_target",
-            f"glibc {target[0]}.{target[1]} is not a manylinux target; use glibc@2.17 or newer",
-        )
-    return target
+    return (int(match.group(1)), int(match.group(2)))
 
 
 def _parse_macosx_target(ctx: _LayerContext, value: Any) -> tuple[int, int]:
-    match = _MACOSX_TARGET_RE.match(value) if isinstance(value, str) else None
+    # venvstacks reads "X", "X.Y" or longer (extra parts ignored), as text or a number
+    text = (
+        str(value) if isinstance(value, str | int | float) and not isinstance(value, bool) else ""
+    )
+    match = _MACOSX_TARGET_RE.match(text)
     if not match:
         raise ctx.fail(
             "macosx_target", f'must be a macOS version like "13.0" or "14" (got {value!r})'
         )
-    target = (int(match.group(1)), int(match.group(2) or 0))
-    if target < (10, 9):
-        raise ctx.fail(
-            "macosx_target", f"macOS {value} is older than any supported target; use 10.9 or newer"
-        )
-    return target
+    return (int(match.group(1)), int(match.group(2) or 0))
 
 
 def _check_module_path(ctx: _LayerContext, field: str, relative: str) -> None:
+    """Relative to the spec's folder, ``../`` included (as venvstacks resolves them)."""
     spec_dir = ctx.spec_path.parent
     if Path(relative).is_absolute():
         raise ctx.fail(field, f"{relative!r} must be relative to the spec's folder {spec_dir}")
-    resolved = (spec_dir / relative).resolve()
-    if not resolved.is_relative_to(spec_dir.resolve()):
-        raise ctx.fail(
-            field, f"{relative!r} leaves the spec's folder {spec_dir}; move the module inside it"
-        )
+    if PurePath(relative).name in ("", ".."):
+        raise ctx.fail(field, f"{relative!r} must name a .py module or a package folder")
+    resolved = spec_dir / relative
     if not resolved.exists():
         raise ctx.fail(field, f"{relative!r} does not exist (looked for {resolved})")
     if resolved.is_file() and resolved.suffix != ".py":

@@ -26,7 +26,21 @@ from pathlib import Path
 from rig import LEAKY_ENV
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED_PEER = REPO.parent / "shared" / "peer"
+
+
+def _shared_peer() -> Path:
+    """``shared/peer`` beside the repository (or beside a folder holding it, as for git
+    worktrees under ``wt/``); VENVLAYERS_PEER_DIR overrides."""
+    override = os.environ.get("VENVLAYERS_PEER_DIR")
+    if override:
+        return Path(override)
+    for folder in REPO.parents:
+        if (folder / "shared" / "peer").is_dir():
+            return folder / "shared" / "peer"
+    return REPO.parent / "shared" / "peer"
+
+
+SHARED_PEER = _shared_peer()
 PEER_WHEEL = SHARED_PEER / "venvstacks-0.8.0-py3-none-any.whl"
 PEER_RUNNER = REPO / "bench" / "peer_offline.py"
 
