@@ -409,11 +409,15 @@ def test_launch_dependencies_are_read_not_run(tmp_path: Path) -> None:
         "try:\n    import optional_speedup\nexcept ImportError:\n    pass\n"
         "def later():\n    import only_when_called\n"
         "if __name__ == '__main__':\n    import gamma\n"
+        "if sys.platform == 'win32':\n    import winreg\n"
+        "if TYPE_CHECKING:\n    import typing_only\n"
         "raise SystemExit('importing this module would end the check')\n"
     )
     package = tmp_path / "support"
     package.mkdir()
     (package / "__init__.py").write_text("import delta\n")
+    # a submodule the package may never import is not required (an optional extra)
+    (package / "extra.py").write_text("import optional_extra\n")
     assert launch_dependencies([app, package]) == {"os", "alpha", "beta", "gamma", "delta"}
 
 

@@ -528,12 +528,18 @@ def _same_content(first: Path, second: Path) -> bool:
 def launch_dependencies(paths: Sequence[Path]) -> set[str]:
     """Top-level names that launch/support modules import unconditionally at module level.
 
-    Imports inside ``try`` blocks (optional dependencies) and functions are not required;
-    relative imports are the app's own.
+    Only what surely runs counts: a module file, or a package's ``__init__.py`` and
+    ``__main__.py``; imports inside ``if`` (platform or TYPE_CHECKING branches; not
+    ``if __name__ == "__main__"``, which runs under ``python -m``), ``try``
+    (optional dependencies) and functions are not required; relative imports are the
+    app's own. So the check never fails an app that venvstacks builds and runs.
     """
     names: set[str] = set()
     files = [
-        p for path in paths for p in ([path] if path.is_file() else sorted(path.rglob("*.py")))
+        p
+        for path in paths
+        for p in ([path] if path.is_file() else [path / "__init__.py", path / "__main__.py"])
+        if p.is_file()
     ]
     for file in files:
         try:
@@ -547,9 +553,21 @@ def launch_dependencies(paths: Sequence[Path]) -> set[str]:
                 names.update(alias.name.split(".")[0] for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names.add(node.module.split(".")[0])
-            elif isinstance(node, ast.If | ast.With):
-                pending += node.body + getattr(node, "orelse", [])
+            elif isinstance(node, ast.With) or (isinstance(node, ast.If) and _is_main_guard(node)):
+                pending += node.body
     return {n for n in names if n != "__future__"}
+
+
+def _is_main_guard(node: ast.If) -> bool:
+    test = node.test
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
+        return False
+    sides = [test.left, test.comparators[0]]
+    return (
+        isinstance(test.ops[0], ast.Eq)
+        and any(isinstance(a, ast.Name) and a.id == "__name__" for a in sides)
+        and any(isinstance(a, ast.Constant) and a.value == "__main__" for a in sides)
+    )
 
 
 def _top_level_modules(site: Path) -> list[str]:
