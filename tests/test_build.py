@@ -398,7 +398,7 @@ def test_shared_library_found_after_publish_and_deploy(built: Path, tmp_path: Pa
 
 def test_launch_dependencies_are_read_not_run(tmp_path: Path) -> None:
     """The build checks what an app imports without importing (and so running) the app."""
-    from venvlayers.build import launch_dependencies
+    from venvlayers.buildcheck import launch_dependencies
 
     app = tmp_path / "app.py"
     app.write_text(
