@@ -300,3 +300,53 @@ def test_concurrent_lock_output_through_a_pipe_is_whole_lines(
     for line in result.stdout.splitlines():
         assert line.count("framework-f") <= 1 or line.startswith("locked "), line
     assert json.dumps(result.stdout).count("resolving for") == 6
+
+
+# -- observation 7: show marks invalid locks and names versioned install targets -----------
+
+
+def test_show_marks_invalid_locks_and_versioned_targets(
+    tmp_path: Path, wheels: SimpleIndex, runtime_mirror: RuntimeMirror, cli: Callable[..., Run]
+) -> None:
+    (tmp_path / "app.py").write_text("import alpha\n")
+    spec = tmp_path / "venvstacks.toml"
+    spec.write_text(
+        '[[runtimes]]\nname = "rt"\npython_implementation = "cpython@3.12.1"\nrequirements = []\n\n'
+        '[[frameworks]]\nname = "fw"\nruntime = "rt"\nrequirements = ["alpha"]\nversioned = true\n\n'
+        '[[applications]]\nname = "app"\nframeworks = ["fw"]\nrequirements = []\n'
+        'launch_module = "app.py"\n' + index_table(wheels.url)
+    )
+    unlocked = cli("show", spec)
+    assert unlocked.out == (
+        f"{spec}\n"
+        "├── Runtimes\n"
+        "│   └── *rt\n"
+        "├── Frameworks\n"
+        "│   └── *framework-fw -> framework-fw@???\n"
+        "│       └── *rt\n"
+        "└── Applications\n"
+        "    └── *app-app\n"
+        "        ├── *framework-fw -> framework-fw@???\n"
+        "        └── *rt\n"
+    )
+    assert cli("lock", spec).code == 0
+    locked = cli("show", spec).out
+    assert "*" not in locked
+    assert "│   └── framework-fw -> framework-fw@1\n" in locked
+    document = json.loads(cli("show", "--json", spec).out)
+    app = document["applications"][0]
+    assert app["install_target"] == "app-app" and app["has_valid_lock"] is True
+    assert app["dependencies"][0] == {
+        "has_valid_lock": True,
+        "install_target": "framework-fw@1",
+        "name": "framework-fw",
+        "selected_operations": None,
+    }
+    # a changed requirement invalidates that lock and every lock above it
+    spec.write_text(
+        spec.read_text().replace('requirements = ["alpha"]', 'requirements = ["alpha>=1"]')
+    )
+    stale = cli("show", spec).out
+    assert "│   └── rt\n" in stale
+    assert "│   └── *framework-fw -> framework-fw@???\n" in stale
+    assert "    └── *app-app\n" in stale
