@@ -186,17 +186,14 @@ def test_publish_the_example(runner: ActionRunner, runtime_mirror: object) -> No
     assert len(archives) == 3 and all(a.is_file() for a in archives)
     assert all(platform in a.name for a in archives)  # --tag-outputs, so platforms can merge
     metadata = Path(outputs["metadata-dir"])
-    assert (metadata / "venvstacks.json").is_file()
-    assert (
-        metadata.resolve()
-        == (runner.workspace / "_publish" / "__venvstacks__" / platform).resolve()
-    )
+    assert (metadata / f"venvstacks-{platform}.json").is_file()  # venvstacks' tagged layout
+    assert metadata.resolve() == (runner.workspace / "_publish" / "__venvstacks__").resolve()
     # one artifact per platform: archives + metadata, laid out as in the output folder
     artifact = result.artifacts / f"venvlayers-{platform}"
     assert sorted(p.name for p in artifact.iterdir()) == sorted(
         ["__venvstacks__", *(a.name for a in archives)]
     )
-    assert (artifact / "__venvstacks__" / platform / "venvstacks.json").is_file()
+    assert (artifact / "__venvstacks__" / f"venvstacks-{platform}.json").is_file()
     for archive in archives:
         assert f"`{archive.name}`" in result.summary
     if not cli_has("merge"):

@@ -432,8 +432,22 @@ def test_sibling_symlinks_only_when_allowed(tmp_path: Path) -> None:
     write(src, out, ArchiveFormat.TAR_XZ)
     with pytest.raises(ArchiveError, match="leaves the layer"):
         extract_archive(out, tmp_path / "d", expected_root="layer")
-    dest = extract_archive(out, tmp_path / "d", expected_root="layer", allow_sibling_symlinks=True)
+    with pytest.raises(ArchiveError, match=r"does not lead into one of its lower layers \(other\)"):
+        extract_archive(out, tmp_path / "d", expected_root="layer", sibling_roots={"other"})
+    dest = extract_archive(out, tmp_path / "d", expected_root="layer", sibling_roots={"runtime"})
     assert os.readlink(dest / "bin" / "python") == "../../runtime/bin/python3"
+
+
+@pytest.mark.parametrize("link", ["../../../runtime/bin/python3", "../..", "../../outside/x"])
+def test_sibling_symlinks_never_climb_above_the_destination(tmp_path: Path, link: str) -> None:
+    src = tmp_path / "src"
+    (src / "bin").mkdir(parents=True)
+    (src / "bin" / "python").symlink_to(link)
+    out = tmp_path / "a.tar.xz"
+    write(src, out, ArchiveFormat.TAR_XZ)
+    with pytest.raises(ArchiveError, match="leaves the layer"):
+        extract_archive(out, tmp_path / "d", expected_root="layer", sibling_roots={"runtime"})
+    assert not (tmp_path / "d" / "layer").exists()
 
 
 # --- hostile corpus ---------------------------------------------------------------------

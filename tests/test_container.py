@@ -252,6 +252,6 @@ def test_publish_the_example(
         assert (
             tmp_path / (inside.relative_to("/src") if inside.is_absolute() else inside)
         ).is_file()
-    assert outputs["metadata-dir"].endswith("/__venvstacks__/linux_x86_64")
-    metadata = tmp_path / "_publish" / "__venvstacks__" / "linux_x86_64" / "venvstacks.json"
+    assert outputs["metadata-dir"].endswith("/__venvstacks__")
+    metadata = tmp_path / "_publish" / "__venvstacks__" / "venvstacks-linux_x86_64.json"
     assert metadata.is_file()

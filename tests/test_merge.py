@@ -15,12 +15,12 @@ import pytest
 
 from venvlayers.errors import MergeError
 from venvlayers.gha import Reporter
+from venvlayers.layout import MetadataSet, find_publish_outputs
 from venvlayers.merge import (
     INDEX_NAME,
     MergeConsistencyError,
     MergeReport,
     ProblemKind,
-    find_platform_outputs,
     merge_publish_outputs,
 )
 
@@ -86,9 +86,22 @@ def _make_archive(path: Path, install_target: str) -> None:
             tar.addfile(info, io.BytesIO(data))
 
 
+def manifest_file(root: Path, platform: str) -> Path:
+    """Where `publish --tag-outputs` puts a platform's manifest (venvstacks' own layout)."""
+    return root / "__venvstacks__" / f"venvstacks-{platform}.json"
+
+
+def layer_file(root: Path, platform: str, layer: str) -> Path:
+    return root / "__venvstacks__" / "env_metadata" / f"{layer}-{platform}.json"
+
+
+def info_file(root: Path, platform: str) -> Path:
+    return root / "__venvstacks__" / f"venvlayers-publish-{platform}.json"
+
+
 def make_publish_output(root: Path, platform: str = LINUX) -> Path:
-    """One platform job's publish output in ``root``, exactly as `venvlayers publish` writes it."""
-    metadata_dir = root / "__venvstacks__" / platform
+    """One platform job's output in ``root``, exactly as `venvlayers publish --tag-outputs`
+    writes it."""
     manifest: dict[str, list[dict[str, Any]]] = {
         "runtimes": [],
         "frameworks": [],
@@ -113,10 +126,10 @@ def make_publish_output(root: Path, platform: str = LINUX) -> Path:
             **extra,
         }
         manifest[category].append(meta)
-        _write_json(metadata_dir / "env_metadata" / f"{name}.json", meta)
-    _write_json(metadata_dir / "venvstacks.json", {"layers": manifest})
+        _write_json(layer_file(root, platform, name), meta)
+    _write_json(manifest_file(root, platform), {"layers": manifest})
     _write_json(
-        metadata_dir / "venvlayers-publish.json",
+        info_file(root, platform),
         {
             "tool_version": TOOL_VERSION,
             "spec_hash": SPEC_HASH,
@@ -130,28 +143,27 @@ def make_publish_output(root: Path, platform: str = LINUX) -> Path:
 def relabel(source: Path, target: Path, old: str, new: str) -> Path:
     """Copy a publish output and turn it into another platform's (names and metadata)."""
     shutil.copytree(source, target)
-    (target / "__venvstacks__" / old).rename(target / "__venvstacks__" / new)
-    for archive in target.glob(f"*-{old}-*"):
-        archive.rename(archive.with_name(archive.name.replace(old, new)))
-    for path in (target / "__venvstacks__" / new).rglob("*.json"):
-        path.write_text(path.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
+    for path in sorted(target.rglob("*")):
+        if path.is_file() and old in path.name:
+            path = path.rename(path.with_name(path.name.replace(old, new)))
+        if path.suffix == ".json":
+            path.write_text(path.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
     return target
 
 
 def edit_layer(root: Path, platform: str, layer: str, **changes: Any) -> None:
     """Change one layer's published metadata consistently (manifest and env_metadata)."""
-    metadata_dir = root / "__venvstacks__" / platform
-    manifest = _read_json(metadata_dir / "venvstacks.json")
+    manifest = _read_json(manifest_file(root, platform))
     for entries in manifest["layers"].values():
         for entry in entries:
             if entry["layer_name"] == layer:
                 entry.update(changes)
-                _write_json(metadata_dir / "env_metadata" / f"{layer}.json", entry)
-    _write_json(metadata_dir / "venvstacks.json", manifest)
+                _write_json(layer_file(root, platform, layer), entry)
+    _write_json(manifest_file(root, platform), manifest)
 
 
 def edit_publish_info(root: Path, platform: str, **changes: Any) -> None:
-    path = root / "__venvstacks__" / platform / "venvlayers-publish.json"
+    path = info_file(root, platform)
     info = _read_json(path)
     info.update(changes)
     _write_json(path, info)
@@ -222,12 +234,12 @@ def test_merge_writes_archives_metadata_and_index(
     with tarfile.open(out / source.name) as tar:
         assert "app-hello/share/venv/metadata/venvstacks_layer.json" in tar.getnames()
     for plat in (LINUX, MAC):
-        meta_dir = out / "__venvstacks__" / plat
-        assert _read_json(meta_dir / "venvstacks.json") == _read_json(
-            artifacts / f"stack-{plat}" / "__venvstacks__" / plat / "venvstacks.json"
+        source_root = artifacts / f"stack-{plat}"
+        for file in (manifest_file, info_file):
+            assert file(out, plat).read_bytes() == file(source_root, plat).read_bytes()
+        assert layer_file(out, plat, "framework-common").read_bytes() == (
+            layer_file(source_root, plat, "framework-common").read_bytes()
         )
-        assert (meta_dir / "env_metadata" / "framework-common.json").is_file()
-        assert (meta_dir / "venvlayers-publish.json").is_file()
 
     index = _read_json(out / INDEX_NAME)
     assert index["platforms"] == [LINUX, MAC]
@@ -248,7 +260,7 @@ def test_merge_writes_archives_metadata_and_index(
                 "archive_size": linux_archive.stat().st_size,
                 "sha256": hashlib.sha256(linux_archive.read_bytes()).hexdigest(),
                 "archive_build": 1,
-                "metadata": f"__venvstacks__/{plat}/env_metadata/framework-common.json",
+                "metadata": f"__venvstacks__/env_metadata/framework-common-{plat}.json",
             }
             for plat in (LINUX, MAC)
         },
@@ -289,9 +301,9 @@ def test_merge_accepts_separate_inputs_and_merge_multiple_layout(
     combined = tmp_path / "combined"
     shutil.copytree(linux, combined)
     shutil.copytree(mac, combined, dirs_exist_ok=True)
-    assert find_platform_outputs(combined) == [
-        combined / "__venvstacks__" / LINUX,
-        combined / "__venvstacks__" / MAC,
+    assert find_publish_outputs(combined) == [
+        MetadataSet(combined / "__venvstacks__", f"-{LINUX}"),
+        MetadataSet(combined / "__venvstacks__", f"-{MAC}"),
     ]
     report = merge_publish_outputs([combined], tmp_path / "out2", reporter=reporter)
     assert report.layer_counts == {LINUX: 3, MAC: 3}
@@ -305,11 +317,10 @@ def test_layer_not_targeting_a_platform_is_not_a_problem(
 ) -> None:
     """Platform narrowing: app-hello is not built for macOS, and the publish info says so."""
     mac = artifacts / f"stack-{MAC}"
-    meta_dir = mac / "__venvstacks__" / MAC
-    manifest = _read_json(meta_dir / "venvstacks.json")
+    manifest = _read_json(manifest_file(mac, MAC))
     manifest["layers"]["applications"] = []
-    _write_json(meta_dir / "venvstacks.json", manifest)
-    (meta_dir / "env_metadata" / "app-hello.json").unlink()
+    _write_json(manifest_file(mac, MAC), manifest)
+    layer_file(mac, MAC, "app-hello").unlink()
     (mac / f"app-hello-{MAC}-1.tar.xz").unlink()
     edit_publish_info(mac, MAC, layers=["cpython-3.12", "framework-common"])
 
@@ -381,10 +392,9 @@ def test_missing_archive_for_targeted_platform(
 def test_targeted_layer_not_published(artifacts: Path, tmp_path: Path, reporter: Reporter) -> None:
     """The job's publish info says app-hello targets macOS, but it was not published."""
     mac = artifacts / f"stack-{MAC}"
-    meta_dir = mac / "__venvstacks__" / MAC
-    manifest = _read_json(meta_dir / "venvstacks.json")
+    manifest = _read_json(manifest_file(mac, MAC))
     manifest["layers"]["applications"] = []
-    _write_json(meta_dir / "venvstacks.json", manifest)
+    _write_json(manifest_file(mac, MAC), manifest)
     report = _fail([artifacts], tmp_path / "out", reporter)
     assert _kinds(report) == [(ProblemKind.MISSING_LAYER, "app-hello", MAC)]
     assert report.problems[0].message == f"targets {MAC} but its archive was not published"
@@ -463,7 +473,7 @@ def test_unexpected_extra_layer(artifacts: Path, tmp_path: Path, reporter: Repor
     assert _kinds(report) == [(ProblemKind.UNEXPECTED_LAYER, "app-hello", MAC)]
     assert report.problems[0].message == (
         f"was published for {MAC}, which the spec does not target for it"
-        f" (per {mac / '__venvstacks__' / MAC / 'venvlayers-publish.json'})"
+        f" (per {info_file(mac, MAC)})"
     )
 
 
@@ -486,7 +496,7 @@ def test_duplicate_platform(artifacts: Path, tmp_path: Path, reporter: Reporter)
     report = _fail([artifacts, again], tmp_path / "out", reporter)
     assert _kinds(report) == [(ProblemKind.DUPLICATE_PLATFORM, None, LINUX)]
     assert report.problems[0].message.startswith("published twice: ")
-    assert str(again / "__venvstacks__" / LINUX) in report.problems[0].message
+    assert str(manifest_file(again, LINUX)) in report.problems[0].message
 
 
 def test_input_without_publish_output(artifacts: Path, tmp_path: Path, reporter: Reporter) -> None:

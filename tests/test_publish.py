@@ -110,13 +110,13 @@ def test_publish_writes_venvstacks_metadata(published: Stack) -> None:
         "cpython-3.12-linux_x86_64-1.tar.xz",
         "framework-base-linux_x86_64-1.tar.xz",
     ]
-    meta_dir = published.out / "__venvstacks__" / "linux_x86_64"
-    manifest = json.loads((meta_dir / "venvstacks.json").read_text())
+    meta_dir = published.out / "__venvstacks__"
+    manifest = json.loads((meta_dir / "venvstacks-linux_x86_64.json").read_text())
     assert [m["layer_name"] for m in manifest["layers"]["applications"]] == [
         "app-tool",
         "app-other",
     ]
-    tool = json.loads((meta_dir / "env_metadata" / "app-tool.json").read_text())
+    tool = json.loads((meta_dir / "env_metadata" / "app-tool-linux_x86_64.json").read_text())
     assert tool["install_target"] == "app-tool"
     assert tool["runtime_layer"] == "cpython-3.12"
     assert tool["required_layers"] == ["framework-base"]
@@ -134,7 +134,7 @@ def test_publish_writes_venvstacks_metadata(published: Stack) -> None:
         "archive_hashes",
         "app_launch_module_hash",
     }
-    other = json.loads((meta_dir / "env_metadata" / "app-other.json").read_text())
+    other = json.loads((meta_dir / "env_metadata" / "app-other-linux_x86_64.json").read_text())
     assert other["install_target"] == "app-other@1"
 
 
@@ -178,7 +178,7 @@ def test_publish_again_gives_identical_bytes(
     assert {p.name: p.stat().st_mtime_ns for p in published.out.glob("*.tar.xz")} == mtimes
     assert archives(published.out) == before
     meta = json.loads(
-        (published.out / "__venvstacks__/linux_x86_64/env_metadata/app-tool.json").read_text()
+        (published.out / "__venvstacks__/env_metadata/app-tool-linux_x86_64.json").read_text()
     )
     assert meta["archive_build"] == 1  # same content: same build number
 
@@ -336,18 +336,18 @@ def test_local_export_runs_apps(published: Stack, tmp_path: Path) -> None:
         [str(out / "app-tool/bin/python"), "-m", "tool"], capture_output=True, text=True, check=True
     )
     assert f"{out}/framework-base/" in result.stdout
-    meta = json.loads((out / "__venvstacks__/linux_x86_64/env_metadata/app-tool.json").read_text())
+    meta = json.loads((out / "__venvstacks__/env_metadata/app-tool.json").read_text())
     assert "archive_name" not in meta and meta["install_target"] == "app-tool"
 
 
 def relabel(source: Path, target: Path, old: str, new: str) -> Path:
     """A second platform's publish output made from a real one (names and metadata)."""
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("deployed"))
-    (target / "__venvstacks__" / old).rename(target / "__venvstacks__" / new)
-    for archive in target.glob(f"*-{old}-*"):
-        archive.rename(archive.with_name(archive.name.replace(old, new)))
-    for path in (target / "__venvstacks__" / new).rglob("*.json"):
-        path.write_text(path.read_text().replace(old, new))
+    for path in sorted(target.rglob("*")):
+        if path.is_file() and old in path.name:
+            path = path.rename(path.with_name(path.name.replace(old, new)))
+        if path.suffix == ".json":
+            path.write_text(path.read_text().replace(old, new))
     return target
 
 

@@ -265,6 +265,7 @@ def _published(args: argparse.Namespace, reporter: Reporter, result: PublishResu
     document = {
         "platform": str(result.platform),
         "metadata_dir": str(result.metadata_dir),
+        "manifest": str(result.manifest),
         "archives": archives,
     }
     return _finish(args, document)
@@ -417,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--metadata",
         type=Path,
         required=True,
-        help="the publish output's __venvstacks__ (or platform) folder",
+        help="a publish output folder, its __venvstacks__ folder or a venvstacks[-<platform>].json",
     )
     deploy.add_argument("--archives", type=Path, required=True, help="folder holding the archives")
     deploy.add_argument("--target", type=Path, required=True, help="folder to deploy into")

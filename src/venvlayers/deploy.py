@@ -19,6 +19,7 @@ from venvlayers.archive import extract_archive
 from venvlayers.errors import DeployError
 from venvlayers.fsutil import sha256_file, write_json_atomic
 from venvlayers.gha import Reporter
+from venvlayers.layout import find_metadata_sets
 from venvlayers.models import LayerMetadata, StackManifest, read_model
 from venvlayers.platforms import host_platform
 from venvlayers.process import run_postinstall, run_process
@@ -37,20 +38,24 @@ class DeployResult:
 
 
 def find_manifest(metadata: Path) -> Path:
-    """Accept the platform folder, the ``__venvstacks__`` folder, or the manifest itself."""
+    """This platform's manifest at ``metadata``: the manifest itself, a publish output folder
+    or its ``__venvstacks__`` folder (venvstacks' layout, ``venvstacks-<platform>.json``
+    before ``venvstacks.json``), or an earlier venvlayers ``__venvstacks__/<platform>``."""
     if metadata.is_file():
         return metadata
-    direct = metadata / "venvstacks.json"
-    if direct.exists():
-        return direct
-    platform_manifest = metadata / str(host_platform()) / "venvstacks.json"
-    if platform_manifest.exists():
-        return platform_manifest
-    nested = metadata / "__venvstacks__" / str(host_platform()) / "venvstacks.json"
-    if nested.exists():
-        return nested
+    platform = str(host_platform())
+    sets = find_metadata_sets(metadata)
+    for wanted in (
+        lambda s: s.tagged and s.platform == platform,
+        lambda s: not s.tagged and s.legacy_platform is None,
+        lambda s: s.legacy_platform == platform,
+    ):
+        for found in sets:
+            if wanted(found):
+                return found.manifest
     raise DeployError(
-        f"{metadata}: no venvstacks.json for {host_platform()} here; pass the publish output's __venvstacks__/<platform> folder"
+        f"{metadata}: no venvstacks-{platform}.json or venvstacks.json here;"
+        " pass a publish output folder or its __venvstacks__ folder"
     )
 
 
@@ -148,6 +153,8 @@ def deploy_stack(
                 expected_root=item.install_target,
                 expected_size=item.archive_size,
                 expected_sha256=item.archive_hashes.sha256 if item.archive_hashes else None,
+                # venvstacks' layers link bin/python_ to ../../<runtime>/bin/python
+                sibling_roots=_lower_layers(item),
             )
         for item, _ in todo:
             final = target / item.install_target
@@ -166,6 +173,14 @@ def deploy_stack(
     for app, command in apps.items():
         reporter.info(f"run {app}: {' '.join(command)}")
     return DeployResult(target, [item.install_target for item, _ in todo], unchanged, apps)
+
+
+def _lower_layers(item: LayerMetadata) -> set[str]:
+    """The deployed folders a layer's links may lead into: its runtime and frameworks."""
+    lower = set(item.required_layers or [])
+    if item.runtime_layer and item.runtime_layer != item.install_target:
+        lower.add(item.runtime_layer)
+    return lower
 
 
 def _read_record(path: Path, reporter: Reporter) -> dict[str, str]:

@@ -11,13 +11,13 @@ from venvlayers.errors import PublishError
 from venvlayers.fsutil import replace_dir
 from venvlayers.gha import Reporter
 from venvlayers.graph import Layer, StackGraph
+from venvlayers.layout import MetadataSet
 from venvlayers.models import LayerMetadata
 from venvlayers.platforms import Platform, host_platform
 from venvlayers.process import run_postinstall
 from venvlayers.staging import (
     check_built,
     layer_metadata,
-    metadata_dir,
     stage_layer,
     write_stack_metadata,
 )
@@ -57,9 +57,10 @@ def export_stack(
         described.append((layer, metadata))
         exported[layer.name] = target
         reporter.info(f"{layer.name}: exported to {target}")
-    meta_dir = metadata_dir(output_dir, platform)
-    write_stack_metadata(meta_dir, described)
-    return ExportResult(platform, meta_dir, exported)
+    # venvstacks' local-export layout: never platform-tagged
+    meta = MetadataSet.for_output(output_dir, None)
+    write_stack_metadata(meta, described)
+    return ExportResult(platform, meta.meta_root, exported)
 
 
 __all__ = ["ExportResult", "export_stack"]

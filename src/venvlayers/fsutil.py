@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any
 
 
-def dumps_json(data: Any) -> str:
-    """JSON the way every venvlayers file is written: sorted, indented, trailing newline."""
-    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+def dumps_json(data: Any, *, ascii_only: bool = False) -> str:
+    """JSON the way every venvlayers file is written: sorted, indented, trailing newline.
+
+    ``ascii_only`` escapes non-ASCII text as venvstacks does in the files it also writes.
+    """
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=ascii_only) + "\n"
 
 
 @contextmanager
@@ -49,8 +52,8 @@ def write_text_atomic(target: Path, text: str) -> bool:
     return True
 
 
-def write_json_atomic(target: Path, data: Any) -> bool:
-    return write_text_atomic(target, dumps_json(data))
+def write_json_atomic(target: Path, data: Any, *, ascii_only: bool = False) -> bool:
+    return write_text_atomic(target, dumps_json(data, ascii_only=ascii_only))
 
 
 def sha256_file(path: Path) -> str:

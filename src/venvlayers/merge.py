@@ -1,10 +1,11 @@
 """Merge the publish outputs of several platform jobs into one release folder.
 
-Each matrix job of a stack build publishes one platform: archives plus
-``__venvstacks__/<platform>/`` metadata. ``merge_publish_outputs`` gathers those outputs
-(as ``actions/download-artifact`` leaves them), checks that they describe one consistent
-stack, and writes the archives side by side with a cross-platform index. Every problem is
-collected before failing, so one run shows everything that is wrong.
+Each matrix job of a stack build publishes one platform: archives plus a metadata set in
+``__venvstacks__/`` (``layout.py``). ``merge_publish_outputs`` gathers those outputs (as
+``actions/download-artifact`` leaves them), checks that they describe one consistent stack,
+and writes the archives side by side with every platform's metadata set (venvstacks'
+``--tag-outputs`` names when there are several) and a cross-platform index. Every problem
+is collected before failing, so one run shows everything that is wrong.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from venvlayers.errors import MergeError
 from venvlayers.fsutil import link_or_copy, replace_dir, sha256_file, write_text_atomic
 from venvlayers.gha import Reporter
+from venvlayers.layout import MetadataSet, find_publish_outputs
 from venvlayers.mergereport import (
     MergeConsistencyError,
     MergeReport,
@@ -27,11 +29,8 @@ from venvlayers.mergereport import (
     count_noun,
 )
 from venvlayers.models import (
-    ENV_METADATA_DIR,
     INDEX_NAME,
-    MANIFEST_NAME,
     METADATA_DIR,
-    PUBLISH_INFO_NAME,
     IndexArchive,
     IndexLayer,
     LayerMetadata,
@@ -49,46 +48,19 @@ class PlatformJob:
     """One platform's publish output, as found among the inputs."""
 
     platform: str
-    metadata_dir: Path
-    archives_dir: Path
+    meta: MetadataSet
     manifest: StackManifest
     info: PublishInfo | None
     layers: dict[str, tuple[str, LayerMetadata]] = field(default_factory=dict)
     """layer name -> (category, metadata)."""
 
     @property
+    def archives_dir(self) -> Path:
+        return self.meta.output_dir
+
+    @property
     def source(self) -> str:
-        return str(self.metadata_dir)
-
-
-def find_platform_outputs(root: Path, *, exclude: Path | None = None) -> list[Path]:
-    """``__venvstacks__/<platform>`` folders in ``root`` or in its direct subfolders.
-
-    ``actions/download-artifact`` puts each artifact in its own subfolder unless
-    ``merge-multiple`` is set, so both layouts are searched. ``root`` may also be a
-    metadata folder itself.
-    """
-    if (root / MANIFEST_NAME).is_file():
-        return [root]
-    if root.name == METADATA_DIR:
-        bases = [root.parent]
-    else:
-        bases = [root, *sorted(p for p in root.iterdir() if p.is_dir() and not _skipped(p))]
-    found = []
-    for base in bases:
-        if exclude is not None and base.resolve() == exclude:
-            continue
-        meta_root = base / METADATA_DIR
-        if meta_root.is_dir():
-            found += sorted(
-                p for p in meta_root.iterdir() if p.is_dir() and (p / MANIFEST_NAME).is_file()
-            )
-    return found
-
-
-def _skipped(path: Path) -> bool:
-    # Hidden folders hold our own staging folders (and .git); metadata folders are not bases
-    return path.name.startswith(".") or path.name == METADATA_DIR
+        return str(self.meta.manifest)
 
 
 def merge_publish_outputs(
@@ -135,7 +107,7 @@ def merge_publish_outputs(
         _publish_report(report, reporter, report_path)
         raise MergeConsistencyError(report)
 
-    index = build_index(jobs)
+    index = build_index(jobs, output_dir)
     _write_output(jobs, index, output_dir)
     report.output_dir = output_dir
     reporter.info(
@@ -173,17 +145,17 @@ def _check_inputs(inputs: Iterable[Path], output_dir: Path) -> None:
 def _load_jobs(inputs: list[Path], exclude: Path, problems: list[Problem]) -> list[PlatformJob]:
     jobs: dict[str, PlatformJob] = {}
     for item in inputs:
-        found = find_platform_outputs(Path(item), exclude=exclude)
+        found = find_publish_outputs(Path(item), exclude=exclude)
         if not found:
             problems.append(
                 Problem(
                     ProblemKind.NO_OUTPUT,
-                    f"{item} holds no {METADATA_DIR}/<platform>/{MANIFEST_NAME}"
+                    f"{item} holds no {METADATA_DIR}/venvstacks[-<platform>].json"
                     " (directly or one folder down); did its publish job fail?",
                 )
             )
-        for metadata_dir in found:
-            job = _load_job(metadata_dir, problems)
+        for meta in found:
+            job = _load_job(meta, problems)
             if job is None:
                 continue
             if job.platform in jobs:
@@ -200,38 +172,60 @@ def _load_jobs(inputs: list[Path], exclude: Path, problems: list[Problem]) -> li
     return [jobs[name] for name in sorted(jobs)]
 
 
-def _load_job(metadata_dir: Path, problems: list[Problem]) -> PlatformJob | None:
-    platform = metadata_dir.name
+def _load_job(meta: MetadataSet, problems: list[Problem]) -> PlatformJob | None:
+    info_path = meta.publish_info
     try:
-        manifest = read_model(StackManifest, metadata_dir / MANIFEST_NAME, MergeError)
-        info_path = metadata_dir / PUBLISH_INFO_NAME
+        manifest = read_model(StackManifest, meta.manifest, MergeError)
         info = read_model(PublishInfo, info_path, MergeError) if info_path.exists() else None
     except MergeError as exc:
-        problems.append(Problem(ProblemKind.UNREADABLE, exc.message, platform=platform))
+        problems.append(Problem(ProblemKind.UNREADABLE, exc.message, platform=meta.platform))
         return None
-    job = PlatformJob(platform, metadata_dir, metadata_dir.parent.parent, manifest, info)
+    platform = meta.platform or _untagged_platform(manifest, info)
+    if platform is None:
+        problems.append(
+            Problem(
+                ProblemKind.UNREADABLE,
+                f"{meta.manifest} does not say which platform it was published for"
+                " (no target_platform); publish it again, with --tag-outputs",
+            )
+        )
+        return None
+    job = PlatformJob(platform, meta, manifest, info)
     if info is not None and info.platform != platform:
         problems.append(
             Problem(
                 ProblemKind.PLATFORM_MISMATCH,
-                f"{info_path} says platform {info.platform!r} but sits in the {platform!r} folder",
+                f"{info_path} says platform {info.platform!r} but was published as {platform!r}",
                 platform=platform,
             )
         )
     for category in sorted(manifest.layers):
-        for meta in manifest.layers[category]:
-            if meta.layer_name in job.layers:
+        for entry in manifest.layers[category]:
+            if entry.layer_name in job.layers:
                 problems.append(
                     Problem(
                         ProblemKind.DUPLICATE_LAYER,
-                        f"{metadata_dir / MANIFEST_NAME} lists the layer twice",
-                        layer=meta.layer_name,
+                        f"{meta.manifest} lists the layer twice",
+                        layer=entry.layer_name,
                         platform=platform,
                     )
                 )
                 continue
-            job.layers[meta.layer_name] = (category, meta)
+            job.layers[entry.layer_name] = (category, entry)
     return job
+
+
+def _untagged_platform(manifest: StackManifest, info: PublishInfo | None) -> str | None:
+    """The platform of an untagged ``venvstacks.json``: its layers' (or its job's) one platform."""
+    seen = {
+        meta.target_platform
+        for metas in manifest.layers.values()
+        for meta in metas
+        if meta.target_platform
+    }
+    if info is not None:
+        seen.add(info.platform)
+    return seen.pop() if len(seen) == 1 else None
 
 
 def _check_platforms(
@@ -298,7 +292,7 @@ def _check_job_layers(job: PlatformJob, problems: list[Problem]) -> None:
                 Problem(
                     ProblemKind.UNEXPECTED_LAYER,
                     f"was published for {platform}, which the spec does not target for it"
-                    f" (per {job.metadata_dir / PUBLISH_INFO_NAME})",
+                    f" (per {job.meta.publish_info})",
                     layer=name,
                     platform=platform,
                 )
@@ -316,12 +310,12 @@ def _check_layer_metadata(
         problems.append(
             Problem(
                 ProblemKind.PLATFORM_MISMATCH,
-                f"metadata says target_platform {meta.target_platform!r} but sits in the {platform!r} folder",
+                f"metadata says target_platform {meta.target_platform!r} but was published as {platform!r}",
                 layer=name,
                 platform=platform,
             )
         )
-    snippet = job.metadata_dir / ENV_METADATA_DIR / f"{name}.json"
+    snippet = job.meta.env_metadata(name)
     try:
         detail = read_model(LayerMetadata, snippet, MergeError)
     except MergeError as exc:
@@ -333,7 +327,7 @@ def _check_layer_metadata(
         problems.append(
             Problem(
                 ProblemKind.METADATA_MISMATCH,
-                f"{snippet} differs from the entry in {MANIFEST_NAME}; republish this platform",
+                f"{snippet} differs from the entry in {job.meta.manifest.name}; republish this platform",
                 layer=name,
                 platform=platform,
             )
@@ -441,10 +435,18 @@ def _missing_layers(jobs: list[PlatformJob]) -> set[str]:
     return {name for job in jobs if job.info is not None for name in job.info.layers}
 
 
-def build_index(jobs: list[PlatformJob]) -> StackIndex:
+def _merged_set(job: PlatformJob, jobs: list[PlatformJob], output_dir: Path) -> MetadataSet:
+    """Where a job's metadata goes in the merged output: venvstacks' layout, platform-tagged
+    (as ``--tag-outputs`` names it) when it was tagged or shares the folder with others."""
+    tagged = job.meta.tagged or len(jobs) > 1
+    return MetadataSet.for_output(output_dir, job.platform if tagged else None)
+
+
+def build_index(jobs: list[PlatformJob], output_dir: Path) -> StackIndex:
     """The merged index; call only on jobs that passed every check."""
     layers: dict[str, IndexLayer] = {}
     for job in jobs:
+        merged = _merged_set(job, jobs, output_dir)
         for name, (category, meta) in sorted(job.layers.items()):
             assert meta.archive_name and meta.archive_size is not None and meta.archive_hashes
             entry = layers.setdefault(
@@ -463,7 +465,7 @@ def build_index(jobs: list[PlatformJob]) -> StackIndex:
                 archive_size=meta.archive_size,
                 sha256=meta.archive_hashes.sha256,
                 archive_build=meta.archive_build,
-                metadata=f"{METADATA_DIR}/{job.platform}/{ENV_METADATA_DIR}/{name}.json",
+                metadata=merged.relative(merged.env_metadata(name)),
             )
     infos = [job.info for job in jobs if job.info is not None]
     return StackIndex(
@@ -487,12 +489,23 @@ def _write_output(jobs: list[PlatformJob], index: StackIndex, output_dir: Path) 
             for _, meta in job.layers.values():
                 assert meta.archive_name
                 link_or_copy(job.archives_dir / meta.archive_name, staging / meta.archive_name)
-            shutil.copytree(job.metadata_dir, staging / METADATA_DIR / job.platform)
+            _copy_metadata(job, _merged_set(job, jobs, staging))
         index.write(staging / INDEX_NAME)
         replace_dir(staging, output_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _copy_metadata(job: PlatformJob, merged: MetadataSet) -> None:
+    """The job's manifest, layer files and publish record, bytes unchanged, at their merged names."""
+    pairs = [(job.meta.manifest, merged.manifest)]
+    pairs += [(job.meta.env_metadata(name), merged.env_metadata(name)) for name in job.layers]
+    if job.meta.publish_info.is_file():
+        pairs.append((job.meta.publish_info, merged.publish_info))
+    for source, target in pairs:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
 
 
 __all__ = [
@@ -501,6 +514,5 @@ __all__ = [
     "MergeReport",
     "ProblemKind",
     "build_index",
-    "find_platform_outputs",
     "merge_publish_outputs",
 ]

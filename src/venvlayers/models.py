@@ -16,11 +16,11 @@ from venvlayers.fsutil import write_json_atomic
 
 M = TypeVar("M", bound=BaseModel)
 
-# The published layout: <output>/__venvstacks__/<platform>/{venvstacks.json, env_metadata/}
+# The published layout (layout.py): <output>/__venvstacks__/venvstacks[-<platform>].json
+# and env_metadata/<layer>[-<platform>].json
 METADATA_DIR = "__venvstacks__"
 MANIFEST_NAME = "venvstacks.json"
 ENV_METADATA_DIR = "env_metadata"
-PUBLISH_INFO_NAME = "venvlayers-publish.json"
 INDEX_NAME = "venvstacks-index.json"
 
 
@@ -80,8 +80,15 @@ class SupportModule(FileModel):
     hash: str
 
 
-class LayerMetadata(FileModel):
-    """Published/exported layer metadata (``env_metadata/<layer>.json``)."""
+class VenvstacksFile(FileModel):
+    """A file venvstacks also writes: JSON byte for byte as it does (ASCII, ``\\u`` escapes)."""
+
+    def write(self, path: Path) -> bool:
+        return write_json_atomic(path, self.dump(), ascii_only=True)
+
+
+class LayerMetadata(VenvstacksFile):
+    """Published/exported layer metadata (``env_metadata/<layer>[-<platform>].json``)."""
 
     layer_name: str
     install_target: str
@@ -103,14 +110,14 @@ class LayerMetadata(FileModel):
     archive_hashes: ArchiveHashes | None = None
 
 
-class StackManifest(FileModel):
-    """``__venvstacks__/<platform>/venvstacks.json``: every layer published for a platform."""
+class StackManifest(VenvstacksFile):
+    """``__venvstacks__/venvstacks[-<platform>].json``: every layer published for a platform."""
 
     layers: dict[str, list[LayerMetadata]]
 
 
 class PublishInfo(FileModel):
-    """``__venvstacks__/<platform>/venvlayers-publish.json``: what one publish job ran."""
+    """``__venvstacks__/venvlayers-publish[-<platform>].json``: what one publish job ran."""
 
     tool_version: str
     spec_hash: str

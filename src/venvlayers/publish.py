@@ -26,9 +26,8 @@ from venvlayers.errors import PublishError
 from venvlayers.fsutil import sha256_file, sha256_text
 from venvlayers.gha import Reporter
 from venvlayers.graph import Layer, StackGraph
+from venvlayers.layout import MetadataSet
 from venvlayers.models import (
-    ENV_METADATA_DIR,
-    PUBLISH_INFO_NAME,
     ArchiveHashes,
     LayerMetadata,
     LockMetadata,
@@ -40,7 +39,6 @@ from venvlayers.platforms import Platform, host_platform
 from venvlayers.staging import (
     check_built,
     layer_metadata,
-    metadata_dir,
     read_lock_metadata,
     stage_layer,
     write_stack_metadata,
@@ -57,6 +55,8 @@ class PublishedLayer:
 class PublishResult:
     platform: Platform
     metadata_dir: Path
+    """The ``__venvstacks__`` folder."""
+    manifest: Path
     layers: list[PublishedLayer]
 
     @property
@@ -94,20 +94,15 @@ def publish_stack(
     selection = graph.select(include, allow_missing=allow_missing)
     layers = [layer for layer in graph if layer.name in selection and layer.targets(platform)]
     output_dir = output_dir.absolute()
-    meta_dir = metadata_dir(output_dir, platform)
-    env_dir = meta_dir / ENV_METADATA_DIR
+    meta = MetadataSet.for_output(output_dir, str(platform) if tag_outputs else None)
+    legacy = MetadataSet.legacy(output_dir, str(platform))
     check_built(graph, layers, root)
     output_dir.mkdir(parents=True, exist_ok=True)
     stage_root = root / "_stage"
 
     def publish_one(layer: Layer) -> PublishedLayer:
         metadata = layer_metadata(graph, layer, platform)
-        previous_path = env_dir / f"{layer.name}.json"
-        previous = (
-            read_model(LayerMetadata, previous_path, PublishError)
-            if previous_path.exists()
-            else None
-        )
+        previous = _previous_metadata(layer.name, meta, legacy)
         # one stamp per output folder: publishing elsewhere must not invalidate this one
         folder_key = sha256_text(str(output_dir))[:12]
         stamp_path = root / STAMP_DIR / f"{layer.name}.publish-{folder_key}.json"
@@ -129,12 +124,14 @@ def publish_stack(
             progress=(lambda done, total: progress(layer.name, done, total)) if progress else None,
             x86_code=platform.is_x86_64,
         )
-        build_number = _archive_build(previous, metadata, info.sha256, output_dir)
-        base = (
-            f"{metadata.install_target}-{platform}-{build_number}"
-            if tag_outputs
-            else metadata.install_target
-        )
+        build_number = _archive_build(previous, metadata, info.sha256)
+        if tag_outputs:
+            build_number = _unused_build(
+                output_dir, metadata, platform, fmt, build_number, info.sha256
+            )
+            base = f"{metadata.install_target}-{platform}-{build_number}"
+        else:
+            base = metadata.install_target  # venvstacks' untagged name: replaced in place
         archive = output_dir / f"{base}{fmt_suffix(fmt)}"
         os.replace(scratch, archive)
         shutil.rmtree(stage, ignore_errors=True)
@@ -156,15 +153,30 @@ def publish_stack(
         published = list(pool.map(publish_one, layers))
 
     write_stack_metadata(
-        meta_dir, [(layer, item.metadata) for item, layer in zip(published, layers, strict=True)]
+        meta, [(layer, item.metadata) for item, layer in zip(published, layers, strict=True)]
     )
     PublishInfo(
         tool_version=__version__,
         spec_hash="sha256:" + sha256_text(graph.path.read_text(encoding="utf-8")),
         platform=str(platform),
         layers=[layer.name for layer in graph if layer.targets(platform)],
-    ).write(meta_dir / PUBLISH_INFO_NAME)
-    return PublishResult(platform, meta_dir, published)
+    ).write(meta.publish_info)
+    if legacy.manifest.is_file():
+        # An earlier venvlayers' per-platform metadata: now stale (its archives may have been
+        # replaced above), and merge would read it as a second output for this platform.
+        shutil.rmtree(legacy.folder)
+        reporter.info(f"removed {legacy.folder} (the metadata layout of earlier venvlayers)")
+    return PublishResult(platform, meta.meta_root, meta.manifest, published)
+
+
+def _previous_metadata(
+    layer_name: str, meta: MetadataSet, legacy: MetadataSet
+) -> LayerMetadata | None:
+    """What the last publish into this folder (by venvstacks or venvlayers) wrote."""
+    for candidate in (meta.env_metadata(layer_name), legacy.env_metadata(layer_name)):
+        if candidate.is_file():
+            return read_model(LayerMetadata, candidate, PublishError)
+    return None
 
 
 def _publish_key(
@@ -206,10 +218,10 @@ def fmt_suffix(fmt: ArchiveFormat) -> str:
     return "." + str(fmt)
 
 
-def _archive_build(
-    previous: LayerMetadata | None, current: LayerMetadata, sha256: str, output_dir: Path
-) -> int:
-    """Same lock and same bytes keep the build number; a new lock version restarts at 1."""
+def _archive_build(previous: LayerMetadata | None, current: LayerMetadata, sha256: str) -> int:
+    """Continue from the previous metadata (whichever tool wrote it): same lock and same
+    bytes keep the build number, other bytes take the next one; a new lock version (and
+    so, for versioned layers, a new install target) restarts at 1, as venvstacks does."""
     if previous is None or previous.lock_version != current.lock_version:
         return 1
     last = previous.archive_build or 0
@@ -217,6 +229,25 @@ def _archive_build(
     if same_bytes and last:
         return last
     return last + 1
+
+
+def _unused_build(
+    output_dir: Path,
+    metadata: LayerMetadata,
+    platform: Platform,
+    fmt: ArchiveFormat,
+    build: int,
+    sha256: str,
+) -> int:
+    """The first build number from ``build`` on whose tagged name holds no other bytes:
+    a published name is never reused for different contents (an archive left without
+    metadata, by an interrupted run or another tool, keeps its name)."""
+    while True:
+        name = f"{metadata.install_target}-{platform}-{build}{fmt_suffix(fmt)}"
+        existing = output_dir / name
+        if not existing.exists() or sha256_file(existing) == sha256:
+            return build
+        build += 1
 
 
 def check_archive(path: Path, metadata: LayerMetadata) -> None:

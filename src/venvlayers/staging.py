@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from venvlayers import postinstall
@@ -17,11 +18,9 @@ from venvlayers.build import LayerLayout, install_python_wrapper, layer_config
 from venvlayers.errors import PublishError
 from venvlayers.fsutil import link_or_copy
 from venvlayers.graph import Layer, StackGraph
+from venvlayers.layout import MetadataSet
 from venvlayers.lock import lock_paths, module_hash
 from venvlayers.models import (
-    ENV_METADATA_DIR,
-    MANIFEST_NAME,
-    METADATA_DIR,
     LayerMetadata,
     LockMetadata,
     StackManifest,
@@ -63,8 +62,9 @@ def layer_metadata(graph: StackGraph, layer: Layer, platform: Platform) -> Layer
         "layer_name": layer.name,
         "install_target": install_target(graph, layer.name),
         "requirements_hash": lock.requirements_hash,
-        "lock_version": lock.lock_version,
-        "locked_at": lock.locked_at,
+        # venvstacks publishes every unversioned layer as lock version 1
+        "lock_version": lock.lock_version if layer.spec.versioned else 1,
+        "locked_at": published_time(lock.locked_at),
         "runtime_layer": install_target(graph, runtime.name),
         "python_implementation": runtime.python_implementation,
         # Windows venvs copy the base interpreter, so they follow runtime maintenance releases
@@ -144,8 +144,16 @@ def stage_layer(
         install_python_wrapper(stage_path, layout, config.dynlib_dirs)
 
 
-def metadata_dir(output_dir: Path, platform: Platform) -> Path:
-    return output_dir / METADATA_DIR / str(platform)
+def published_time(locked_at: str) -> str:
+    """A lock time as venvstacks publishes it: ISO 8601 in UTC with a ``+00:00`` offset,
+    microseconds only when non-zero (``2025-01-02T03:04:05+00:00``)."""
+    try:
+        parsed = datetime.fromisoformat(locked_at)
+    except ValueError:
+        return locked_at
+    if parsed.tzinfo is None:  # venvstacks reads a naive time as local time
+        parsed = parsed.astimezone()
+    return parsed.astimezone(UTC).isoformat()
 
 
 def check_built(graph: StackGraph, layers: Iterable[Layer], root: Path) -> None:
@@ -157,12 +165,12 @@ def check_built(graph: StackGraph, layers: Iterable[Layer], root: Path) -> None:
             )
 
 
-def write_stack_metadata(meta_dir: Path, layers: Iterable[tuple[Layer, LayerMetadata]]) -> None:
-    """``env_metadata/<layer>.json`` for each layer and the platform's ``venvstacks.json``."""
+def write_stack_metadata(meta: MetadataSet, layers: Iterable[tuple[Layer, LayerMetadata]]) -> None:
+    """``env_metadata/<layer>[-<platform>].json`` for each layer, then the manifest."""
     manifest: dict[str, list[LayerMetadata]] = {
         category: [] for category in LAYER_CATEGORY.values()
     }
     for layer, metadata in layers:
         manifest[LAYER_CATEGORY[layer.kind]].append(metadata)
-        metadata.write(meta_dir / ENV_METADATA_DIR / f"{layer.name}.json")
-    StackManifest(layers=manifest).write(meta_dir / MANIFEST_NAME)
+        metadata.write(meta.env_metadata(layer.name))
+    StackManifest(layers=manifest).write(meta.manifest)

@@ -8,6 +8,7 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 
 from venvlayers.archive.formats import READ_SIZE
@@ -20,11 +21,11 @@ from venvlayers.fsutil import replace_dir
 
 
 class _Extractor:
-    def __init__(self, archive: Path, stage: Path, root: str, allow_sibling_symlinks: bool):
+    def __init__(self, archive: Path, stage: Path, root: str, sibling_roots: Collection[str]):
         self.archive = archive
         self.stage = stage  # the temp folder that will become dest_parent/root
         self.root = root
-        self.allow_sibling_symlinks = allow_sibling_symlinks
+        self.sibling_roots = frozenset(sibling_roots)
         self.seen: dict[tuple[str, ...], str] = {}
         self.real_dirs: set[tuple[str, ...]] = {()}
 
@@ -124,11 +125,20 @@ class _Extractor:
         # another symlink even when the text looks like it stays inside.
         if any(p in ("", ".", "..") for p in rest) or (os.name == "nt" and "\\" in target):
             raise self.refuse(m.name, f"its symlink target {target!r} is not a plain relative path")
-        limit = len(parts) - 1 + (1 if self.allow_sibling_symlinks else 0)
-        if ups > limit:
-            raise self.refuse(
-                m.name, f"its symlink target {target!r} leaves the layer {self.root + '/'!r}"
-            )
+        inside = len(parts) - 1  # '..' steps that stay inside the layer
+        if ups <= inside:
+            return
+        # Leaving the layer is allowed only one level up, straight into a named sibling
+        # folder (a lower layer of the same deployment: venvstacks links bin/python_ to
+        # ../../<runtime>/bin/python), never anywhere else in (or above) the destination.
+        if ups == inside + 1 and rest and rest[0] in self.sibling_roots:
+            return
+        allowed = ", ".join(sorted(self.sibling_roots))
+        raise self.refuse(
+            m.name,
+            f"its symlink target {target!r} leaves the layer {self.root + '/'!r}"
+            + (f" and does not lead into one of its lower layers ({allowed})" if allowed else ""),
+        )
 
     def hardlink_source(self, m: Member) -> Path:
         source = self.parts(m.linkname, m.name, f"its hard link target {m.linkname!r}")
@@ -190,13 +200,13 @@ def extract_archive(
     expected_size: int | None = None,
     expected_sha256: str | None = None,
     replace: bool = False,
-    allow_sibling_symlinks: bool = False,
+    sibling_roots: Collection[str] = (),
 ) -> Path:
     """Safely unpack ``archive_path`` to ``dest_parent/expected_root`` and return that path.
 
     Size and sha256 are checked before anything is unpacked. Every member must live under
-    ``expected_root/``; symlinks must stay inside the layer (or, with
-    ``allow_sibling_symlinks``, inside ``dest_parent``, for links into lower layers).
+    ``expected_root/``; symlinks must stay inside the layer, or lead straight into one of
+    the ``sibling_roots`` folders beside it in ``dest_parent`` (links into lower layers).
     On any failure ``dest_parent`` is left exactly as it was.
     """
     check_root_name(expected_root, "Expected archive root folder")
@@ -214,7 +224,7 @@ def extract_archive(
         )
         stage = scratch / expected_root
         os.mkdir(stage, 0o755)
-        extractor = _Extractor(archive_path, stage, expected_root, allow_sibling_symlinks)
+        extractor = _Extractor(archive_path, stage, expected_root, sibling_roots)
         count = 0
         for member in members(archive_path):
             extractor.add(member)
