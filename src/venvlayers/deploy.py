@@ -8,6 +8,7 @@ leaves the target exactly as it was.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -108,7 +109,8 @@ def deploy_stack(
         raise DeployError(
             f"{manifest_path}: lists no layers for {platform}; nothing to deploy (was the stack published for this platform?)"
         )
-    target = target.absolute()
+    # absolute and without ".." (``--target ../x``), symlinks kept: deploy where the user said
+    target = Path(os.path.abspath(target))
     record_path = target / DEPLOY_RECORD
     record = _read_record(record_path, reporter)
 

@@ -44,10 +44,9 @@ def load_config(layer_path: Path) -> dict[str, Any]:
 def resolve(layer_path: Path, relative: str) -> Path:
     """Absolute path of a config entry; entries may point at sibling layers, never further."""
     absolute = Path(abspath(layer_path / relative))
-    if not absolute.is_relative_to(layer_path.parent):
-        raise RuntimeError(
-            f"{relative!r} in {layer_path / LAYER_CONFIG} leaves {layer_path.parent}"
-        )
+    parent = Path(abspath(layer_path.parent))  # ``layer_path`` may be relative or hold ".."
+    if not absolute.is_relative_to(parent):
+        raise RuntimeError(f"{relative!r} in {layer_path / LAYER_CONFIG} leaves {parent}")
     return absolute
 
 

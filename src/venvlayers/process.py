@@ -87,7 +87,10 @@ def run_postinstall(layer_path: Path, *, error: type[VenvlayersError]) -> None:
     in place first.
     """
     config = postinstall.load_config(layer_path)
-    base_python = postinstall.resolve(layer_path, config["base_python"])
+    try:
+        base_python = postinstall.resolve(layer_path, config["base_python"])
+    except RuntimeError as exc:  # a layer config naming a path outside the deployment
+        raise error(f"{exc}; the layer is damaged or unsafe, do not deploy it") from None
     run_process(
         [base_python, layer_path / "postinstall.py"],
         what=f"{layer_path}: postinstall",
