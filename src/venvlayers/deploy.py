@@ -111,6 +111,8 @@ def deploy_stack(
         )
     # absolute and without ".." (``--target ../x``), symlinks kept: deploy where the user said
     target = Path(os.path.abspath(target))
+    if target.exists() and not target.is_dir():
+        raise DeployError(f"{target}: is not a folder; pass --target a folder to deploy into")
     record_path = target / DEPLOY_RECORD
     record = _read_record(record_path, reporter)
 

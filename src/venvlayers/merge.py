@@ -129,6 +129,8 @@ def _publish_report(report: MergeReport, reporter: Reporter, report_path: Path |
 
 
 def _check_inputs(inputs: Iterable[Path], output_dir: Path) -> None:
+    if output_dir.exists() and not output_dir.is_dir():
+        raise MergeError(f"merge: --output-dir {output_dir} is not a folder; choose a folder")
     out = output_dir.resolve()
     for item in inputs:
         path = Path(item)
@@ -437,8 +439,9 @@ def _missing_layers(jobs: list[PlatformJob]) -> set[str]:
 
 def _merged_set(job: PlatformJob, jobs: list[PlatformJob], output_dir: Path) -> MetadataSet:
     """Where a job's metadata goes in the merged output: venvstacks' layout, platform-tagged
-    (as ``--tag-outputs`` names it) when it was tagged or shares the folder with others."""
-    tagged = job.meta.tagged or len(jobs) > 1
+    (as ``--tag-outputs`` names it) unless it was one untagged output (an earlier venvlayers'
+    per-platform folder becomes the tagged names)."""
+    tagged = job.meta.tagged or job.meta.legacy_platform is not None or len(jobs) > 1
     return MetadataSet.for_output(output_dir, job.platform if tagged else None)
 
 

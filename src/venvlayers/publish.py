@@ -94,6 +94,8 @@ def publish_stack(
     selection = graph.select(include, allow_missing=allow_missing)
     layers = [layer for layer in graph if layer.name in selection and layer.targets(platform)]
     output_dir = output_dir.absolute()
+    if output_dir.exists() and not output_dir.is_dir():
+        raise PublishError(f"{output_dir}: is not a folder; pass --output-dir a folder")
     meta = MetadataSet.for_output(output_dir, str(platform) if tag_outputs else None)
     legacy = MetadataSet.legacy(output_dir, str(platform))
     check_built(graph, layers, root)
