@@ -137,7 +137,7 @@ def test_earlier_layout_is_deployed_merged_and_continued(
     # deploy finds __venvstacks__/<platform>/venvstacks.json
     target = tmp_path / "deployed"
     assert vl("deploy", "--metadata", out, "--archives", out, "--target", target) == 0
-    run = [target / "app-hello@1/bin/python", "-m", "hello"]
+    run: list[str | Path] = [target / "app-hello@1/bin/python", "-m", "hello"]
     assert subprocess.run(run, capture_output=True, text=True, check=True).stdout.startswith(
         "hello"
     )
