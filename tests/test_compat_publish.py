@@ -134,6 +134,22 @@ def test_published_metadata_is_venvstacks_own(outputs: Outputs, tagged: bool) ->
         assert text == (theirs / relative).read_text(encoding="utf-8"), relative
 
 
+def test_local_export_metadata_is_venvstacks_own(outputs: Outputs, tmp_path: Path) -> None:
+    if not outputs.shared_locks:
+        pytest.xfail("venvlayers cannot build venvstacks' locks as they are (issue 11 part A)")
+    theirs, mine = tmp_path / "theirs", tmp_path / "mine"
+    outputs.peer_run(
+        "local-export", "--output-dir", str(theirs), str(outputs.stack / "venvstacks.toml")
+    )
+    assert vl("local-export", "--output-dir", mine, outputs.ours / "venvstacks.toml") == 0
+    meta_theirs, meta_mine = theirs / "__venvstacks__", mine / "__venvstacks__"
+    expected = files_below(meta_theirs)
+    assert "env_metadata/app-one.json" in expected
+    assert files_below(meta_mine) == expected
+    for relative in sorted(expected):
+        assert (meta_mine / relative).read_bytes() == (meta_theirs / relative).read_bytes()
+
+
 @pytest.mark.parametrize("tagged", [True, False], ids=["tag-outputs", "untagged"])
 def test_venvstacks_output_deploys_and_its_apps_run(
     outputs: Outputs, tagged: bool, tmp_path: Path
