@@ -42,9 +42,7 @@ class Outputs:
     stack: Path
     """venvstacks' stack folder (spec, modules and the locks it wrote)."""
     ours: Path
-    """A copy of that folder, built by venvlayers from venvstacks' locks where it can."""
-    shared_locks: bool
-    """venvlayers built venvstacks' locks as they are (`build --locked`)."""
+    """A copy of that folder, built by venvlayers from venvstacks' locks as they are."""
     work: Path
 
     def theirs(self, tagged: bool) -> Path:
@@ -74,9 +72,7 @@ def outputs(
         mp.delenv("SOURCE_DATE_EPOCH", raising=False)
         work = tmp_path_factory.mktemp("compat-publish")
         spec = make_stack(work / "stack", local_index.url)
-        found = Outputs(
-            peer, runtime_mirror_session.archives, spec.parent, work / "ours", False, work
-        )
+        found = Outputs(peer, runtime_mirror_session.archives, spec.parent, work / "ours", work)
         found.peer_run(
             "build", "--lock", "--publish", "--tag-outputs", "--output-dir",
             str(found.theirs(True)), str(spec),
@@ -84,9 +80,8 @@ def outputs(
         found.peer_run("publish", "--output-dir", str(found.theirs(False)), str(spec))
         shutil.copytree(found.stack, found.ours, ignore=shutil.ignore_patterns("_build"))
         ours_spec = found.ours / "venvstacks.toml"
-        found.shared_locks = vl("build", "--locked", ours_spec) == 0
-        if not found.shared_locks:
-            assert vl("build", ours_spec) == 0
+        # venvstacks' locks are venvlayers' locks (issue 11 part A): no relocking
+        assert vl("build", "--locked", ours_spec) == 0
         assert vl("publish", "--tag-outputs", "--output-dir", found.mine(True), ours_spec) == 0
         assert vl("publish", "--output-dir", found.mine(False), ours_spec) == 0
         yield found
@@ -110,8 +105,6 @@ def sha256(path: Path) -> str:
 
 @pytest.mark.parametrize("tagged", [True, False], ids=["tag-outputs", "untagged"])
 def test_published_metadata_is_venvstacks_own(outputs: Outputs, tagged: bool) -> None:
-    if not outputs.shared_locks:
-        pytest.xfail("venvlayers cannot build venvstacks' locks as they are (issue 11 part A)")
     theirs, mine = outputs.theirs(tagged), outputs.mine(tagged)
     tag = f"-{PLATFORM}" if tagged else ""
     expected = files_below(theirs)
@@ -135,8 +128,6 @@ def test_published_metadata_is_venvstacks_own(outputs: Outputs, tagged: bool) ->
 
 
 def test_local_export_metadata_is_venvstacks_own(outputs: Outputs, tmp_path: Path) -> None:
-    if not outputs.shared_locks:
-        pytest.xfail("venvlayers cannot build venvstacks' locks as they are (issue 11 part A)")
     theirs, mine = tmp_path / "theirs", tmp_path / "mine"
     outputs.peer_run(
         "local-export", "--output-dir", str(theirs), str(outputs.stack / "venvstacks.toml")
@@ -191,12 +182,12 @@ def test_archive_build_continues_across_the_two_tools(outputs: Outputs, tmp_path
     after = layer_files(work)
     for name, meta in after.items():
         old = before[name]
-        if meta["lock_version"] == old["lock_version"]:
-            # other bytes (another compressor): the next build number, never a reused name
-            assert meta["archive_build"] == old["archive_build"] + 1, name
-            assert meta["archive_name"] == (
-                f"{meta['install_target']}-{PLATFORM}-{meta['archive_build']}.tar.xz"
-            )
+        assert meta["lock_version"] == old["lock_version"], name
+        # other bytes (another compressor): the next build number, never a reused name
+        assert meta["archive_build"] == old["archive_build"] + 1, name
+        assert meta["archive_name"] == (
+            f"{meta['install_target']}-{PLATFORM}-{meta['archive_build']}.tar.xz"
+        )
         assert sha256(work / meta["archive_name"]) == meta["archive_hashes"]["sha256"], name
         env_file = work / "__venvstacks__" / "env_metadata" / f"{name}-{PLATFORM}.json"
         assert json.loads(env_file.read_text(encoding="utf-8")) == meta
@@ -216,8 +207,7 @@ def test_archive_build_continues_across_the_two_tools(outputs: Outputs, tmp_path
     for name, meta in again.items():
         assert meta["archive_build"] >= after[name]["archive_build"], name
         assert sha256(work / meta["archive_name"]) == meta["archive_hashes"]["sha256"], name
-        if outputs.shared_locks:
-            assert meta == after[name], f"venvstacks rebuilt {name} instead of reusing ours"
+        assert meta == after[name], f"venvstacks rebuilt {name} instead of reusing ours"
 
 
 def test_untagged_publish_continues_from_venvstacks_metadata(
@@ -232,8 +222,8 @@ def test_untagged_publish_continues_from_venvstacks_metadata(
     after = layer_files(work)
     for name, meta in after.items():
         old = before[name]
-        if meta["lock_version"] == old["lock_version"]:
-            assert meta["archive_build"] == old["archive_build"] + 1, name
+        assert meta["lock_version"] == old["lock_version"], name
+        assert meta["archive_build"] == old["archive_build"] + 1, name
         # the untagged name carries no build number: replaced, and described anew
         assert meta["archive_name"] == f"{meta['install_target']}.tar.xz"
         assert sha256(work / meta["archive_name"]) == meta["archive_hashes"]["sha256"], name
@@ -245,8 +235,6 @@ def test_merge_of_venvstacks_and_venvlayers_platform_outputs(
     outputs: Outputs, tmp_path: Path
 ) -> None:
     """Tagged outputs of both tools merge like any two platform jobs (names never collide)."""
-    if not outputs.shared_locks:
-        pytest.xfail("the two tools' locks differ, which merge reports (issue 11 part A)")
     theirs = tmp_path / "artifacts" / "theirs"
     shutil.copytree(outputs.theirs(True), theirs)
     # venvstacks' output stands in for a second platform: rename it as that job would
