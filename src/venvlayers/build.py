@@ -24,6 +24,7 @@ from venvlayers.gha import Reporter
 from venvlayers.graph import Layer, StackGraph, run_in_stack_order
 from venvlayers.lockcheck import git_ignored, lock_paths, module_hash
 from venvlayers.models import BuildStamp, LayerConfig
+from venvlayers.pathrules import module_link_problem
 from venvlayers.platforms import Platform, host_platform
 from venvlayers.runtime import install_runtime
 from venvlayers.spec import LayerKind, module_name
@@ -331,6 +332,14 @@ class _StackBuilder:
             if source.is_file():
                 shutil.copy2(source, destination)
             else:
+                # checked at load time too; checked again here, where the copy happens
+                problem = module_link_problem(source)
+                if problem:
+                    raise BuildError(
+                        f"{self.graph.path}: layer {layer.name}: module {relative!r}: {problem}",
+                        path=self.graph.path,
+                        line=layer.spec.line,
+                    )
                 ignored = git_ignored(source)
                 shutil.copytree(source, destination, ignore=_module_filter(source, ignored))
 

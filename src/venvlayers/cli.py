@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from venvlayers import __version__
-from venvlayers.errors import VenvlayersError
+from venvlayers.errors import VenvlayersError, environment_error
 from venvlayers.fsutil import dumps_json
-from venvlayers.gha import OUTPUT_LOCK, Reporter, write_line
+from venvlayers.gha import OUTPUT_LOCK, Reporter, neutralize, write_line
 from venvlayers.graph import load_stack
 
 if TYPE_CHECKING:
@@ -64,26 +64,37 @@ def cmd_show(args: argparse.Namespace, reporter: Reporter) -> Outcome:
     selection = graph.select(args.include, allow_missing=args.allow_missing)
     document = status_document(graph, sorted(selection.matched) if args.include else None)
     # venvstacks' own text, not dumps_json (which keeps non-ASCII characters as they are)
-    sys.stdout.write(render_json(document) if args.json else render_tree(document))
+    sys.stdout.write(render_json(document) if args.json else neutralize(render_tree(document)))
     return Outcome(0, document)
 
 
 def cmd_lock(args: argparse.Namespace, reporter: Reporter) -> Outcome:
     from venvlayers.lock import lock_stack
+    from venvlayers.pipeline import holding_stack
 
     graph = load_stack(args.spec)
-    result = lock_stack(
-        graph,
-        include=args.include,
-        reset=args.reset_lock,
-        check=args.check,
-        build_dir=args.build_dir,
-        reporter=reporter,
-        allow_missing=args.allow_missing,
-    )
+    if args.check:  # changes nothing: no lock needed
+        result = lock_stack(
+            graph,
+            include=args.include,
+            check=True,
+            build_dir=args.build_dir,
+            reporter=reporter,
+            allow_missing=args.allow_missing,
+        )
+    else:
+        with holding_stack(graph, args.build_dir, reporter):
+            result = lock_stack(
+                graph,
+                include=args.include,
+                reset=args.reset_lock,
+                build_dir=args.build_dir,
+                reporter=reporter,
+                allow_missing=args.allow_missing,
+            )
     if args.check:
         for state in result.stale:
-            print(f"{state.layer.name}: stale ({'; '.join(state.stale_reasons)})")
+            print(neutralize(f"{state.layer.name}: stale ({'; '.join(state.stale_reasons)})"))
         reporter.set_output("stale", "true" if result.stale else "false")
         if result.stale:
             reporter.info(
@@ -145,7 +156,7 @@ def cmd_release(args: argparse.Namespace, reporter: Reporter) -> Outcome:
     reporter.set_output("release-url", result.html_url)
     document = {"url": result.html_url, **result.model_dump(exclude={"html_url"})}
     if not args.json:
-        print(result.html_url)
+        print(neutralize(result.html_url))
     reporter.info(
         f"uploaded {len(result.uploaded)}, already present {len(result.skipped)}, replaced {len(result.replaced)}"
     )
@@ -154,15 +165,17 @@ def cmd_release(args: argparse.Namespace, reporter: Reporter) -> Outcome:
 
 def cmd_merge(args: argparse.Namespace, reporter: Reporter) -> Outcome:
     from venvlayers.merge import merge_publish_outputs
+    from venvlayers.pipeline import holding_output
 
     expected = [p for value in args.expect_platform for p in value.replace(",", " ").split()]
-    report = merge_publish_outputs(
-        list(args.inputs),
-        args.output_dir,
-        reporter=reporter,
-        expected_platforms=expected or None,
-        report_path=args.report,
-    )
+    with holding_output(args.output_dir, reporter, replaced=True):
+        report = merge_publish_outputs(
+            list(args.inputs),
+            args.output_dir,
+            reporter=reporter,
+            expected_platforms=expected or None,
+            report_path=args.report,
+        )
     reporter.set_output("metadata-dir", str(args.output_dir))
     if args.report:
         reporter.set_output("report", str(args.report))
@@ -186,7 +199,7 @@ def cmd_lock_diff(args: argparse.Namespace, reporter: Reporter) -> Outcome:
     code = 1 if report.stale else 0
     if args.json:
         return _finish(args, report.to_json(), code)
-    sys.stdout.write(markdown)
+    sys.stdout.write(neutralize(markdown))
     return Outcome(code)
 
 
@@ -291,16 +304,21 @@ def _progress_printer() -> Callable[[str, int, int], None]:
 
 def cmd_local_export(args: argparse.Namespace, reporter: Reporter) -> Outcome:
     from venvlayers.export import export_stack
+    from venvlayers.pipeline import holding_output, holding_stack
 
     graph = load_stack(args.spec)
-    result = export_stack(
-        graph,
-        args.output_dir,
-        include=args.include,
-        build_dir=args.build_dir,
-        reporter=reporter,
-        allow_missing=args.allow_missing,
-    )
+    with (
+        holding_stack(graph, args.build_dir, reporter),
+        holding_output(args.output_dir, reporter),
+    ):
+        result = export_stack(
+            graph,
+            args.output_dir,
+            include=args.include,
+            build_dir=args.build_dir,
+            reporter=reporter,
+            allow_missing=args.allow_missing,
+        )
     reporter.info(f"exported {len(result.layers)} layer(s) to {args.output_dir}")
     return Outcome(0)
 
@@ -451,7 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_seconds,
         default=600,
         metavar="SECONDS",
-        help="stop retrying GitHub after this long in all (default 600)",
+        help="give up after this long in all, retries and stalled transfers included (default 600)",
     )
     release.add_argument("--json", action="store_true")
     release.add_argument("out", type=Path, help="the merge output folder")
@@ -535,16 +553,28 @@ def run(argv: Sequence[str] | None = None) -> Outcome:
         except KeyboardInterrupt:
             reporter.info("interrupted")
             return Outcome(130)
+        except (OSError, ValueError, RecursionError) as exc:
+            # a full disk, a path that is a file, a NUL in a name: the user's or the machine's
+            error = environment_error(exc, f"running `venvlayers {args.command}`")
+            if error is None:
+                return _internal_error()
+            _flush_warnings(caught, reporter)
+            reporter.error(error)
+            return Outcome(error.exit_code)
         except Exception:
-            # A traceback is a bug in venvlayers: show it, with its own exit status
-            traceback.print_exc()
-            print(
-                "error: internal error in venvlayers (a bug); please report it with the traceback above",
-                file=sys.stderr,
-            )
-            return Outcome(3)
+            return _internal_error()
     _flush_warnings(caught, reporter)
     return outcome
+
+
+def _internal_error() -> Outcome:
+    """A traceback is a bug in venvlayers: show it, with its own exit status."""
+    traceback.print_exc()
+    print(
+        "error: internal error in venvlayers (a bug); please report it with the traceback above",
+        file=sys.stderr,
+    )
+    return Outcome(3)
 
 
 def _flush_warnings(caught: list[warnings.WarningMessage], reporter: Reporter) -> None:

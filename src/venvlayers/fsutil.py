@@ -12,6 +12,23 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from venvlayers.errors import environment_error
+
+
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: The process umask, read once at import (setting it is the only way to read it)
+UMASK = _read_umask()
+
+
+def file_mode(executable: bool = False) -> int:
+    """The mode any other tool would give a new file: 0666 (0777) minus the umask."""
+    return (0o777 if executable else 0o666) & ~UMASK
+
 
 def dumps_json(data: Any, *, ascii_only: bool = False) -> str:
     """JSON the way every venvlayers file is written: sorted, indented, trailing newline.
@@ -23,17 +40,39 @@ def dumps_json(data: Any, *, ascii_only: bool = False) -> str:
 
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temp path beside ``target``; rename it over ``target`` only on success."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    """Yield a temp path beside ``target``; rename it over ``target`` only on success.
+
+    The file gets the mode the umask gives new files (mkstemp's would be 0600). A full
+    disk, a read-only folder and the like become a ``StorageError`` naming ``target``.
+    """
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            if hasattr(os, "fchmod"):
+                os.fchmod(fd, file_mode())
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise _storage_error(exc, target) from None
     tmp = Path(tmp_name)
     try:
         yield tmp
         os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.filename not in (None, str(tmp), str(target)):
+            raise  # about another file: the caller knows which
+        raise _storage_error(exc, target) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _storage_error(exc: OSError, target: Path) -> Exception:
+    if exc.filename is None:
+        exc.filename = str(target)
+    return environment_error(exc) or exc
 
 
 def write_text_atomic(target: Path, text: str) -> bool:

@@ -7,6 +7,7 @@ GitHub flavour when ``GITHUB_ACTIONS=true``.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 import uuid
@@ -16,6 +17,33 @@ from pathlib import Path
 from typing import TextIO
 
 from venvlayers.errors import VenvlayersError
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x85\u2028\u2029]")
+
+
+def neutralize(text: str) -> str:
+    """``text`` with no line able to act as a GitHub Actions workflow command.
+
+    The runner reads a log line as a command when, after leading whitespace, it starts
+    with ``::`` (or holds ``##[``). Every line of text we print that we did not build as a
+    command ourselves goes through here, so a newline in a layer name, a file name or a
+    server's answer can never start an ``::error`` or ``::add-mask`` line.
+    """
+    lines = _LINE_BREAK.split(text)
+    safe = []
+    for line in lines:
+        stripped = line.lstrip()
+        if stripped.startswith("::"):
+            line = line[: len(line) - len(stripped)] + ": :" + stripped[2:]
+        safe.append(line.replace("##[", "## ["))
+    return "\n".join(safe)
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: line breaks and other control characters shown escaped."""
+    flat = _LINE_BREAK.sub(lambda _: "\\n", text).replace("\t", " ")
+    return neutralize(_CONTROL.sub(lambda m: repr(m.group())[1:-1], flat))
 
 
 def _escape_data(value: str) -> str:
@@ -53,14 +81,14 @@ class Reporter:
 
     def info(self, message: str) -> None:
         if not self.quiet:
-            write_line(self.stream, message)
+            write_line(self.stream, neutralize(message))
 
     def warning(self, message: str, *, path: Path | None = None, line: int | None = None) -> None:
         where = f"{path}:{line}: " if path and line else f"{path}: " if path else ""
-        write_line(self.stream, f"warning: {where}{message}")
+        write_line(self.stream, f"warning: {one_line(where + message)}")
 
     def error(self, error: VenvlayersError) -> None:
-        write_line(self.stream, f"error: {error.message}")
+        write_line(self.stream, f"error: {one_line(error.message)}")
 
     @contextmanager
     def group(self, title: str) -> Iterator[None]:
@@ -95,7 +123,7 @@ class GitHubReporter(Reporter):
 
     def info(self, message: str) -> None:
         if not self.quiet:
-            self._emit(message)
+            self._emit(neutralize(message))
 
     def _command(self, name: str, message: str, **props: str | int | None) -> None:
         rendered = ",".join(
@@ -163,7 +191,7 @@ def append_env_file(variable: str, name: str, value: str) -> None:
     if not target:
         return
     with open(target, "a", encoding="utf-8") as f:
-        if "\n" in value:
+        if "\n" in value or "\r" in value:
             delimiter = f"ghadelimiter_{uuid.uuid4().hex}"
             f.write(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
         else:

@@ -22,7 +22,7 @@ from typing import Any
 import tomlkit
 from packaging.utils import canonicalize_name
 
-from venvlayers import lockformat
+from venvlayers import lockformat, uvsettings
 from venvlayers.errors import LockError, StaleLockError, UvError
 from venvlayers.fsutil import write_text_atomic
 from venvlayers.gha import Reporter
@@ -374,6 +374,21 @@ def _resolve(
             what=f"lock {layer.name}",
         )
     except UvError as exc:
+        setting = uvsettings.setting_at(
+            exc.stderr,
+            {
+                "uv.toml": (workspace / "uv.toml").read_text(encoding="utf-8"),
+                "pyproject.toml": (workspace / "pyproject.toml").read_text(encoding="utf-8"),
+            },
+        )
+        if setting is not None:
+            source = graph.spec.uv_config_path or graph.path
+            raise LockError(
+                f"{source}: uv setting '{setting}' has an invalid value: "
+                f"{uvsettings.parse_message(exc.stderr)}; see uv's settings reference"
+                " (https://docs.astral.sh/uv/reference/settings/)",
+                path=source,
+            ) from None
         pins = [
             (p.name, p.version, state.providers.get(p.name, "a lower layer")) for p in state.lower
         ]

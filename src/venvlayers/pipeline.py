@@ -2,20 +2,59 @@
 
 The CLI parses arguments and calls one function here or one stage; stages never call each
 other, so the order of a run is written down in one place.
+
+Runs that write hold run locks (``runlock.py``) for the whole run: the stack's build
+folder first (``holding_stack``), then an output folder (``holding_output``). Holding a
+lock, a run first cleans what killed runs left there (``debris.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from venvlayers.archive import ArchiveFormat
-from venvlayers.build import BuildResult, build_stack
+from venvlayers.build import BuildResult, build_dir_for, build_stack
+from venvlayers.debris import (
+    clean_build_folder,
+    clean_output_folder,
+    clean_replaced_folder,
+    clean_requirements,
+)
 from venvlayers.gha import Reporter
 from venvlayers.graph import StackGraph
 from venvlayers.lock import lock_stack, require_fresh_locks
 from venvlayers.publish import PublishResult, publish_stack
+from venvlayers.runlock import beside, run_lock, run_lock_file
+
+
+@contextmanager
+def holding_stack(graph: StackGraph, build_dir: Path | None, reporter: Reporter) -> Iterator[None]:
+    """One run at a time per stack build folder; earlier runs' debris is cleaned first."""
+    folder = build_dir_for(graph, build_dir)
+    with run_lock(folder, what=f"the build folder {folder}", notify=reporter.info):
+        clean_build_folder(folder)
+        clean_requirements(graph.spec.spec_dir)
+        yield
+
+
+@contextmanager
+def holding_output(folder: Path, reporter: Reporter, *, replaced: bool = False) -> Iterator[None]:
+    """One run at a time per output folder; earlier runs' debris is cleaned first.
+
+    A folder ``replaced`` as a whole (merge output) is locked through a file beside it."""
+    folder = folder.absolute()
+    what = f"the output folder {folder}"
+    if replaced:
+        with run_lock_file(beside(folder), what=what, notify=reporter.info):
+            clean_replaced_folder(folder)
+            yield
+        return
+    with run_lock(folder, what=what, notify=reporter.info):
+        clean_output_folder(folder)
+        yield
 
 
 @dataclass(frozen=True)
@@ -48,6 +87,32 @@ def build_pipeline(
 ) -> PipelineResult:
     """Lock (``locked``: only check the locks are fresh), build (``check``: with the import
     check after each layer), then publish if asked."""
+    with holding_stack(graph, build_dir, reporter):
+        return _build_pipeline(
+            graph,
+            include=include,
+            build_dir=build_dir,
+            locked=locked,
+            clean=clean,
+            reporter=reporter,
+            allow_missing=allow_missing,
+            publish=publish,
+            check=check,
+        )
+
+
+def _build_pipeline(
+    graph: StackGraph,
+    *,
+    include: Sequence[str],
+    build_dir: Path | None,
+    locked: bool,
+    clean: bool,
+    reporter: Reporter,
+    allow_missing: bool,
+    publish: PublishRequest | None,
+    check: bool,
+) -> PipelineResult:
     if locked:
         require_fresh_locks(
             lock_stack(
@@ -103,14 +168,18 @@ def publish_pipeline(
     allow_missing: bool = False,
 ) -> PublishResult:
     """Archive what is built for this platform, as ``request`` says."""
-    return publish_stack(
-        graph,
-        request.output_dir,
-        include=include,
-        build_dir=build_dir,
-        tag_outputs=request.tag_outputs,
-        fmt=request.fmt,
-        reporter=reporter,
-        allow_missing=allow_missing,
-        progress=request.progress,
-    )
+    with (
+        holding_stack(graph, build_dir, reporter),
+        holding_output(request.output_dir, reporter),
+    ):
+        return publish_stack(
+            graph,
+            request.output_dir,
+            include=include,
+            build_dir=build_dir,
+            tag_outputs=request.tag_outputs,
+            fmt=request.fmt,
+            reporter=reporter,
+            allow_missing=allow_missing,
+            progress=request.progress,
+        )

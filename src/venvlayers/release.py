@@ -36,6 +36,7 @@ from github.Repository import Repository
 from pydantic import BaseModel
 
 from venvlayers import __version__
+from venvlayers.deadline import Deadline, run_within
 from venvlayers.errors import ReleaseError
 from venvlayers.fsutil import sha256_file, write_text_atomic
 from venvlayers.gha import Reporter
@@ -418,10 +419,12 @@ class _Publisher:
         self.reporter = reporter
         self.budget = budget
         self.deadline_seconds = deadline_seconds
+        # wall clock, stalls included: every socket timeout ends within the deadline
+        self.deadline = Deadline(deadline_seconds)
         self.github = Github(
             auth=Auth.Token(token),
             base_url=api_url,
-            timeout=API_TIMEOUT,
+            timeout=int(self.deadline.timeout(API_TIMEOUT)),
             user_agent=f"venvlayers/{__version__}",
             per_page=100,
             # our retry loop owns retrying; PyGithub's would multiply with it
@@ -445,6 +448,10 @@ class _Publisher:
     def close(self) -> None:
         self.session.close()
         self.github.close()
+
+    def _timeouts(self) -> tuple[float, float]:
+        """(connect, read) socket timeouts for the next transfer, within the deadline."""
+        return self.deadline.timeout(CONNECT_TIMEOUT), self.deadline.timeout(READ_TIMEOUT)
 
     # -- error reporting -------------------------------------------------
 
@@ -496,7 +503,7 @@ class _Publisher:
             if plan is None:
                 raise self._refused(what, failure) from None
             delay, reason = plan
-            if delay > self.budget.remaining():
+            if delay > min(self.budget.remaining(), self.deadline.remaining()):
                 waited = self.budget.elapsed()
                 asks = f"; the next retry would wait {delay:.0f} s ({reason})"
                 raise ReleaseError(
@@ -585,7 +592,7 @@ class _Publisher:
                 asset.url,
                 headers={"Accept": "application/octet-stream"},
                 stream=True,
-                timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+                timeout=self._timeouts(),
             ) as response:
                 if response.status_code >= 400:
                     raise _response_failure(response)
@@ -616,7 +623,7 @@ class _Publisher:
                 params={"name": local.name},
                 data=data,
                 headers=headers,
-                timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+                timeout=self._timeouts(),
             )
         with response:
             if response.status_code >= 400:
@@ -726,11 +733,24 @@ def publish_release(
         budget=_Budget(deadline_seconds, sleep),
         deadline_seconds=deadline_seconds,
     )
-    try:
-        with reporter.group(f"Release {tag} in {repo}"):
-            return _publish(publisher, locals_, draft=draft, replace=replace, name=name, body=body)
-    finally:
-        publisher.close()
+
+    def run() -> ReleaseResult:
+        try:
+            with reporter.group(f"Release {tag} in {repo}"):
+                return _publish(
+                    publisher, locals_, draft=draft, replace=replace, name=name, body=body
+                )
+        finally:
+            publisher.close()
+
+    def too_late() -> ReleaseError:
+        return ReleaseError(
+            f"gave up on release {tag} in {repo}: not done within the deadline of "
+            f"{deadline_seconds:g} s (GitHub stalled); re-run later: assets already uploaded "
+            "are kept and skipped"
+        )
+
+    return run_within(deadline_seconds, run, too_late)
 
 
 def _publish(

@@ -10,8 +10,9 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
+import unicodedata
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path, PurePath
 from typing import Any
@@ -19,7 +20,9 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import BaseModel, ConfigDict
 
+from venvlayers import uvsettings
 from venvlayers.errors import SpecError
+from venvlayers.pathrules import module_link_problem, name_problem, shown
 from venvlayers.platforms import Platform
 
 
@@ -185,11 +188,7 @@ def load_stack_spec(path: Path | str) -> StackSpec:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{spec_path}: cannot read stack spec: {exc}", path=spec_path) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        line = _toml_error_line(str(exc))
-        raise SpecError(f"{spec_path}: invalid TOML: {exc}", path=spec_path, line=line) from None
+    data = _parse_toml(spec_path, text)
 
     unknown_top = sorted(set(data) - {"runtimes", "frameworks", "applications", "tool"})
     if unknown_top:
@@ -213,9 +212,8 @@ def load_stack_spec(path: Path | str) -> StackSpec:
         seen: set[str] = set()
         for index, entry in enumerate(entries):
             name = entry.get("name")
-            ctx = _LayerContext(
-                spec_path, kind, index, name if isinstance(name, str) else None, text
-            )
+            valid_name = isinstance(name, str) and name_problem(name) is None
+            ctx = _LayerContext(spec_path, kind, index, name if valid_name else None, text)
             layer = _parse_layer(ctx, entry, index_names)
             if layer.name in seen:
                 raise ctx.fail(
@@ -236,7 +234,7 @@ def _toml_error_line(message: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _suggest(word: str, candidates: list[str] | set[str]) -> str:
+def _suggest(word: str, candidates: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, sorted(candidates), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
@@ -254,16 +252,43 @@ def _load_uv_config(spec_path: Path, data: Mapping[str, Any]) -> tuple[dict[str,
     sibling = spec_path.with_name("venvstacks.uv.toml")
     if sibling.exists():
         try:
-            loaded = tomllib.loads(sibling.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
+            text = sibling.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
             raise SpecError(
-                f"{sibling}: invalid TOML: {exc}", path=sibling, line=_toml_error_line(str(exc))
+                f"{sibling}: not a text file (invalid UTF-8 at byte {exc.start}); "
+                "it must hold uv settings as TOML",
+                path=sibling,
             ) from None
-        return _check_uv_config(sibling, loaded), sibling
+        except OSError as exc:
+            raise SpecError(f"{sibling}: cannot read: {exc.strerror}", path=sibling) from None
+        return _check_uv_config(sibling, _parse_toml(sibling, text)), sibling
     return {}, None
 
 
+def _parse_toml(path: Path, text: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = _toml_error_line(str(exc))
+        raise SpecError(f"{path}: invalid TOML: {exc}", path=path, line=line) from None
+    except RecursionError:
+        raise SpecError(
+            f"{path}: invalid TOML: arrays or tables are nested too deeply", path=path
+        ) from None
+
+
 def _check_uv_config(path: Path, config: dict[str, Any]) -> dict[str, Any]:
+    where = "[tool.uv]" if path.name != "venvstacks.uv.toml" else "uv settings"
+    for key in config:
+        if key not in uvsettings.SETTINGS:
+            raise SpecError(
+                f"{path}: unknown {where} setting {shown(key)}"
+                f"{_suggest(key, uvsettings.SETTINGS)}; see uv's settings reference"
+                " (https://docs.astral.sh/uv/reference/settings/)",
+                path=path,
+            )
+    for problem in uvsettings.credential_problems(config):
+        raise SpecError(f"{path}: {problem}", path=path)
     indexes = config.get("index", [])
     if not isinstance(indexes, list) or not all(isinstance(i, dict) for i in indexes):
         raise SpecError(
@@ -290,6 +315,13 @@ def _parse_layer(ctx: _LayerContext, entry: dict[str, Any], index_names: set[str
     name = fields["name"]
     if not isinstance(name, str) or not name.strip():
         raise ctx.fail("name", "must be a non-empty string")
+    problem = name_problem(name)
+    if problem:
+        raise ctx.fail(
+            "name",
+            f"{shown(name)} {problem}; use letters, digits, '.', '_', '-' or '@'"
+            ' (like "cpython-3.12" or "my-app")',
+        )
     if kind is LayerKind.RUNTIME:
         for other in (LayerKind.FRAMEWORK, LayerKind.APPLICATION):
             if name.startswith(other.prefix):
@@ -328,10 +360,7 @@ def _parse_layer(ctx: _LayerContext, entry: dict[str, Any], index_names: set[str
         )
     requirements = _string_list(ctx, fields, "requirements")
     for requirement in requirements:
-        try:
-            Requirement(requirement)
-        except InvalidRequirement as exc:
-            raise ctx.fail("requirements", f"invalid requirement {requirement!r}: {exc}") from None
+        _check_requirement(ctx, requirement)
 
     values: dict[str, Any] = {
         "kind": kind,
@@ -432,6 +461,33 @@ def _parse_layer(ctx: _LayerContext, entry: dict[str, Any], index_names: set[str
     return LayerSpec(**values)
 
 
+def _check_requirement(ctx: _LayerContext, requirement: str) -> None:
+    try:
+        parsed = Requirement(requirement)
+    except InvalidRequirement as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else "not PEP 508"
+        raise ctx.fail(
+            "requirements",
+            f"invalid requirement {shown(requirement, 80)}: {reason}"
+            ' (write it like "numpy>=2" or "torch==2.5.1; sys_platform == \'linux\'")',
+        ) from None
+    if parsed.url is None:
+        return
+    if "://" not in parsed.url:
+        raise ctx.fail(
+            "requirements",
+            f"{shown(requirement, 80)}: {shown(parsed.url)} is not a URL; a direct reference"
+            " needs a wheel URL such as https://host/pkg-1.0-py3-none-any.whl or file:///path.whl",
+        )
+    if uvsettings.has_credentials(parsed.url):
+        raise ctx.fail(
+            "requirements",
+            f"{parsed.name} @ {uvsettings.redact(parsed.url)}: credentials in a requirement URL"
+            " would be written to the lock; serve it from a named [[tool.uv.index]] and set"
+            " UV_INDEX_<NAME>_USERNAME and UV_INDEX_<NAME>_PASSWORD instead",
+        )
+
+
 def _warn(ctx: _LayerContext, field: str, message: str) -> None:
     warnings.warn(
         f"{ctx.spec_path}: {ctx.where()} field '{field}' {message}", SpecWarning, stacklevel=3
@@ -487,15 +543,34 @@ def _parse_macosx_target(ctx: _LayerContext, value: Any) -> tuple[int, int]:
 def _check_module_path(ctx: _LayerContext, field: str, relative: str) -> None:
     """Relative to the spec's folder, ``../`` included (as venvstacks resolves them)."""
     spec_dir = ctx.spec_path.parent
+    quoted = shown(relative, 80)
+    if any(unicodedata.category(c)[0] == "C" for c in relative):
+        raise ctx.fail(field, f"{quoted} contains a control character")
+    if len(relative) > 1000:
+        raise ctx.fail(field, f"{quoted} is {len(relative)} characters long; use a shorter path")
     if Path(relative).is_absolute():
-        raise ctx.fail(field, f"{relative!r} must be relative to the spec's folder {spec_dir}")
+        raise ctx.fail(field, f"{quoted} must be relative to the spec's folder {spec_dir}")
     if PurePath(relative).name in ("", ".."):
-        raise ctx.fail(field, f"{relative!r} must name a .py module or a package folder")
+        raise ctx.fail(field, f"{quoted} must name a .py module or a package folder")
     resolved = spec_dir / relative
-    if not resolved.exists():
-        raise ctx.fail(field, f"{relative!r} does not exist (looked for {resolved})")
-    if resolved.is_file() and resolved.suffix != ".py":
-        raise ctx.fail(field, f"{relative!r} is neither a .py module nor a package folder")
+    try:
+        if spec_dir.resolve().is_relative_to(resolved.resolve()):
+            # copying it into the layer would copy the build folder into itself
+            raise ctx.fail(
+                field,
+                f"{quoted} names the spec's folder itself (or a folder holding it); name the"
+                ' module file or package folder, like "launch/app.py"',
+            )
+        if not resolved.exists():
+            raise ctx.fail(field, f"{quoted} does not exist (looked for {shown(str(resolved))})")
+        if resolved.is_file() and resolved.suffix != ".py":
+            raise ctx.fail(field, f"{quoted} is neither a .py module nor a package folder")
+        if resolved.is_dir():
+            link = module_link_problem(resolved)
+            if link:
+                raise ctx.fail(field, f"{quoted}: {link}")
+    except OSError as exc:
+        raise ctx.fail(field, f"{quoted} cannot be read: {exc.strerror}") from None
 
 
 def module_name(relative: str) -> str:

@@ -84,7 +84,9 @@ def run_uv(
             f"cannot {what}: uv is not installed; install it with `pip install uv`"
         ) from None
     if result.returncode != 0:
-        raise UvError(f"cannot {what}: {summarize_uv_error(result.stderr)}")
+        error = UvError(f"cannot {what}: {summarize_uv_error(result.stderr)}")
+        error.stderr = result.stderr
+        raise error
     return result
 
 
