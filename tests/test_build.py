@@ -457,6 +457,6 @@ def test_include_builds_only_the_selected_layers_and_what_they_need(
     spec = make_stack(dest, local_index.url)
     run = cli("build", "--include", "app-two", spec)
     assert run.code == 0, run.err
-    built = sorted(p.name for p in (dest / "_build").iterdir() if not p.name.startswith("_"))
+    built = sorted(p.name for p in (dest / "_build").iterdir() if not p.name.startswith(("_", ".")))
     assert built == ["app-two", "cpython-3.12", "framework-side"]
     assert "built: cpython-3.12, framework-side, app-two;" in run.err

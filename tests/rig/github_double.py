@@ -30,7 +30,7 @@ API_PREFIX = "/api/v3"
 UPLOADS_PREFIX = "/api/uploads"
 DOCS = "https://docs.github.com/rest"
 
-FaultKind = Literal["status", "rate_limit", "retry_after", "drop"]
+FaultKind = Literal["status", "rate_limit", "retry_after", "drop", "stall"]
 
 
 @dataclass
@@ -48,7 +48,10 @@ class Fault:
     resets the connection without answering. With ``after=True`` a ``status`` fault
     lets the request take effect first (a lost response). ``times`` repeats the fault
     on that many consecutive matches (from the ``nth``); ``message`` overrides the
-    error message of ``status`` faults.
+    error message of ``status`` faults. ``stall`` reads at most ``stall_after`` bytes of
+    the request body, then neither reads nor answers for ``stall_seconds`` (or until the
+    double stops), like a GitHub edge that hangs: uploads block the client's send,
+    API calls its read.
     """
 
     kind: FaultKind = "status"
@@ -62,6 +65,8 @@ class Fault:
     after: bool = False
     times: int = 1
     message: str | None = None
+    stall_seconds: float = 3600.0
+    stall_after: int = 0
     seen: int = 0
     fired: int = 0
 
@@ -135,6 +140,7 @@ class GitHubDouble:
         self.faults: list[Fault] = []
         self._requests: list[RecordedRequest] = []
         self._http: LocalHTTPServer | None = None
+        self._stopping = threading.Event()
         self.port = 0
 
     # -- lifecycle -------------------------------------------------------
@@ -150,6 +156,7 @@ class GitHubDouble:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()  # stalled handlers give up
         if self._http is not None:
             self._http.stop()
             self._http = None
@@ -454,6 +461,12 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             )
 
+        if fault is not None and fault.kind == "stall":
+            self._read_body(limit=fault.stall_after)
+            record(None)
+            double._stopping.wait(fault.stall_seconds)
+            self.close_connection = True
+            return
         if fault is not None and fault.kind == "drop":
             self._drop_mid_upload(path, query)
             record(None)  # the connection is reset only after this handler returns
