@@ -111,7 +111,10 @@ CASES: dict[str, Case] = {
     "name-build-folder": Case(runtime="_stamps", says=("name",)),
     "reference-with-newline": Case(app_runtime="cpython\n::error::pwned", says=("runtime",)),
     # module paths
-    "launch-module-dot": Case(launch=".", says=("launch_module", "spec's folder itself")),
+    "launch-module-dot": Case(launch=".", says=("launch_module",)),
+    "launch-module-ancestor": Case(
+        launch="../../er", says=("launch_module", "spec's folder itself")
+    ),
     "launch-module-empty": Case(launch="", says=("launch_module",)),
     "launch-module-control-char": Case(launch="launch/a\nb.py", says=("launch_module",)),
     "launch-module-5000-chars": Case(launch="launch/" + LONG + ".py", says=("launch_module",)),
