@@ -287,8 +287,9 @@ def _check_uv_config(path: Path, config: dict[str, Any]) -> dict[str, Any]:
                 " (https://docs.astral.sh/uv/reference/settings/)",
                 path=path,
             )
-    for problem in uvsettings.credential_problems(config):
-        raise SpecError(f"{path}: {problem}", path=path)
+    credentials = uvsettings.credential_problems(config)
+    if credentials:
+        raise SpecError(f"{path}: {credentials[0]}", path=path)
     indexes = config.get("index", [])
     if not isinstance(indexes, list) or not all(isinstance(i, dict) for i in indexes):
         raise SpecError(
