@@ -359,7 +359,7 @@ def test_merge_and_release_real_publish_outputs(
 ) -> None:
     from rig.github_double import GitHubDouble
 
-    from venvlayers.release import github_asset_name
+    from venvlayers.assets import github_asset_name
 
     linux = tmp_path / "artifacts" / "linux"
     shutil.copytree(published.out, linux, ignore=shutil.ignore_patterns("deployed"))

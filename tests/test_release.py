@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import logging
 import random
 import shutil
@@ -22,9 +23,10 @@ from venvlayers.errors import ReleaseError
 from venvlayers.gha import GitHubReporter, Reporter
 from venvlayers.release import (
     SHA256SUMS_NAME,
+    ReleaseOptions,
     ReleaseResult,
-    publish_release,
     release_directory,
+    upload_release,
     write_sha256sums,
 )
 
@@ -39,6 +41,8 @@ ARCHIVES = [
     "app-demo-linux_x86_64-1.tar.xz",
 ]
 INDEX = "venvstacks-index.json"
+MANIFEST = "venvstacks-linux_x86_64.json"
+MANIFEST_PATH = "__venvstacks__/linux_x86_64/venvstacks.json"
 
 
 @pytest.fixture
@@ -53,10 +57,33 @@ def out(tmp_path: Path) -> Path:
     folder = tmp_path / "out"
     folder.mkdir()
     rng = random.Random(1234)
+    layers = {}
     for i, name in enumerate(ARCHIVES):
         (folder / name).write_bytes(rng.randbytes(200_000 + 1000 * i))
-    (folder / INDEX).write_text('{"layers": []}\n')
+        layer = name.split("-linux_x86_64")[0]
+        entry = {
+            "archive_name": name,
+            "archive_size": 200_000 + 1000 * i,
+            "sha256": hashlib.sha256((folder / name).read_bytes()).hexdigest(),
+            "metadata": f"__venvstacks__/linux_x86_64/env_metadata/{layer}.json",
+        }
+        layers[layer] = {
+            "category": "runtimes",
+            "install_target": layer,
+            "lock_version": 1,
+            "requirements_hash": "sha256:00",
+            "locked_at": "2026-01-01T00:00:00+00:00",
+            "platforms": {"linux_x86_64": entry},
+        }
+    index = {"format_version": 1, "platforms": ["linux_x86_64"], "layers": layers}
+    (folder / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    (folder / MANIFEST_PATH).parent.mkdir(parents=True)
+    (folder / MANIFEST_PATH).write_text('{"layers": {}}\n')
     return folder
+
+
+def local_file(out: Path, name: str) -> Path:
+    return out / (MANIFEST_PATH if name == MANIFEST else name)
 
 
 class Sleeps:
@@ -95,7 +122,7 @@ def run(
 
 
 def expected_names() -> list[str]:
-    return sorted([*ARCHIVES, INDEX])
+    return sorted([*ARCHIVES, INDEX, MANIFEST])
 
 
 def assert_release_complete(double: GitHubDouble, out: Path) -> None:
@@ -104,7 +131,7 @@ def assert_release_complete(double: GitHubDouble, out: Path) -> None:
     names = [a.name for a in assets]
     assert sorted(names) == sorted([*expected_names(), SHA256SUMS_NAME])
     for asset in assets:
-        data = (out / asset.name).read_bytes()
+        data = local_file(out, asset.name).read_bytes()
         assert asset.state == "uploaded"
         assert asset.data == data
         assert asset.digest == f"sha256:{hashlib.sha256(data).hexdigest()}"
@@ -139,7 +166,7 @@ def test_sha256sums_is_sorted_gnu_format_and_verifies_with_sha256sum(tmp_path: P
 def test_creates_release_and_uploads_everything_through_enterprise_paths(
     double: GitHubDouble, out: Path, sleeps: Sleeps
 ) -> None:
-    result = run(double, out, sleeps, name="Stack 1.2", body="notes")
+    result = run(double, out, sleeps, options=ReleaseOptions(name="Stack 1.2", body="notes"))
 
     release = double.release_by_tag(TAG)
     assert release is not None and not release.draft
@@ -154,7 +181,7 @@ def test_creates_release_and_uploads_everything_through_enterprise_paths(
     # API calls under GITHUB_API_URL, uploads at the release's upload_url, never elsewhere
     paths = [r.path for r in double.requests]
     assert all(p.startswith(("/api/v3/", "/api/uploads/")) for p in paths)
-    assert len(double.requests_matching("POST", UPLOAD)) == 5
+    assert len(double.requests_matching("POST", UPLOAD)) == 6
     assert all(r.headers["authorization"] in ("token ***", "Bearer ***") for r in double.requests)
     assert sleeps.delays == []
 
@@ -177,8 +204,8 @@ def test_second_run_uploads_nothing(double: GitHubDouble, out: Path, sleeps: Sle
 def test_draft_release_is_found_again_on_rerun(
     double: GitHubDouble, out: Path, sleeps: Sleeps
 ) -> None:
-    first = run(double, out, sleeps, draft=True)
-    second = run(double, out, sleeps, draft=True)
+    first = run(double, out, sleeps, options=ReleaseOptions(draft=True))
+    second = run(double, out, sleeps, options=ReleaseOptions(draft=True))
 
     assert len(double.releases) == 1
     release = double.release_by_tag(TAG)
@@ -192,7 +219,7 @@ def test_api_url_comes_from_github_api_url(
     double: GitHubDouble, out: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GITHUB_API_URL", double.api_url + "/")
-    result = publish_release(
+    result = upload_release(
         repo=REPO,
         tag=TAG,
         assets=[out / INDEX],
@@ -233,7 +260,7 @@ def test_many_assets_are_read_across_pages(
         double.seed_asset(release_id, path.name, path.read_bytes())
         files.append(path)
 
-    result = publish_release(
+    result = upload_release(
         repo=REPO,
         tag=TAG,
         assets=files,
@@ -337,7 +364,11 @@ def test_without_digest_the_asset_is_downloaded_and_hashed(
     with pytest.raises(ReleaseError, match=ARCHIVES[2]) as failure:
         run(double, out, sleeps)
     assert ARCHIVES[0] not in str(failure.value)
-    downloads = [r for r in double.requests if "octet-stream" in r.headers.get("accept", "")]
+    downloads = [
+        r
+        for r in double.requests
+        if "octet-stream" in r.headers.get("accept", "") and r.path.startswith("/api/")
+    ]
     assert len(downloads) == 2
 
     result = run(double, out, sleeps, replace=True)
@@ -354,6 +385,11 @@ def test_asset_over_2_gib_is_refused_before_any_request(
     big = out / "framework-torch-linux_x86_64-1.tar.xz"
     with big.open("wb") as f:
         f.truncate(2 * 1024**3 + 1)  # sparse: no disk used
+    index = json.loads((out / INDEX).read_text())
+    torch = json.loads(json.dumps(index["layers"]["app-demo"]))
+    torch["platforms"]["linux_x86_64"]["archive_name"] = big.name
+    index["layers"]["framework-torch"] = torch
+    (out / INDEX).write_text(json.dumps(index))
 
     with pytest.raises(ReleaseError) as failure:
         run(double, out, sleeps)
@@ -370,10 +406,10 @@ def test_name_github_would_rename_is_uploaded_under_githubs_name(
     odd = tmp_path / "app-x@2-linux_x86_64-1.tar.xz"
     odd.write_bytes(b"x")
     kwargs = dict(repo=REPO, tag=TAG, assets=[odd], token=TOKEN, api_url=double.api_url)
-    first = publish_release(**kwargs, reporter=Reporter(io.StringIO()))  # type: ignore[arg-type]
+    first = upload_release(**kwargs, reporter=Reporter(io.StringIO()))  # type: ignore[arg-type]
     assert first.uploaded == ["app-x.2-linux_x86_64-1.tar.xz"]
     # the next run recognises the asset by that name and uploads nothing
-    second = publish_release(**kwargs, reporter=Reporter(io.StringIO()))  # type: ignore[arg-type]
+    second = upload_release(**kwargs, reporter=Reporter(io.StringIO()))  # type: ignore[arg-type]
     assert second.uploaded == [] and second.skipped == ["app-x.2-linux_x86_64-1.tar.xz"]
     assert [a.name for a in double.assets_of(TAG)] == ["app-x.2-linux_x86_64-1.tar.xz"]
 
@@ -384,7 +420,7 @@ def test_names_colliding_after_renaming_are_refused(double: GitHubDouble, tmp_pa
         path.parent.mkdir()
         path.write_bytes(b"x")
     with pytest.raises(ReleaseError, match=r"would both be release asset x\.1\.zip"):
-        publish_release(
+        upload_release(
             repo=REPO,
             tag=TAG,
             assets=[one, two],

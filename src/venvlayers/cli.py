@@ -141,15 +141,27 @@ def _positive_seconds(text: str) -> float:
 
 
 def cmd_release(args: argparse.Namespace, reporter: Reporter) -> Outcome:
-    from venvlayers.release import release_directory
+    from venvlayers.release import ReleaseOptions, release_directory
 
+    body = None
+    if args.notes_file is not None:
+        try:
+            body = args.notes_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise VenvlayersError(f"{args.notes_file}: cannot read the release notes ({exc})")
     result = release_directory(
         args.out,
         tag=args.tag,
         repo=args.repo,
-        draft=args.draft,
         replace=args.replace,
-        name=args.name,
+        options=ReleaseOptions(
+            name=args.name,
+            body=body,
+            draft=args.draft,
+            prerelease=args.prerelease,
+            make_latest=args.make_latest,
+        ),
+        spec=args.spec,
         reporter=reporter,
         deadline_seconds=args.deadline,
     )
@@ -453,14 +465,39 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.set_defaults(handler=cmd_deploy)
 
     release = commands.add_parser(
-        "release", help="upload merged archives and index as GitHub release assets (idempotent)"
+        "release",
+        help="draft a GitHub release, upload what deployers need, check digests, publish (idempotent)",
     )
     release.add_argument(
         "--tag", required=True, help="release tag, e.g. v1.2.0 (created if missing)"
     )
     release.add_argument("--repo", default=None, help="owner/name (default: GITHUB_REPOSITORY)")
     release.add_argument("--name", default=None, help="release title (default: the tag)")
-    release.add_argument("--draft", action="store_true", help="create the release as a draft")
+    release.add_argument(
+        "--draft",
+        action="store_true",
+        help="upload and check, but leave the release a draft (default: publish it)",
+    )
+    release.add_argument("--prerelease", action="store_true", help="mark it as a prerelease")
+    release.add_argument(
+        "--make-latest",
+        choices=["true", "false", "legacy"],
+        default="true",
+        help="whether it becomes the repository's latest release (default true)",
+    )
+    release.add_argument(
+        "--notes-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="release notes (markdown); default: lock changes since the previous release",
+    )
+    release.add_argument(
+        "--spec",
+        type=Path,
+        default=None,
+        help="the stack spec, for notes made by lock-diff against the previous release's tag",
+    )
     release.add_argument(
         "--replace", action="store_true", help="replace same-name assets whose content differs"
     )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from venvlayers import postinstall
 from venvlayers.archive import extract_archive
+from venvlayers.assets import github_asset_name
 from venvlayers.errors import DeployError
 from venvlayers.fsutil import sha256_file, write_json_atomic
 from venvlayers.gha import Reporter
@@ -24,7 +25,6 @@ from venvlayers.layout import find_metadata_sets
 from venvlayers.models import LayerMetadata, StackManifest, read_model
 from venvlayers.platforms import host_platform
 from venvlayers.process import run_postinstall, run_process
-from venvlayers.release import github_asset_name
 
 DEPLOY_RECORD = ".venvlayers-deployed.json"
 

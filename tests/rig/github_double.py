@@ -6,6 +6,13 @@ at ``/api/uploads``) so that clients must honour ``GITHUB_API_URL`` and the
 ``upload_url`` of the release JSON. A fault plan makes chosen requests fail the way
 GitHub does (5xx, rate limits, connections dropped mid-upload), and every request is
 recorded (the token value is never stored) for tests to inspect.
+
+Like GitHub: drafts are published with ``PATCH /releases/{id}``; a repository with
+``immutable=True`` refuses uploads to (and asset deletions from) a published release;
+a ``private=True`` repository answers 404 to requests without the token, a public one
+serves reads without it; ``GET /releases/assets/{id}`` with ``Accept:
+application/octet-stream`` redirects to a storage path (``/storage/...``, no token needed,
+HTTP ranges honoured) the way GitHub redirects to its storage host.
 """
 
 from __future__ import annotations
@@ -106,6 +113,9 @@ class ReleaseState:
     created_at: str
     untagged: str
     asset_ids: list[int] = field(default_factory=list)
+    prerelease: bool = False
+    make_latest: str | None = None
+    published_at: str | None = None
 
 
 class _Answer(Exception):
@@ -129,8 +139,17 @@ def _not_found() -> _Answer:
 class GitHubDouble:
     """The server plus its state. Use as a context manager or call start()/stop()."""
 
-    def __init__(self, *, token: str, repo: str = "octo-org/stacks") -> None:
+    def __init__(
+        self,
+        *,
+        token: str,
+        repo: str = "octo-org/stacks",
+        immutable: bool = False,
+        private: bool = False,
+    ) -> None:
         self.token = token
+        self.immutable = immutable
+        self.private = private
         self.owner, self.repo = repo.split("/")
         self._lock = threading.Lock()
         self._ids = itertools.count(1001)
@@ -251,6 +270,8 @@ class GitHubDouble:
             created_at=_now(),
             untagged=f"untagged-{hashlib.sha1(str(release_id).encode()).hexdigest()[:20]}",
         )
+        if not draft:
+            release.published_at = release.created_at
         self.releases[release_id] = release
         return release
 
@@ -290,7 +311,7 @@ class GitHubDouble:
             "node_id": "R_kgDOdouble",
             "name": self.repo,
             "full_name": full,
-            "private": False,
+            "private": self.private,
             "owner": {"login": self.owner, "id": 99, "type": "Organization"},
             "html_url": f"{self.base_url}/{full}",
             "url": f"{self.api_url}{self.repo_path}",
@@ -340,9 +361,10 @@ class GitHubDouble:
             "name": release.name,
             "body": release.body,
             "draft": release.draft,
-            "prerelease": False,
+            "prerelease": release.prerelease,
+            "immutable": self.immutable and not release.draft,
             "created_at": release.created_at,
-            "published_at": None if release.draft else release.created_at,
+            "published_at": release.published_at,
             "assets": [self._asset_json(self.assets[i]) for i in release.asset_ids],
             "tarball_url": f"{self.api_url}{self.repo_path}/tarball/{quote(release.tag_name)}",
             "zipball_url": f"{self.api_url}{self.repo_path}/zipball/{quote(release.tag_name)}",
@@ -433,6 +455,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_PATCH(self) -> None:
         self._serve()
 
+    def do_HEAD(self) -> None:
+        self._serve()
+
     # -- plumbing ----------------------------------------------------------------
 
     def _serve(self) -> None:
@@ -478,7 +503,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(answer.status, answer.data, answer.headers)
             return
         try:
-            self._check_auth()
+            if not path.startswith("/storage/"):
+                self._check_auth()
             status, data, extra = self._route(path, query)
         except _Answer as refusal:
             self._drain()
@@ -489,13 +515,19 @@ class _Handler(BaseHTTPRequestHandler):
         # Recorded before answering: once the client has its answer, a test reading
         # `requests` must already see this request.
         record(status)
-        if isinstance(data, bytes):
+        if self.command == "HEAD":
+            self._send_bytes(status, b"", extra, length=len(data) if isinstance(data, bytes) else 0)
+        elif isinstance(data, bytes):
             self._send_bytes(status, data, extra)
         else:
             self._send(status, data, extra)
 
     def _check_auth(self) -> None:
         value = self.headers.get("Authorization", "")
+        if not value and self.command == "GET":
+            if self.owner.private:  # GitHub hides private repositories from strangers
+                raise _not_found()
+            return
         scheme, _, token = value.partition(" ")
         if scheme.lower() not in ("token", "bearer") or token != self.owner.token:
             raise _Answer(401, {"message": "Bad credentials", "documentation_url": DOCS})
@@ -529,7 +561,14 @@ class _Handler(BaseHTTPRequestHandler):
             status, body, {"Content-Type": "application/json; charset=utf-8"} | (extra or {})
         )
 
-    def _send_bytes(self, status: int, body: bytes, extra: dict[str, str] | None = None) -> None:
+    def _send_bytes(
+        self,
+        status: int,
+        body: bytes,
+        extra: dict[str, str] | None = None,
+        *,
+        length: int | None = None,
+    ) -> None:
         self.send_response(status)
         headers = {
             "Content-Type": "application/octet-stream",
@@ -542,7 +581,7 @@ class _Handler(BaseHTTPRequestHandler):
         } | (extra or {})
         for name, value in headers.items():
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(len(body) if length is None else length))
         self.end_headers()
         if body:
             self.wfile.write(body)
@@ -577,6 +616,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, path: str, query: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
         double = self.owner
         method = self.command
+        if match := re.fullmatch(r"/storage/(\d+)/[^/]+", path):
+            return self._storage(int(match.group(1)))
         if path.startswith(UPLOADS_PREFIX + "/"):
             rest = path.removeprefix(UPLOADS_PREFIX)
             match = re.fullmatch(rf"{double.repo_path}/releases/(\d+)/assets", rest)
@@ -608,6 +649,8 @@ class _Handler(BaseHTTPRequestHandler):
                         return 200, double._release_json(release), {}
             raise _not_found()
         if match := re.fullmatch(rf"{repo}/releases/(\d+)", rest):
+            if method == "PATCH":
+                return self._update_release(int(match.group(1)))
             with double._lock:
                 by_id = double.releases.get(int(match.group(1)))
                 if by_id is not None and method == "GET":
@@ -678,6 +721,8 @@ class _Handler(BaseHTTPRequestHandler):
                 payload.get("body") or "",
                 bool(payload.get("draft")),
             )
+            release.prerelease = bool(payload.get("prerelease"))
+            release.make_latest = payload.get("make_latest")
             data = double._release_json(release)
         return 201, data, {"Location": data["url"]}
 
@@ -698,6 +743,14 @@ class _Handler(BaseHTTPRequestHandler):
                     },
                 )
             release = double.releases[release_id]
+            if double.immutable and not release.draft:
+                raise _Answer(
+                    422,
+                    {
+                        "message": "Cannot upload assets to an immutable release.",
+                        "documentation_url": DOCS,
+                    },
+                )
             if any(double.assets[i].name == name for i in release.asset_ids):
                 raise _Answer(
                     422,
@@ -731,11 +784,57 @@ class _Handler(BaseHTTPRequestHandler):
             if asset is None:
                 raise _not_found()
             if self.command == "DELETE":
+                if double.immutable and not double.releases[asset.release_id].draft:
+                    raise _Answer(
+                        422,
+                        {"message": "Cannot delete assets of an immutable release."},
+                    )
                 del double.assets[asset_id]
                 double.releases[asset.release_id].asset_ids.remove(asset_id)
                 return 204, None, {}
             if self.command != "GET":
                 raise _not_found()
             if "application/octet-stream" in self.headers.get("Accept", ""):
-                return 200, asset.data, {"Content-Type": asset.content_type}
+                # GitHub answers with a redirect to a signed URL on its storage host
+                location = f"{double.base_url}/storage/{asset.id}/{quote(asset.name)}"
+                return 302, b"", {"Location": location}
             return 200, double._asset_json(asset), {}
+
+    def _storage(self, asset_id: int) -> tuple[int, Any, dict[str, str]]:
+        """The storage host: the asset's bytes, honouring a single ``Range: bytes=N-``."""
+        double = self.owner
+        with double._lock:
+            asset = double.assets.get(asset_id)
+            data = asset.data if asset is not None and asset.state == "uploaded" else None
+        if data is None:
+            raise _not_found()
+        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
+        if match is None:
+            return 200, data, {"Accept-Ranges": "bytes"}
+        start = int(match.group(1))
+        if start >= len(data):
+            return 416, b"", {"Content-Range": f"bytes */{len(data)}"}
+        extra = {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"}
+        return 206, data[start:], extra
+
+    def _update_release(self, release_id: int) -> tuple[int, Any, dict[str, str]]:
+        double = self.owner
+        try:
+            payload = json.loads(self._read_body() or b"{}")
+        except ValueError:
+            raise _Answer(400, {"message": "Problems parsing JSON"}) from None
+        with double._lock:
+            release = double.releases.get(release_id)
+            if release is None:
+                raise _not_found()
+            if double.immutable and not release.draft:
+                changes = {k for k in payload if k not in ("name", "body", "make_latest")}
+                if any(payload.get(k) != getattr(release, k, None) for k in changes - {"tag_name"}):
+                    raise _Answer(422, {"message": "Cannot modify an immutable release."})
+            for key in ("name", "body", "prerelease", "make_latest"):
+                if key in payload:
+                    setattr(release, key, payload[key])
+            if payload.get("draft") is False and release.draft:
+                release.draft = False
+                release.published_at = _now()
+            return 200, double._release_json(release), {}
