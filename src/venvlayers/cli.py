@@ -148,7 +148,9 @@ def cmd_release(args: argparse.Namespace, reporter: Reporter) -> Outcome:
         try:
             body = args.notes_file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise VenvlayersError(f"{args.notes_file}: cannot read the release notes ({exc})")
+            raise VenvlayersError(
+                f"{args.notes_file}: cannot read the release notes ({exc})"
+            ) from None
     result = release_directory(
         args.out,
         tag=args.tag,

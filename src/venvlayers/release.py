@@ -24,15 +24,9 @@ from venvlayers.assets import SHA256SUMS_NAME, describe_file, github_asset_name
 from venvlayers.errors import ReleaseError
 from venvlayers.fsutil import sha256_file, write_text_atomic
 from venvlayers.gha import Reporter
-from venvlayers.github import (
-    Budget,
-    GitHubClient,
-    HttpFailure,
-    RemoteAsset,
-    RemoteRelease,
-    api_url_from,
-)
+from venvlayers.github import GitHubClient, RemoteAsset, RemoteRelease, api_url_from
 from venvlayers.release_files import release_files
+from venvlayers.retry import Budget, HttpFailure
 
 # GitHub: "each file included in a release must be under 2 GiB"
 ASSET_SIZE_LIMIT = 2 * 1024**3
