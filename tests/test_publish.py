@@ -293,7 +293,7 @@ def test_deploy_with_an_unreadable_record_unpacks_again(
 ) -> None:
     target = tmp_path / "target"
     assert main(deploy_args(published, target)) == 0
-    (target / ".venvlayers-deployed.json").write_text('{"framework-base": ')  # cut short
+    (target / ".venvlayers/current/deployment.json").write_text('{"framework-base": ')  # cut short
     capsys.readouterr()
     assert main(deploy_args(published, target)) == 0
     captured = capsys.readouterr()
@@ -398,7 +398,7 @@ def test_merge_and_release_real_publish_outputs(
         github_asset_name(p.name)
         for p in merged.iterdir()
         if p.is_file() and p.name != "SHA256SUMS"
-    ] + ["SHA256SUMS"]
+    ] + ["SHA256SUMS", "venvstacks-linux_x86_64.json", "venvstacks-win_amd64.json"]
     assert names == sorted(expected)
     assert "app-other.1-linux_x86_64-1.tar.xz" in names
     assert "uploaded 0, already present" in out.err

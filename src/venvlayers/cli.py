@@ -338,13 +338,63 @@ def cmd_local_export(args: argparse.Namespace, reporter: Reporter) -> Outcome:
 
 
 def cmd_deploy(args: argparse.Namespace, reporter: Reporter) -> Outcome:
-    from venvlayers.deploy import deploy_stack, run_app
+    from venvlayers.deploy import deploy_stack, rollback, run_app
+    from venvlayers.deploy_source import FolderSource, open_source
+    from venvlayers.downloads import Downloader, default_cache_dir
 
-    result = deploy_stack(args.metadata, args.archives, args.target, args.layers, reporter=reporter)
+    if args.rollback:
+        if args.source or args.metadata or args.layers:
+            raise VenvlayersError("deploy --rollback takes only --target (and --run)")
+        record = rollback(args.target, reporter=reporter)
+        if args.run:
+            from venvlayers.deploy import DeployResult, run_command
+
+            apps = {
+                layer.install_target: run_command(
+                    args.target.absolute(), layer.install_target, layer.app_launch_module
+                )
+                for layer in record.layers
+                if layer.app_launch_module
+            }
+            return Outcome(
+                run_app(DeployResult(args.target, [], [], apps), args.run, args.app_arguments)
+            )
+        return Outcome(0)
+    downloader = Downloader(
+        args.cache or default_cache_dir(), reporter=reporter, deadline_seconds=args.deadline
+    )
+    manifest_file = None
+    if args.source is not None:
+        if args.metadata is not None or args.archives is not None:
+            raise VenvlayersError("deploy: use either --from SOURCE or --metadata/--archives")
+        source = open_source(args.source, downloader, reporter)
+    elif args.metadata is not None and args.archives is not None:
+        metadata: Path = args.metadata
+        if metadata.is_file():
+            manifest_file = metadata
+        source = FolderSource(metadata if metadata.is_dir() else metadata.parent, args.archives)
+    else:
+        raise VenvlayersError(
+            "deploy needs --from SOURCE (a folder, an http(s):// URL or github:OWNER/REPO@TAG)"
+        )
+    result = deploy_stack(
+        source,
+        args.target,
+        args.layers,
+        downloader=downloader,
+        reporter=reporter,
+        manifest_file=manifest_file,
+    )
     reporter.info(
         f"deployed {len(result.deployed)} layer(s) to {result.target}"
         + (f"; already current: {', '.join(result.unchanged)}" if result.unchanged else "")
+        + (
+            f"; downloaded {len(result.downloaded)} archive(s), {result.bytes_downloaded} bytes"
+            if result.downloaded
+            else ""
+        )
     )
+    reporter.set_output("deployment", result.deployment or "")
     if args.run:
         return Outcome(run_app(result, args.run, args.app_arguments))
     return Outcome(0)
@@ -444,16 +494,43 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=cmd_local_export)
 
     deploy = commands.add_parser(
-        "deploy", help="install published layers: verify, unpack, relink (and run an app)"
+        "deploy",
+        help="install published layers from a folder, URL or GitHub release (and run an app)",
+    )
+    deploy.add_argument(
+        "--from",
+        dest="source",
+        metavar="SOURCE",
+        default=None,
+        help="a publish/merge output folder, its http(s):// base URL, or github:OWNER/REPO@TAG",
     )
     deploy.add_argument(
         "--metadata",
         type=Path,
-        required=True,
-        help="a publish output folder, its __venvstacks__ folder or a venvstacks[-<platform>].json",
+        default=None,
+        help="(older form) the publish output's __venvstacks__ (or platform) folder",
     )
-    deploy.add_argument("--archives", type=Path, required=True, help="folder holding the archives")
+    deploy.add_argument(
+        "--archives", type=Path, default=None, help="(older form) folder holding the archives"
+    )
     deploy.add_argument("--target", type=Path, required=True, help="folder to deploy into")
+    deploy.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="download cache, shared by targets (default: the user cache folder)",
+    )
+    deploy.add_argument(
+        "--rollback", action="store_true", help="make the previous deployment current again"
+    )
+    deploy.add_argument(
+        "--deadline",
+        type=_positive_seconds,
+        default=3600,
+        metavar="SECONDS",
+        help="stop retrying downloads after this long in all (default 3600)",
+    )
     deploy.add_argument(
         "--run", metavar="APP", help="after deploying, run this app with the arguments after --"
     )
@@ -461,8 +538,8 @@ def build_parser() -> argparse.ArgumentParser:
         "layers",
         nargs="*",
         default=[],
-        metavar="LAYER",
-        help="layers or apps to deploy (default: all)",
+        metavar="APP|LAYER",
+        help="apps or layers to deploy, with what they need (default: all)",
     )
     deploy.set_defaults(handler=cmd_deploy)
 

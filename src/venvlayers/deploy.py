@@ -1,215 +1,436 @@
-"""Deploy published layers on a target machine: verify, unpack, relink, run.
+"""Deploy published layers on a target machine as one transaction, with rollback.
 
-All archives are checked (size and sha256) before anything is unpacked, and every layer is
-unpacked into a staging folder inside the target first, so a refused or broken archive
-leaves the target exactly as it was.
+Layout of a target (the active layers are always at ``TARGET/<install_target>``, as
+venvstacks' deployments expect)::
+
+    TARGET/<install_target>  -> .venvlayers/current/<install_target>
+    TARGET/.venvlayers/current  -> deployments/<id>     (one link: the atomic switch)
+    TARGET/.venvlayers/previous -> deployments/<id>     (what --rollback restores)
+    TARGET/.venvlayers/deployments/<id>/<install_target>/ + deployment.json
+
+A deploy checks the manifest, fetches and verifies (size, sha256) every archive it needs
+before touching the target, then, holding the target's lock, builds the new deployment
+in a staging folder: layers whose archive did not change are hard-linked from the current
+deployment, the others are unpacked and linked (postinstall) for their final place. Only
+then is ``current`` switched, in one rename. Any failure before that leaves the target
+as it was; the record inside each deployment is written before it can become current, so
+it always tells the truth.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import os
 import shutil
+import subprocess
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from venvlayers import postinstall
 from venvlayers.archive import extract_archive
-from venvlayers.assets import github_asset_name
-from venvlayers.errors import DeployError
-from venvlayers.fsutil import sha256_file, write_json_atomic
+from venvlayers.deploy_source import ArchiveSource, Source, find_manifest, select_layers
+from venvlayers.downloads import Downloader
+from venvlayers.errors import DeployError, VenvlayersError
+from venvlayers.fsutil import sha256_file
 from venvlayers.gha import Reporter
-from venvlayers.layout import find_metadata_sets
-from venvlayers.models import LayerMetadata, StackManifest, read_model
+from venvlayers.models import (
+    DeployedLayer,
+    DeploymentRecord,
+    LayerMetadata,
+    StackManifest,
+    read_model,
+)
 from venvlayers.platforms import host_platform
-from venvlayers.process import run_postinstall, run_process
 
-DEPLOY_RECORD = ".venvlayers-deployed.json"
+STATE_DIR = ".venvlayers"
+DEPLOYMENTS = "deployments"
+CURRENT = "current"
+PREVIOUS = "previous"
+RECORD_NAME = "deployment.json"
+LOCK_NAME = "lock"
+_STAGING_PREFIX = ".staging-"
+_LEGACY_STAGING_PREFIX = ".deploy-"  # staging folders of earlier versions, left by kills
 
 
 @dataclass
 class DeployResult:
     target: Path
     deployed: list[str]
+    """Layers unpacked by this run."""
     unchanged: list[str]
     apps: dict[str, list[str]]
     """install target of each deployed app -> the command that runs it"""
-
-
-def find_manifest(metadata: Path) -> Path:
-    """This platform's manifest at ``metadata``: the manifest itself, a publish output folder
-    or its ``__venvstacks__`` folder (venvstacks' layout, ``venvstacks-<platform>.json``
-    before ``venvstacks.json``), or an earlier venvlayers ``__venvstacks__/<platform>``."""
-    if metadata.is_file():
-        return metadata
-    platform = str(host_platform())
-    sets = find_metadata_sets(metadata)
-    for wanted in (
-        lambda s: s.tagged and s.platform == platform,
-        lambda s: not s.tagged and s.legacy_platform is None,
-        lambda s: s.legacy_platform == platform,
-    ):
-        for found in sets:
-            if wanted(found):
-                return found.manifest
-    raise DeployError(
-        f"{metadata}: no venvstacks-{platform}.json or venvstacks.json here;"
-        " pass a publish output folder or its __venvstacks__ folder"
-    )
-
-
-def _select(manifest: StackManifest, wanted: Sequence[str], source: Path) -> list[LayerMetadata]:
-    ordered = [
-        m
-        for kind in ("runtimes", "frameworks", "applications")
-        for m in manifest.layers.get(kind, [])
-    ]
-    by_target = {m.install_target: m for m in ordered}
-    if not wanted:
-        return ordered
-    needed: set[str] = set()
-    for name in wanted:
-        matches = [
-            m
-            for m in ordered
-            if name in (m.install_target, m.layer_name)
-            or m.layer_name in (f"app-{name}", f"framework-{name}")
-        ]
-        if not matches:
-            known = ", ".join(m.layer_name for m in ordered)
-            raise DeployError(f"{source}: no layer named {name!r} (layers: {known})")
-        for match in matches:
-            needed.add(match.install_target)
-            needed.update(match.required_layers or [])
-            if match.runtime_layer:
-                needed.add(match.runtime_layer)
-    missing = sorted(needed - set(by_target))
-    if missing:
-        raise DeployError(
-            f"{source}: required layers {', '.join(missing)} are not in this publish output"
-        )
-    return [m for m in ordered if m.install_target in needed]
+    deployment: str | None = None
+    downloaded: list[str] = field(default_factory=list)
+    bytes_downloaded: int = 0
 
 
 def deploy_stack(
-    metadata: Path, archives: Path, target: Path, layers: Sequence[str] = (), *, reporter: Reporter
+    source: Source,
+    target: Path,
+    layers: Sequence[str] = (),
+    *,
+    downloader: Downloader,
+    reporter: Reporter,
+    manifest_file: Path | None = None,
 ) -> DeployResult:
-    manifest_path = find_manifest(metadata)
-    manifest = read_model(StackManifest, manifest_path, DeployError)
-    selected = _select(manifest, layers, manifest_path)
+    """Deploy ``layers`` (default: all) of this platform from ``source`` into ``target``."""
     platform = str(host_platform())
-    for item in selected:
-        if item.target_platform and item.target_platform != platform:
-            raise DeployError(
-                f"{manifest_path}: {item.layer_name} was built for {item.target_platform}; this machine is {platform}"
-            )
-    if not selected:
-        raise DeployError(
-            f"{manifest_path}: lists no layers for {platform}; nothing to deploy (was the stack published for this platform?)"
-        )
-    # absolute and without ".." (``--target ../x``), symlinks kept: deploy where the user said
-    target = Path(os.path.abspath(target))
-    if target.exists() and not target.is_dir():
-        raise DeployError(f"{target}: is not a folder; pass --target a folder to deploy into")
-    record_path = target / DEPLOY_RECORD
-    record = _read_record(record_path, reporter)
+    if manifest_file is not None:
+        manifest = read_model(StackManifest, manifest_file, DeployError)
+        where = str(manifest_file)
+    else:
+        manifest, where = find_manifest(source, platform)
+    selected = select_layers(manifest, layers, where, platform)
+    target = target.absolute()
+    _check_target(target)
 
-    todo: list[tuple[LayerMetadata, Path]] = []
-    unchanged: list[str] = []
-    for item in selected:  # verify everything before unpacking anything
-        if not item.archive_name or not item.archive_hashes:
-            raise DeployError(
-                f"{manifest_path}: {item.layer_name} has no archive fields; deploy needs `venvlayers publish` output"
+    current = read_current(target, reporter)
+    todo = [item for item in selected if not _reusable(item, current, target)]
+    archives = _fetch(source, todo, downloader)  # everything checked before the target changes
+    with target_lock(target):
+        clean_debris(target, reporter)
+        current = read_current(target, reporter)
+        todo = [item for item in selected if not _reusable(item, current, target)]
+        archives.update(_fetch(source, [i for i in todo if _sha(i) not in archives], downloader))
+        unchanged = [i.install_target for i in selected if i not in todo]
+        result = DeployResult(target, [i.install_target for i in todo], unchanged, {})
+        result.downloaded = list(downloader.counters.fetched)
+        result.bytes_downloaded = downloader.counters.bytes_downloaded
+        same_set = current is not None and {layer.install_target for layer in current.layers} == {
+            i.install_target for i in selected
+        }
+        if todo or not same_set:
+            _check_entries(target, selected)
+            record = _stage_and_switch(
+                source, target, selected, todo, archives, current, platform, reporter
             )
-        archive = archives / item.archive_name
-        if not archive.exists():
-            # downloaded from a GitHub release, where '@' in a name becomes '.'
-            archive = archives / github_asset_name(item.archive_name)
-        if not archive.exists():
-            raise DeployError(
-                f"{archive}: archive of {item.layer_name} not found; pass --archives DIR where the archives are"
-            )
-        size = archive.stat().st_size
-        if item.archive_size is not None and size != item.archive_size:
-            raise DeployError(
-                f"{archive}: size {size} bytes, metadata says {item.archive_size}; the download is incomplete or altered"
-            )
-        digest = sha256_file(archive)
-        if digest != item.archive_hashes.sha256:
-            raise DeployError(
-                f"{archive}: sha256 {digest} does not match the metadata ({item.archive_hashes.sha256}); refusing to unpack"
-            )
-        if record.get(item.install_target) == digest and (target / item.install_target).is_dir():
-            unchanged.append(item.install_target)
-            continue
-        todo.append((item, archive))
-
-    target.mkdir(parents=True, exist_ok=True)  # only once every archive checked out
-    with tempfile.TemporaryDirectory(prefix=".deploy-", dir=target) as scratch:
-        staging = Path(scratch)
-        for item, archive in todo:
-            reporter.info(f"{item.install_target}: unpacking {archive.name}")
-            extract_archive(
-                archive,
-                staging,
-                expected_root=item.install_target,
-                expected_size=item.archive_size,
-                expected_sha256=item.archive_hashes.sha256 if item.archive_hashes else None,
-                # venvstacks' layers link bin/python_ to ../../<runtime>/bin/python
-                sibling_roots=_lower_layers(item),
-            )
-        for item, _ in todo:
-            final = target / item.install_target
-            if final.exists():
-                shutil.rmtree(final)
-            (staging / item.install_target).rename(final)
-    for item, _archive in todo:  # lowest layers first, so upper postinstalls find them
-        run_postinstall(target / item.install_target, error=DeployError)
-        record[item.install_target] = item.archive_hashes.sha256 if item.archive_hashes else ""
-        write_json_atomic(record_path, record)
-    apps = {
-        item.install_target: run_command(target, item)
+            result.deployment = record.id
+        elif current is not None:
+            result.deployment = current.id
+    result.apps = {
+        item.install_target: run_command(target, item.install_target, item.app_launch_module)
         for item in selected
         if item.app_launch_module
     }
-    for app, command in apps.items():
+    for app, command in result.apps.items():
         reporter.info(f"run {app}: {' '.join(command)}")
-    return DeployResult(target, [item.install_target for item, _ in todo], unchanged, apps)
+    return result
 
 
-def _lower_layers(item: LayerMetadata) -> set[str]:
-    """The deployed folders a layer's links may lead into: its runtime and frameworks."""
-    lower = set(item.required_layers or [])
-    if item.runtime_layer and item.runtime_layer != item.install_target:
-        lower.add(item.runtime_layer)
-    return lower
+def _sha(item: LayerMetadata) -> str:
+    assert item.archive_hashes is not None  # select_layers checked it
+    return item.archive_hashes.sha256
 
 
-def _read_record(path: Path, reporter: Reporter) -> dict[str, str]:
-    """What an earlier deploy into this target unpacked (install target -> archive sha256)."""
-    if not path.exists():
-        return {}
+# ---------------------------------------------------------------------------
+# Fetching and verifying
+
+
+def _fetch(source: Source, items: list[LayerMetadata], downloader: Downloader) -> dict[str, Path]:
+    """sha256 -> a verified archive file for each of ``items``."""
+    found: dict[str, Path] = {}
+    downloads = []
+    for item in items:
+        assert item.archive_name is not None
+        where: ArchiveSource = source.archive(item.archive_name, item)
+        if where.local is not None:
+            _verify_local(where.local, item)
+            found[_sha(item)] = where.local
+        elif where.download is not None:
+            downloads.append(where.download)
+    found.update(downloader.fetch_all(downloads))
+    return found
+
+
+def _verify_local(archive: Path, item: LayerMetadata) -> None:
+    size = archive.stat().st_size
+    if item.archive_size is not None and size != item.archive_size:
+        raise DeployError(
+            f"{archive}: size {size} bytes, metadata says {item.archive_size}; the download is incomplete or altered",
+            path=archive,
+        )
+    digest = sha256_file(archive)
+    if digest != _sha(item):
+        raise DeployError(
+            f"{archive}: sha256 {digest} does not match the metadata ({_sha(item)}); refusing to unpack",
+            path=archive,
+        )
+
+
+# ---------------------------------------------------------------------------
+# The target's state
+
+
+def _check_target(target: Path) -> None:
+    if target.exists() and not target.is_dir():
+        raise DeployError(f"--target {target}: exists and is not a folder", path=target)
+    state = target / STATE_DIR
+    if state.exists() and not state.is_dir():
+        raise DeployError(f"{state}: exists and is not a folder; move it away", path=state)
+
+
+def read_current(target: Path, reporter: Reporter) -> DeploymentRecord | None:
+    """The record of the deployment ``current`` names (None: nothing deployed, or unreadable)."""
+    return _read_record(target / STATE_DIR / CURRENT, reporter)
+
+
+def _read_record(link: Path, reporter: Reporter) -> DeploymentRecord | None:
+    if not link.is_symlink() and not link.exists():
+        return None
+    path = link / RECORD_NAME
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        record = None
-    if not isinstance(record, dict) or not all(isinstance(v, str) for v in record.values()):
-        # Only a cache of what is already in place: without it every layer is unpacked again.
+        return read_model(DeploymentRecord, path, DeployError)
+    except (VenvlayersError, OSError, UnicodeDecodeError):
+        # without it every layer is unpacked again: slower, never wrong
         reporter.warning(f"{path}: unreadable deploy record; unpacking every layer again")
-        return {}
+        return None
+
+
+def _reusable(item: LayerMetadata, current: DeploymentRecord | None, target: Path) -> bool:
+    if current is None:
+        return False
+    for layer in current.layers:
+        if layer.install_target == item.install_target and layer.archive_sha256 == _sha(item):
+            return (target / STATE_DIR / CURRENT / item.install_target).is_dir()
+    return False
+
+
+def _check_entries(target: Path, selected: list[LayerMetadata]) -> None:
+    """``TARGET/<install_target>`` must be ours (a link into .venvlayers) or absent."""
+    for item in selected:
+        entry = target / item.install_target
+        if entry.is_symlink() and os.readlink(entry) == _active_link(item.install_target):
+            continue
+        if entry.exists() or entry.is_symlink():
+            raise DeployError(
+                f"{entry}: exists and was not deployed by this venvlayers version; move it "
+                "away (or deploy into a new folder) and run again",
+                path=entry,
+            )
+
+
+def _active_link(install_target: str) -> str:
+    return f"{STATE_DIR}/{CURRENT}/{install_target}"
+
+
+@contextmanager
+def target_lock(target: Path) -> Iterator[None]:
+    """Hold ``TARGET/.venvlayers/lock``: two deploys into one target never interleave."""
+    state = target / STATE_DIR
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DeployError(f"{state}: cannot create ({exc.strerror})", path=state) from None
+    with (state / LOCK_NAME).open("a") as handle:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no advisory locks here
+            yield
+            return
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DeployError(
+                f"{target}: another deploy into this folder is running; wait for it to finish",
+                path=target,
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def clean_debris(target: Path, reporter: Reporter) -> None:
+    """Remove what killed runs left: staging folders and half-made links (lock held)."""
+    leftovers = [p for p in target.glob(_LEGACY_STAGING_PREFIX + "*") if p.is_dir()]
+    deployments = target / STATE_DIR / DEPLOYMENTS
+    if deployments.is_dir():
+        leftovers += [p for p in deployments.glob(_STAGING_PREFIX + "*")]
+    leftovers += list((target / STATE_DIR).glob(".link-*"))
+    for path in leftovers:
+        reporter.info(f"{path}: removing what an interrupted deploy left")
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------
+# Staging and the switch
+
+
+def _stage_and_switch(
+    source: Source,
+    target: Path,
+    selected: list[LayerMetadata],
+    todo: list[LayerMetadata],
+    archives: dict[str, Path],
+    current: DeploymentRecord | None,
+    platform: str,
+    reporter: Reporter,
+) -> DeploymentRecord:
+    deployments = target / STATE_DIR / DEPLOYMENTS
+    deployments.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=deployments))
+    staging.chmod(0o755)
+    current_dir = target / STATE_DIR / CURRENT
+    try:
+        for item in selected:  # lowest layers first
+            layer = staging / item.install_target
+            if item not in todo:
+                _link_tree(current_dir / item.install_target, layer)
+                continue
+            reporter.info(f"{item.install_target}: unpacking {archives[_sha(item)].name}")
+            extract_archive(
+                archives[_sha(item)],
+                staging,
+                expected_root=item.install_target,
+                expected_size=item.archive_size,
+                expected_sha256=_sha(item),
+            )
+            _postinstall(layer, target / item.install_target)
+        record = _new_record(source, selected, platform, deployments)
+        record.write(staging / RECORD_NAME)
+        final = deployments / record.id
+        os.rename(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    switch_to(target, record.id, [i.install_target for i in selected], keep_previous=True)
+    reporter.info(f"{target}: deployment {record.id} is now current")
     return record
 
 
-def _python_of(layer_path: Path) -> Path:
+def _new_record(
+    source: Source, selected: list[LayerMetadata], platform: str, deployments: Path
+) -> DeploymentRecord:
+    now = datetime.now(UTC)
+    digest = hashlib.sha256("\n".join(_sha(i) for i in selected).encode()).hexdigest()[:8]
+    base = f"{now:%Y%m%dT%H%M%SZ}-{digest}"
+    name, n = base, 1
+    while (deployments / name).exists():
+        n += 1
+        name = f"{base}-{n}"
+    return DeploymentRecord(
+        id=name,
+        source=source.label,
+        platform=platform,
+        deployed_at=now.isoformat(timespec="seconds"),
+        layers=[
+            DeployedLayer(
+                install_target=i.install_target,
+                layer_name=i.layer_name,
+                archive_name=i.archive_name or "",
+                archive_sha256=_sha(i),
+                app_launch_module=i.app_launch_module,
+            )
+            for i in selected
+        ],
+    )
+
+
+def _link_tree(source: Path, destination: Path) -> None:
+    """A hard-linked copy of an unchanged layer (no data copied; nothing writes in place)."""
+
+    def link(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, destination, symlinks=True, copy_function=link)
+
+
+def _postinstall(layer: Path, deployed: Path) -> None:
+    """Link the staged ``layer`` for its final place ``deployed``."""
+    if not (layer / postinstall.LAYER_CONFIG).is_file():
+        raise DeployError(
+            f"{deployed.name}: the archive has no layer config ({postinstall.LAYER_CONFIG}); "
+            "it is not a deployable layer — publish it again; the target was left as it was"
+        )
+    try:
+        postinstall.link_layer(layer, deployed_path=deployed)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise DeployError(
+            f"{deployed.name}: postinstall failed ({type(exc).__name__}: {exc}); the target "
+            "was left as it was"
+        ) from None
+
+
+def _replace_link(link: Path, value: str) -> None:
+    """Point ``link`` at ``value`` in one rename (readers see the old or the new link)."""
+    temporary = link.with_name(f".link-{link.name}-{os.getpid()}")
+    temporary.unlink(missing_ok=True)
+    os.symlink(value, temporary)
+    os.replace(temporary, link)
+
+
+def switch_to(target: Path, deployment: str, layers: list[str], *, keep_previous: bool) -> None:
+    """Make ``deployment`` current; the one it replaces becomes ``previous``."""
+    state = target / STATE_DIR
+    for name in layers:  # links for new layers first: they resolve once current switches
+        entry = target / name
+        if not entry.is_symlink():
+            _replace_link(entry, _active_link(name))
+    current_link = state / CURRENT
+    old = os.readlink(current_link) if current_link.is_symlink() else None
+    if keep_previous and old is not None and old != f"{DEPLOYMENTS}/{deployment}":
+        _replace_link(state / PREVIOUS, old)
+    _replace_link(current_link, f"{DEPLOYMENTS}/{deployment}")
+    _tidy(target, set(layers))
+
+
+def _tidy(target: Path, active: set[str]) -> None:
+    """Drop links to layers no longer deployed and deployments neither current nor previous."""
+    state = target / STATE_DIR
+    for entry in target.iterdir():
+        ours = entry.is_symlink() and os.readlink(entry) == _active_link(entry.name)
+        if ours and entry.name not in active:
+            entry.unlink()
+    keep = {
+        os.path.basename(os.readlink(state / name))
+        for name in (CURRENT, PREVIOUS)
+        if (state / name).is_symlink()
+    }
+    for folder in (state / DEPLOYMENTS).iterdir():
+        if folder.name not in keep and not folder.name.startswith("."):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def rollback(target: Path, *, reporter: Reporter) -> DeploymentRecord:
+    """Make the previous deployment current again (and the current one previous)."""
+    target = target.absolute()
+    state = target / STATE_DIR
+    if not (state / PREVIOUS).is_symlink():
+        raise DeployError(
+            f"{target}: no previous deployment to roll back to (deploy an update first)",
+            path=target,
+        )
+    with target_lock(target):
+        clean_debris(target, reporter)
+        previous = _read_record(state / PREVIOUS, reporter)
+        if previous is None:
+            raise DeployError(f"{state / PREVIOUS}: the previous deployment is unreadable")
+        layers = [layer.install_target for layer in previous.layers]
+        switch_to(target, previous.id, layers, keep_previous=True)
+    reporter.info(f"{target}: rolled back to deployment {previous.id}")
+    return previous
+
+
+# ---------------------------------------------------------------------------
+# Running apps
+
+
+def run_command(target: Path, install_target: str, module: str | None) -> list[str]:
+    layer_path = target / install_target
     config = postinstall.load_config(layer_path)
-    return postinstall.resolve(layer_path, config["python"])
-
-
-def run_command(target: Path, item: LayerMetadata) -> list[str]:
-    layer_path = target / item.install_target
-    return [str(_python_of(layer_path)), "-m", str(item.app_launch_module)]
+    python = postinstall.resolve(layer_path, config["python"])
+    return [str(python), "-m", str(module)]
 
 
 def run_app(result: DeployResult, app: str, arguments: Sequence[str]) -> int:
@@ -220,7 +441,4 @@ def run_app(result: DeployResult, app: str, arguments: Sequence[str]) -> int:
     ]
     if not matches:
         raise DeployError(f"no deployed app {app!r}; apps: {', '.join(result.apps) or 'none'}")
-    command = [*result.apps[matches[0]], *arguments]
-    return run_process(
-        command, what=f"run {app}", check=False, capture=False, error=DeployError
-    ).returncode
+    return subprocess.run([*result.apps[matches[0]], *arguments], check=False).returncode

@@ -207,3 +207,28 @@ class RuntimeDownloads(RootModel[dict[str, RuntimeDownload]]):
 
     def write(self, path: Path) -> bool:
         return write_json_atomic(path, {key: entry.dump() for key, entry in self.root.items()})
+
+
+class DeployedLayer(FileModel):
+    """One layer of a deployment: which archive was unpacked for it."""
+
+    install_target: str
+    layer_name: str
+    archive_name: str
+    archive_sha256: str
+    app_launch_module: str | None = None
+
+
+class DeploymentRecord(FileModel):
+    """``<target>/.venvlayers/deployments/<id>/deployment.json``: what one deploy put in place.
+
+    Written into the staged deployment before the switch, so the deployment the
+    ``current`` link names always carries the truth about itself.
+    """
+
+    format_version: int = 1
+    id: str
+    source: str
+    platform: str
+    deployed_at: str
+    layers: list[DeployedLayer]

@@ -79,21 +79,29 @@ def sitecustomize(
     return "\n".join(lines) if len(lines) > 1 else None
 
 
-def link_layer(layer_path: Path, *, compile_files: bool = True) -> None:
-    """Configure the layer at ``layer_path`` for where it now lives."""
+def link_layer(
+    layer_path: Path, *, compile_files: bool = True, deployed_path: Path | None = None
+) -> None:
+    """Configure the layer at ``layer_path`` for where it now lives.
+
+    With ``deployed_path``, the layer is configured for living there instead (beside the
+    layers it depends on) while its files are written at ``layer_path``: a deploy links a
+    layer in staging, then moves it into place.
+    """
     layer_path = Path(abspath(layer_path))
+    home = Path(abspath(deployed_path)) if deployed_path is not None else layer_path
     config = load_config(layer_path)
-    python = resolve(layer_path, config["python"])
-    base_python = resolve(layer_path, config["base_python"])
+    python = resolve(home, config["python"])
+    base_python = resolve(home, config["base_python"])
     if python != base_python:
         (layer_path / "pyvenv.cfg").write_text(
             pyvenv_cfg(base_python, config["py_version"]), encoding="utf-8"
         )
-        _ensure_python_links(python, base_python)
+        _ensure_python_links(layer_path / python.relative_to(home), base_python, python)
         site_dir = resolve(layer_path, config["site_dir"])
         content = sitecustomize(
-            [resolve(layer_path, d) for d in config["pylib_dirs"]],
-            [resolve(layer_path, d) for d in config["dynlib_dirs"]],
+            [resolve(home, d) for d in config["pylib_dirs"]],
+            [resolve(home, d) for d in config["dynlib_dirs"]],
             windows=os.name == "nt",
         )
         target = site_dir / "sitecustomize.py"
@@ -103,18 +111,22 @@ def link_layer(layer_path: Path, *, compile_files: bool = True) -> None:
             site_dir.mkdir(parents=True, exist_ok=True)
             target.write_text(content, encoding="utf-8")
     if compile_files:
-        lib = layer_path / ("Lib" if os.name == "nt" else "lib")
+        lib_name = "Lib" if os.name == "nt" else "lib"
+        lib = layer_path / lib_name
         if lib.is_dir():
-            compile_dir(lib, quiet=1, workers=0)
+            compile_dir(lib, quiet=1, workers=0, ddir=str(home / lib_name))
 
 
-def _ensure_python_links(python: Path, base_python: Path) -> None:
-    """Recreate ``bin/pythonX.Y`` -> base runtime when an archive left it out (POSIX)."""
+def _ensure_python_links(python: Path, base_python: Path, deployed_python: Path) -> None:
+    """Recreate ``bin/pythonX.Y`` -> base runtime when an archive left it out (POSIX).
+
+    ``python`` is where the link is made, ``deployed_python`` where it will live.
+    """
     if os.name == "nt":
         return
     real = python.parent / base_python.name
     if not real.exists() and not real.is_symlink():
-        real.symlink_to(os.path.relpath(base_python, real.parent))
+        real.symlink_to(os.path.relpath(base_python, deployed_python.parent))
     if not python.exists() and not python.is_symlink():
         python.symlink_to(real.name)
 
