@@ -285,7 +285,7 @@ def _stage_and_switch(
             if item not in todo:
                 _link_tree(current_dir / item.install_target, layer)
                 continue
-            reporter.info(f"{item.install_target}: unpacking {archives[_sha(item)].name}")
+            reporter.info(f"{item.install_target}: unpacking {item.archive_name}")
             extract_archive(
                 archives[_sha(item)],
                 staging,

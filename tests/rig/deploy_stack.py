@@ -1,0 +1,111 @@
+"""A small stack published twice (v1, then v2 with only app ``one`` changed), for deploy tests.
+
+Layers: runtime ``cpython-3.12``, framework ``base`` (package ``beta``, which pulls
+``alpha``), apps ``one`` and ``two`` over it. ``v1`` and ``v2`` are copies of the publish
+output folder after each publish; v2 differs from v1 only in app-one's archive (and the
+metadata naming it). Built once per test session, whichever module asks first.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SPEC = """
+[[runtimes]]
+name = "cpython-3.12"
+python_implementation = "cpython@3.12.1"
+requirements = []
+
+[[frameworks]]
+name = "base"
+runtime = "cpython-3.12"
+requirements = ["beta"]
+
+[[applications]]
+name = "one"
+launch_module = "launch/one.py"
+frameworks = ["base"]
+requirements = []
+
+[[applications]]
+name = "two"
+launch_module = "launch/two.py"
+frameworks = ["base"]
+requirements = []
+
+[[tool.uv.index]]
+name = "local"
+url = "{index}"
+default = true
+"""
+
+APP = """\
+import sys
+import alpha, beta
+print("{name} {version}", alpha.__version__, *sys.argv[1:])
+"""
+
+
+@dataclass(frozen=True)
+class Versions:
+    spec: Path
+    v1: Path
+    v2: Path
+
+
+_built: dict[str, Versions] = {}
+
+
+def published_versions(root: Path, index_url: str) -> Versions:
+    """Build and publish v1 and v2 under ``root`` (once per session)."""
+    if "versions" in _built:
+        return _built["versions"]
+    from venvlayers.cli import main
+
+    stack = root / "stack"
+    (stack / "launch").mkdir(parents=True)
+    for name in ("one", "two"):
+        (stack / "launch" / f"{name}.py").write_text(APP.format(name=name, version="v1"))
+    spec = stack / "venvstacks.toml"
+    spec.write_text(SPEC.format(index=index_url))
+    out = stack / "out"
+
+    def publish(copy: Path) -> None:
+        assert main(["-q", "build", str(spec)]) == 0
+        assert main(["-q", "publish", "--tag-outputs", "--output-dir", str(out), str(spec)]) == 0
+        shutil.copytree(out, copy)
+
+    publish(root / "v1")
+    (stack / "launch" / "one.py").write_text(APP.format(name="one", version="v2"))
+    publish(root / "v2")
+    _built["versions"] = Versions(spec, root / "v1", root / "v2")
+    return _built["versions"]
+
+
+def manifest_path(folder: Path) -> Path:
+    """This platform's manifest in a publish output (whichever layout publish wrote)."""
+    from venvlayers.assets import manifest_candidates
+    from venvlayers.platforms import host_platform
+
+    for candidate in manifest_candidates(str(host_platform())):
+        if (folder / candidate).is_file():
+            return folder / candidate
+    raise AssertionError(f"no manifest in {folder}")
+
+
+def layer_metadata(folder: Path, layer: str) -> dict[str, Any]:
+    manifest = json.loads(manifest_path(folder).read_text())
+    for entries in manifest["layers"].values():
+        for entry in entries:
+            if entry["install_target"] == layer:
+                return dict(entry)
+    raise AssertionError(f"no layer {layer} in {folder}")
+
+
+def archive(folder: Path, layer: str) -> Path:
+    """The archive of ``layer`` (install target) in a publish output, as its manifest says."""
+    return folder / layer_metadata(folder, layer)["archive_name"]

@@ -1,0 +1,186 @@
+"""deploy --from a folder or an HTTP server: downloads counted, updates, rollback, the cache."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from rig.deploy_stack import Versions, archive, layer_metadata, published_versions
+from rig.file_server import Cut, FileServer
+from rig.index import SimpleIndex
+from rig.runtime import RuntimeMirror
+
+from venvlayers.cli import main
+
+pytestmark = pytest.mark.slow
+
+LAYERS = ["cpython-3.12", "framework-base", "app-one", "app-two"]
+
+
+@pytest.fixture(scope="module")
+def versions(
+    tmp_path_factory: pytest.TempPathFactory,
+    runtime_mirror_session: RuntimeMirror,
+    local_index: SimpleIndex,
+) -> Iterator[Versions]:
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in runtime_mirror_session.env.items():
+            mp.setenv(key, value)
+        mp.delenv("SOURCE_DATE_EPOCH", raising=False)
+        yield published_versions(tmp_path_factory.mktemp("deploy-stack"), local_index.url)
+
+
+@pytest.fixture
+def server(versions: Versions, tmp_path: Path) -> Iterator[FileServer]:
+    root = tmp_path / "served"
+    root.mkdir()
+    for name in ("v1", "v2"):
+        shutil.copytree(getattr(versions, name), root / name, copy_function=os.link)
+    with FileServer(root) as running:
+        yield running
+
+
+def deploy(*args: str | Path) -> int:
+    return main(["deploy", *map(str, args)])
+
+
+def run_app(target: Path, app: str) -> str:
+    python = target / app / "bin" / "python"
+    done = subprocess.run(
+        [str(python), "-m", app.removeprefix("app-")], capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every entry under ``folder`` with what it is (links by their value, files by size)."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        key = str(path.relative_to(folder))
+        if path.is_symlink():
+            found[key] = "-> " + os.readlink(path)
+        elif path.is_file():
+            found[key] = str(path.stat().st_size)
+        else:
+            found[key] = "dir"
+    return found
+
+
+def test_update_fetches_only_the_changed_app_and_rollback_restores_it(
+    server: FileServer, versions: Versions, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target, cache = tmp_path / "target", tmp_path / "cache"
+    assert deploy("--from", server.url + "v1", "--target", target, "--cache", cache) == 0
+    first = {Path(s.path).name: s.sent for s in server.fetched(".tar.xz")}
+    # each archive exactly once, whole
+    assert first == {
+        archive(versions.v1, layer).name: archive(versions.v1, layer).stat().st_size
+        for layer in LAYERS
+    }
+    assert run_app(target, "app-one").startswith("one v1")
+    assert run_app(target, "app-two").startswith("two v1")
+    out = capsys.readouterr().err
+    print(f"first deploy: {sum(first.values())} bytes in {len(first)} archives", file=sys.stderr)
+    assert "downloaded 4 archive(s)" in out
+
+    server.clear()
+    assert deploy("--from", server.url + "v2", "--target", target, "--cache", cache) == 0
+    update = {Path(s.path).name: s.sent for s in server.fetched(".tar.xz")}
+    changed = archive(versions.v2, "app-one")
+    assert update == {changed.name: changed.stat().st_size}
+    assert run_app(target, "app-one").startswith("one v2")
+    assert run_app(target, "app-two").startswith("two v1")
+    # the active layers are at TARGET/<install_target>, as venvstacks' layout expects
+    assert sorted(p.name for p in target.iterdir() if not p.name.startswith(".")) == sorted(LAYERS)
+
+    assert deploy("--rollback", "--target", target) == 0
+    assert run_app(target, "app-one").startswith("one v1")
+    assert deploy("--rollback", "--target", target) == 0  # and forward again
+    assert run_app(target, "app-one").startswith("one v2")
+
+    server.clear()
+    assert deploy("--from", server.url + "v2", "--target", target, "--cache", cache) == 0
+    assert server.fetched(".tar.xz") == []  # nothing changed: nothing fetched
+
+
+def test_two_apps_sharing_a_framework_fetch_it_once_through_the_cache(
+    server: FileServer, versions: Versions, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    for app in ("one", "two"):
+        target = tmp_path / f"target-{app}"
+        assert deploy("--from", server.url + "v1", "--target", target, "--cache", cache, app) == 0
+        assert run_app(target, f"app-{app}").startswith(f"{app} v1")
+        # only what the app needs is deployed
+        other = "two" if app == "one" else "one"
+        assert not (target / f"app-{other}").exists()
+    fetched = sorted(Path(s.path).name for s in server.fetched(".tar.xz"))
+    assert fetched == sorted(archive(versions.v1, layer).name for layer in LAYERS)
+
+
+def test_a_cut_download_resumes_where_it_stopped(
+    server: FileServer, versions: Versions, tmp_path: Path
+) -> None:
+    framework = archive(versions.v1, "framework-base")
+    size = framework.stat().st_size
+    server.cuts.append(Cut(framework.name, after=size // 2))
+    target = tmp_path / "target"
+    assert deploy("--from", server.url + "v1", "--target", target, "--cache", tmp_path / "c") == 0
+    requests = [s for s in server.log if s.path.endswith(framework.name)]
+    assert [(s.start, s.status, s.sent) for s in requests] == [
+        (0, 200, size // 2),
+        (size // 2, 206, size - size // 2),
+    ]
+    print(f"resumed download: {sum(s.sent for s in requests)} bytes for a {size}-byte archive")
+    assert run_app(target, "app-one").startswith("one v1")
+
+
+def test_an_interrupted_run_resumes_from_the_partial_file(
+    server: FileServer, versions: Versions, tmp_path: Path
+) -> None:
+    framework = archive(versions.v1, "framework-base")
+    size = framework.stat().st_size
+    cache = tmp_path / "cache"
+    partial = cache / "partial"
+    partial.mkdir(parents=True)
+    digest = layer_metadata(versions.v1, "framework-base")["archive_hashes"]["sha256"]
+    (partial / f"{digest}.part").write_bytes(framework.read_bytes()[:1000])
+    assert deploy("--from", server.url + "v1", "--target", tmp_path / "t", "--cache", cache) == 0
+    [served] = [s for s in server.log if s.path.endswith(framework.name)]
+    assert (served.start, served.sent) == (1000, size - 1000)
+
+
+def test_a_corrupted_archive_is_refused_and_the_target_untouched(
+    server: FileServer, versions: Versions, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target, cache = tmp_path / "target", tmp_path / "cache"
+    assert deploy("--from", server.url + "v1", "--target", target, "--cache", cache) == 0
+    bad = server.root / "bad"
+    shutil.copytree(versions.v2, bad)
+    victim = archive(bad, "app-one")
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, other bytes
+    victim.write_bytes(bytes(data))
+    before = snapshot(target)
+    capsys.readouterr()
+    assert deploy("--from", server.url + "bad", "--target", target, "--cache", cache) == 2
+    err = capsys.readouterr().err
+    assert "sha256" in err and victim.name in err and "Traceback" not in err
+    assert snapshot(target) == before
+    assert run_app(target, "app-one").startswith("one v1")
+    assert list((cache / "partial").iterdir()) == []  # the bad bytes are not kept
+
+
+def test_old_metadata_and_archives_form_still_deploys(versions: Versions, tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    meta = versions.v1 / "__venvstacks__"
+    assert deploy("--metadata", meta, "--archives", versions.v1, "--target", target) == 0
+    assert run_app(target, "app-two").startswith("two v1")
+    # and a folder source updates it in place, unpacking only the changed app
+    assert deploy("--from", versions.v2, "--target", target) == 0
+    assert run_app(target, "app-one").startswith("one v2")
