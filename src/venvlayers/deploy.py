@@ -347,19 +347,41 @@ def _link_tree(source: Path, destination: Path) -> None:
 
 
 def _postinstall(layer: Path, deployed: Path) -> None:
-    """Link the staged ``layer`` for its final place ``deployed``."""
+    """Link the staged ``layer`` for its final place ``deployed``, with the layer's own Python.
+
+    Its base Python is the staged runtime beside it, so even a first deploy or a runtime
+    update links and precompiles with the interpreter that will run the layer.
+    """
     if not (layer / postinstall.LAYER_CONFIG).is_file():
         raise DeployError(
             f"{deployed.name}: the archive has no layer config ({postinstall.LAYER_CONFIG}); "
             "it is not a deployable layer — publish it again; the target was left as it was"
         )
     try:
-        postinstall.link_layer(layer, deployed_path=deployed)
+        config = postinstall.load_config(layer)
+        base = postinstall.resolve(layer, config["base_python"])
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise DeployError(
-            f"{deployed.name}: postinstall failed ({type(exc).__name__}: {exc}); the target "
-            "was left as it was"
+            f"{deployed.name}: unreadable layer config ({type(exc).__name__}: {exc}); the "
+            "target was left as it was"
         ) from None
+    if not base.exists():
+        raise DeployError(
+            f"{deployed.name}: its base Python {base.name} is not in the deployment "
+            "(deploy the runtime layer with it); the target was left as it was"
+        )
+    script = Path(postinstall.__file__)
+    completed = subprocess.run(
+        [str(base), str(script), str(layer), str(deployed)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        detail = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+        raise DeployError(
+            f"{deployed.name}: postinstall failed: {detail}; the target was left as it was"
+        )
 
 
 def _replace_link(link: Path, value: str) -> None:

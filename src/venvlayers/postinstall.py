@@ -132,5 +132,8 @@ def _ensure_python_links(python: Path, base_python: Path, deployed_python: Path)
 
 
 if __name__ == "__main__":
+    # postinstall.py [LAYER [DEPLOYED_PATH]]: link LAYER (default: this file's folder),
+    # for living at DEPLOYED_PATH when given
     target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent
-    link_layer(target)
+    deployed = Path(sys.argv[2]) if len(sys.argv) > 2 else None
+    link_layer(target, deployed_path=deployed)
