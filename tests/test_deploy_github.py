@@ -1,0 +1,109 @@
+"""From a real stack to a running app through a GitHub release: merge → release → deploy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from rig.deploy_stack import Versions, published_versions
+from rig.github_double import GitHubDouble
+from rig.index import SimpleIndex
+from rig.runtime import RuntimeMirror
+
+from venvlayers.cli import main
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "ghs_DeploySecret0123456789abcdefXYZ"
+REPO = "octo-org/stacks"
+
+
+@pytest.fixture(scope="module")
+def versions(
+    tmp_path_factory: pytest.TempPathFactory,
+    runtime_mirror_session: RuntimeMirror,
+    local_index: SimpleIndex,
+) -> Iterator[Versions]:
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in runtime_mirror_session.env.items():
+            mp.setenv(key, value)
+        mp.delenv("SOURCE_DATE_EPOCH", raising=False)
+        yield published_versions(tmp_path_factory.mktemp("deploy-stack"), local_index.url)
+
+
+@pytest.fixture(scope="module")
+def github(versions: Versions, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitHubDouble]:
+    """A private repository with immutable releases holding releases v1 and v2 of the stack."""
+    with (
+        GitHubDouble(token=TOKEN, repo=REPO, immutable=True, private=True) as double,
+        pytest.MonkeyPatch.context() as mp,
+    ):
+        mp.setenv("GITHUB_TOKEN", TOKEN)
+        mp.setenv("GITHUB_REPOSITORY", REPO)
+        mp.setenv("GITHUB_API_URL", double.api_url)
+        for tag in ("v1", "v2"):
+            merged = tmp_path_factory.mktemp(f"merged-{tag}") / "out"
+            source = getattr(versions, tag)
+            assert main(["-q", "merge", str(source), "--output-dir", str(merged)]) == 0
+            assert main(["-q", "release", "--tag", tag, str(merged)]) == 0
+        yield double
+
+
+def test_deploy_from_a_private_release_runs_the_app_and_never_shows_the_token(
+    github: GitHubDouble,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    for tag in ("v1", "v2"):
+        release = github.release_by_tag(tag)
+        assert release is not None and not release.draft
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    monkeypatch.setenv("GITHUB_API_URL", github.api_url)
+    target, cache = tmp_path / "target", tmp_path / "cache"
+    capfd.readouterr()
+    args = ["deploy", "--target", str(target), "--cache", str(cache)]
+    code = main([*args, "--from", f"github:{REPO}@v1", "--run", "one", "--", "hello"])
+    assert code == 0
+    first = capfd.readouterr()
+    assert "one v1" in first.out and "hello" in first.out
+
+    storage_before = len(github.requests_matching("GET", r"^/storage/"))
+    assert main([*args, "--from", f"github:{REPO}@v2", "--run", "one"]) == 0
+    second = capfd.readouterr()
+    assert "one v2" in second.out
+    fetched = github.requests_matching("GET", r"^/storage/")[storage_before:]
+    assert [r.path.rsplit("/", 1)[1] for r in fetched if "tar.xz" in r.path] == [
+        "app-one-linux_x86_64-2.tar.xz"
+    ]
+    # the token went to the API host only, never to the storage host a download redirects to
+    assert all(
+        "authorization" not in r.headers for r in github.requests_matching("GET", "^/storage/")
+    )
+    for text in (first.out, first.err, second.out, second.err):
+        assert TOKEN not in text
+
+    assert main(["deploy", "--rollback", "--target", str(target), "--run", "one"]) == 0
+    assert "one v1" in capfd.readouterr().out
+
+
+def test_a_private_release_needs_the_token(
+    github: GitHubDouble,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    monkeypatch.setenv("GITHUB_API_URL", github.api_url)
+    target = tmp_path / "target"
+    capsys.readouterr()
+    assert main(["deploy", "--from", f"github:{REPO}@v1", "--target", str(target)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "GITHUB_TOKEN" in err
+    assert not target.exists()
+
+    monkeypatch.setenv("GITHUB_TOKEN", "ghs_WrongToken999")
+    assert main(["deploy", "--from", f"github:{REPO}@v1", "--target", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert "401" in err and "ghs_WrongToken999" not in err
