@@ -281,7 +281,8 @@ class Downloader:
             attempt += 1
             before = have
             try:
-                with self._opener.open(_request(download, have), timeout=STALL_TIMEOUT) as response:
+                timeout = max(min(STALL_TIMEOUT, self.budget.remaining()), 1.0)
+                with self._opener.open(_request(download, have), timeout=timeout) as response:
                     if have and response.status != 206:  # the server ignored the range
                         handle.truncate(0)
                         handle.seek(0)
@@ -289,6 +290,12 @@ class Downloader:
                             progress(-have)
                         have = before = 0
                     while chunk := response.read(CHUNK):
+                        if self.budget.remaining() <= 0:
+                            raise self.error(
+                                f"gave up downloading {download.label} at {have} bytes: the "
+                                f"deadline ({self.budget.seconds:g} s) passed — re-run to resume "
+                                "where it stopped"
+                            )
                         handle.write(chunk)
                         have += len(chunk)
                         self.counters.add_bytes(len(chunk))
