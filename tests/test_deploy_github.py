@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +15,8 @@ from rig.index import SimpleIndex
 from rig.runtime import RuntimeMirror
 
 from venvlayers.cli import main
+from venvlayers.gha import Reporter
+from venvlayers.release import release_directory
 
 pytestmark = pytest.mark.slow
 
@@ -107,3 +112,48 @@ def test_a_private_release_needs_the_token(
     assert main(["deploy", "--from", f"github:{REPO}@v1", "--target", str(target)]) == 2
     err = capsys.readouterr().err
     assert "401" in err and "ghs_WrongToken999" not in err
+
+
+def test_default_release_notes_are_the_lock_changes_since_the_previous_release(
+    versions: Versions, tmp_path: Path, local_index: SimpleIndex
+) -> None:
+    """A repository whose tag v1 holds the v1 sources; releasing v2 with --spec."""
+    repo = tmp_path / "repo"
+    shutil.copytree(versions.v1_source, repo)
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "v1")
+    git("tag", "v1")
+    stack = versions.spec.parent
+    for sub in ("requirements", "launch"):
+        shutil.rmtree(repo / sub)
+        shutil.copytree(stack / sub, repo / sub)
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "v2")
+    merged = tmp_path / "merged"
+    assert main(["-q", "merge", str(versions.v2), "--output-dir", str(merged)]) == 0
+    with GitHubDouble(token=TOKEN, repo=REPO) as double:
+        v1 = double.seed_release("v1")
+        merged_v1 = tmp_path / "merged-v1"
+        assert main(["-q", "merge", str(versions.v1), "--output-dir", str(merged_v1)]) == 0
+        data = (merged_v1 / "venvstacks-index.json").read_bytes()
+        double.seed_asset(v1, "venvstacks-index.json", data)
+        env = {"GITHUB_TOKEN": TOKEN, "GITHUB_REPOSITORY": REPO, "GITHUB_API_URL": double.api_url}
+        release_directory(
+            merged,
+            tag="v2",
+            reporter=Reporter(io.StringIO()),
+            environ=env,
+            spec=repo / "venvstacks.toml",
+        )
+        made = double.release_by_tag("v2")
+    assert made is not None and not made.draft
+    assert made.body.startswith("## Changes since v1")
+    assert "| `app-one` | 1 | " in made.body and "(changed)" in made.body
+    assert "1 archive(s) new or changed" in made.body  # only app-one's
+    assert "## Lock changes in `venvstacks.toml` against `v1`" in made.body
+    assert f"venvlayers deploy --from github:{REPO}@v2" in made.body

@@ -178,7 +178,7 @@ def test_default_notes_list_the_layers_and_the_deploy_command(
     release(double, out)
     made = double.release_by_tag(TAG)
     assert made is not None
-    assert "Previous release: v1.0.0" in made.body
+    assert made.body.startswith("## Changes since v1.0.0")
     assert "| `app-demo` | 3 |" in made.body
     assert f"venvlayers deploy --from github:{REPO}@{TAG} --target DIR APP" in made.body
 

@@ -454,6 +454,26 @@ class GitHubClient:
 
         return self.retrying(f"download {asset.name} to check its hash", action)
 
+    def read_asset(self, tag: str, name: str, limit: int = 64 * 1024 * 1024) -> bytes | None:
+        """The bytes of a small asset of release ``tag`` (None when it has no such asset)."""
+        release = self.find_release(tag)
+        asset = self.list_assets(release).get(name) if release is not None else None
+        if asset is None or asset.size > limit:
+            return None
+        url = asset.url
+
+        def action() -> bytes:
+            with self.session.get(
+                url,
+                headers={"Accept": "application/octet-stream"},
+                timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+            ) as response:
+                if response.status_code >= 400:
+                    raise response_failure(response)
+                return bytes(response.content)
+
+        return self.retrying(f"download {name} of release {tag}", action)
+
     def delete(self, asset: RemoteAsset) -> None:
         if asset.handle is None:  # pragma: no cover - only listed assets get deleted
             raise self.error(f"internal: cannot delete {asset.name} without its API object")

@@ -56,6 +56,10 @@ class Versions:
     v1: Path
     v2: Path
 
+    @property
+    def v1_source(self) -> Path:
+        return self.v1.parent / "v1-source"
+
 
 _built: dict[str, Versions] = {}
 
@@ -80,6 +84,8 @@ def published_versions(root: Path, index_url: str) -> Versions:
         shutil.copytree(out, copy)
 
     publish(root / "v1")
+    # the stack's sources at v1 (spec, locks, launch modules), for lock-diff against v1
+    shutil.copytree(stack, root / "v1-source", ignore=shutil.ignore_patterns("_build", "out"))
     (stack / "launch" / "one.py").write_text(APP.format(name="one", version="v2"))
     publish(root / "v2")
     _built["versions"] = Versions(spec, root / "v1", root / "v2")
