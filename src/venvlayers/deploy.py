@@ -20,6 +20,7 @@ it always tells the truth.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -54,6 +55,7 @@ RECORD_NAME = "deployment.json"
 LOCK_NAME = "lock"
 _STAGING_PREFIX = ".staging-"
 _LEGACY_STAGING_PREFIX = ".deploy-"  # staging folders of earlier versions, left by kills
+LEGACY_RECORD = ".venvlayers-deployed.json"  # earlier versions: layers unpacked in place
 
 
 @dataclass
@@ -94,6 +96,7 @@ def deploy_stack(
     archives = _fetch(source, todo, downloader)  # everything checked before the target changes
     with target_lock(target):
         clean_debris(target, reporter)
+        adopt_legacy(target, reporter)
         current = read_current(target, reporter)
         todo = [item for item in selected if not _reusable(item, current, target)]
         archives.update(_fetch(source, [i for i in todo if _sha(i) not in archives], downloader))
@@ -260,6 +263,56 @@ def clean_debris(target: Path, reporter: Reporter) -> None:
             path.unlink(missing_ok=True)
 
 
+def adopt_legacy(target: Path, reporter: Reporter) -> None:
+    """Turn a target deployed by an earlier version (layers in place) into a deployment.
+
+    The layers move, unchanged, into ``deployments/legacy`` and their folders become
+    links; their configuration names ``TARGET/<layer>`` paths, which still lead to them.
+    Interrupted, it carries on at the next run (the old record goes last).
+    """
+    legacy = target / LEGACY_RECORD
+    if not legacy.is_file():
+        return
+    try:
+        recorded = json.loads(legacy.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        recorded = {}
+    if not isinstance(recorded, dict):
+        recorded = {}
+    folder = target / STATE_DIR / DEPLOYMENTS / "legacy"
+    folder.mkdir(parents=True, exist_ok=True)
+    layers = []
+    for name, sha in sorted(recorded.items()):
+        if not isinstance(sha, str) or not _is_plain(name):
+            continue
+        entry = target / name
+        if entry.is_dir() and not entry.is_symlink():
+            os.rename(entry, folder / name)
+            _replace_link(entry, _active_link(name))
+        if (folder / name).is_dir():
+            layers.append(
+                DeployedLayer(
+                    install_target=name, layer_name=name, archive_name="", archive_sha256=sha
+                )
+            )
+    DeploymentRecord(
+        id="legacy",
+        source=f"{target} (deployed by an earlier venvlayers version)",
+        platform=str(host_platform()),
+        deployed_at=datetime.fromtimestamp(legacy.stat().st_mtime, UTC).isoformat(
+            timespec="seconds"
+        ),
+        layers=layers,
+    ).write(folder / RECORD_NAME)
+    _replace_link(target / STATE_DIR / CURRENT, f"{DEPLOYMENTS}/legacy")
+    legacy.unlink()
+    reporter.info(f"{target}: layers deployed by an earlier version kept as deployment 'legacy'")
+
+
+def _is_plain(name: str) -> bool:
+    return bool(name) and "/" not in name and "\\" not in name and not name.startswith(".")
+
+
 # ---------------------------------------------------------------------------
 # Staging and the switch
 
@@ -388,7 +441,7 @@ def _replace_link(link: Path, value: str) -> None:
     """Point ``link`` at ``value`` in one rename (readers see the old or the new link)."""
     temporary = link.with_name(f".link-{link.name}-{os.getpid()}")
     temporary.unlink(missing_ok=True)
-    os.symlink(value, temporary)
+    os.symlink(value, temporary, target_is_directory=True)
     os.replace(temporary, link)
 
 
