@@ -339,65 +339,30 @@ def cmd_local_export(args: argparse.Namespace, reporter: Reporter) -> Outcome:
 
 def cmd_deploy(args: argparse.Namespace, reporter: Reporter) -> Outcome:
     from venvlayers.deploy import deploy_stack, rollback, run_app
-    from venvlayers.deploy_source import FolderSource, open_source
+    from venvlayers.deploy_source import source_from
     from venvlayers.downloads import Downloader, default_cache_dir
 
     if args.rollback:
         if args.source or args.metadata or args.layers:
             raise VenvlayersError("deploy --rollback takes only --target (and --run)")
-        record = rollback(args.target, reporter=reporter)
-        if args.run:
-            from venvlayers.deploy import DeployResult, run_command
-
-            apps = {
-                layer.install_target: run_command(
-                    args.target.absolute(), layer.install_target, layer.app_launch_module
-                )
-                for layer in record.layers
-                if layer.app_launch_module
-            }
-            return Outcome(
-                run_app(DeployResult(args.target, [], [], apps), args.run, args.app_arguments)
-            )
-        return Outcome(0)
-    downloader = Downloader(
-        args.cache or default_cache_dir(), reporter=reporter, deadline_seconds=args.deadline
-    )
-    manifest_file = None
-    if args.source is not None:
-        if args.metadata is not None or args.archives is not None:
-            raise VenvlayersError("deploy: use either --from SOURCE or --metadata/--archives")
-        source = open_source(args.source, downloader, reporter)
-    elif args.metadata is not None and args.archives is not None:
-        metadata: Path = args.metadata
-        if metadata.is_file():
-            manifest_file = metadata
-        source = FolderSource(metadata if metadata.is_dir() else metadata.parent, args.archives)
+        result = rollback(args.target, reporter=reporter)
     else:
-        raise VenvlayersError(
-            "deploy needs --from SOURCE (a folder, an http(s):// URL or github:OWNER/REPO@TAG)"
+        cache = args.cache or default_cache_dir()
+        downloader = Downloader(cache, reporter=reporter, deadline_seconds=args.deadline)
+        source, manifest = source_from(
+            args.source, args.metadata, args.archives, downloader, reporter
         )
-    result = deploy_stack(
-        source,
-        args.target,
-        args.layers,
-        downloader=downloader,
-        reporter=reporter,
-        manifest_file=manifest_file,
-    )
-    reporter.info(
-        f"deployed {len(result.deployed)} layer(s) to {result.target}"
-        + (f"; already current: {', '.join(result.unchanged)}" if result.unchanged else "")
-        + (
-            f"; downloaded {len(result.downloaded)} archive(s), {result.bytes_downloaded} bytes"
-            if result.downloaded
-            else ""
+        result = deploy_stack(
+            source,
+            args.target,
+            args.layers,
+            downloader=downloader,
+            reporter=reporter,
+            manifest_file=manifest,
         )
-    )
+        reporter.info(result.summary())
     reporter.set_output("deployment", result.deployment or "")
-    if args.run:
-        return Outcome(run_app(result, args.run, args.app_arguments))
-    return Outcome(0)
+    return Outcome(run_app(result, args.run, args.app_arguments) if args.run else 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -497,50 +462,22 @@ def build_parser() -> argparse.ArgumentParser:
         "deploy",
         help="install published layers from a folder, URL or GitHub release (and run an app)",
     )
-    deploy.add_argument(
-        "--from",
-        dest="source",
-        metavar="SOURCE",
-        default=None,
-        help="a publish/merge output folder, its http(s):// base URL, or github:OWNER/REPO@TAG",
-    )
-    deploy.add_argument(
-        "--metadata",
-        type=Path,
-        default=None,
-        help="(older form) the publish output's __venvstacks__ (or platform) folder",
-    )
-    deploy.add_argument(
-        "--archives", type=Path, default=None, help="(older form) folder holding the archives"
-    )
-    deploy.add_argument("--target", type=Path, required=True, help="folder to deploy into")
-    deploy.add_argument(
-        "--cache",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="download cache, shared by targets (default: the user cache folder)",
-    )
-    deploy.add_argument(
-        "--rollback", action="store_true", help="make the previous deployment current again"
-    )
-    deploy.add_argument(
+    add = deploy.add_argument
+    add("--from", dest="source", metavar="SOURCE", help="folder, http(s):// URL or github:O/R@TAG")
+    add("--metadata", type=Path, help="(older form) the publish output's __venvstacks__ folder")
+    add("--archives", type=Path, help="(older form) folder holding the archives")
+    add("--target", type=Path, required=True, help="folder to deploy into")
+    add("--cache", type=Path, metavar="DIR", help="download cache (default: user cache folder)")
+    add("--rollback", action="store_true", help="make the previous deployment current again")
+    add(
         "--deadline",
         type=_positive_seconds,
         default=3600,
         metavar="SECONDS",
-        help="stop retrying downloads after this long in all (default 3600)",
+        help="downloads (3600)",
     )
-    deploy.add_argument(
-        "--run", metavar="APP", help="after deploying, run this app with the arguments after --"
-    )
-    deploy.add_argument(
-        "layers",
-        nargs="*",
-        default=[],
-        metavar="APP|LAYER",
-        help="apps or layers to deploy, with what they need (default: all)",
-    )
+    add("--run", metavar="APP", help="after deploying, run this app with the arguments after --")
+    add("layers", nargs="*", metavar="APP|LAYER", help="what to deploy, with what it needs (all)")
     deploy.set_defaults(handler=cmd_deploy)
 
     release = commands.add_parser(

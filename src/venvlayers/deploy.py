@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -46,6 +45,7 @@ from venvlayers.models import (
     read_model,
 )
 from venvlayers.platforms import host_platform
+from venvlayers.process import run_postinstall, run_process
 
 STATE_DIR = ".venvlayers"
 DEPLOYMENTS = "deployments"
@@ -69,6 +69,14 @@ class DeployResult:
     deployment: str | None = None
     downloaded: list[str] = field(default_factory=list)
     bytes_downloaded: int = 0
+
+    def summary(self) -> str:
+        text = f"deployed {len(self.deployed)} layer(s) to {self.target}"
+        if self.unchanged:
+            text += f"; already current: {', '.join(self.unchanged)}"
+        if self.downloaded:
+            text += f"; downloaded {len(self.downloaded)} archive(s), {self.bytes_downloaded} bytes"
+        return text
 
 
 def deploy_stack(
@@ -423,18 +431,7 @@ def _postinstall(layer: Path, deployed: Path) -> None:
             f"{deployed.name}: its base Python {base.name} is not in the deployment "
             "(deploy the runtime layer with it); the target was left as it was"
         )
-    script = Path(postinstall.__file__)
-    completed = subprocess.run(
-        [str(base), str(script), str(layer), str(deployed)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if completed.returncode != 0:
-        detail = (completed.stderr.strip().splitlines() or ["no output"])[-1]
-        raise DeployError(
-            f"{deployed.name}: postinstall failed: {detail}; the target was left as it was"
-        )
+    run_postinstall(layer, error=DeployError, deployed_path=deployed)
 
 
 def _replace_link(link: Path, value: str) -> None:
@@ -477,7 +474,7 @@ def _tidy(target: Path, active: set[str]) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def rollback(target: Path, *, reporter: Reporter) -> DeploymentRecord:
+def rollback(target: Path, *, reporter: Reporter) -> DeployResult:
     """Make the previous deployment current again (and the current one previous)."""
     target = target.absolute()
     state = target / STATE_DIR
@@ -494,7 +491,12 @@ def rollback(target: Path, *, reporter: Reporter) -> DeploymentRecord:
         layers = [layer.install_target for layer in previous.layers]
         switch_to(target, previous.id, layers, keep_previous=True)
     reporter.info(f"{target}: rolled back to deployment {previous.id}")
-    return previous
+    apps = {
+        layer.install_target: run_command(target, layer.install_target, layer.app_launch_module)
+        for layer in previous.layers
+        if layer.app_launch_module
+    }
+    return DeployResult(target, [], layers, apps, deployment=previous.id)
 
 
 # ---------------------------------------------------------------------------
@@ -516,4 +518,7 @@ def run_app(result: DeployResult, app: str, arguments: Sequence[str]) -> int:
     ]
     if not matches:
         raise DeployError(f"no deployed app {app!r}; apps: {', '.join(result.apps) or 'none'}")
-    return subprocess.run([*result.apps[matches[0]], *arguments], check=False).returncode
+    command = [*result.apps[matches[0]], *arguments]
+    return run_process(
+        command, what=f"run {app}", check=False, capture=False, error=DeployError
+    ).returncode

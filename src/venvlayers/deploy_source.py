@@ -176,6 +176,28 @@ def open_source(
     return FolderSource(folder)
 
 
+def source_from(
+    text: str | None,
+    metadata: Path | None,
+    archives: Path | None,
+    downloader: Downloader,
+    reporter: Reporter,
+) -> tuple[Source, Path | None]:
+    """The source of ``deploy --from TEXT`` or of the older ``--metadata M --archives A``
+    (with the manifest file itself when M is one)."""
+    if text is not None:
+        if metadata is not None or archives is not None:
+            raise DeployError("deploy: use either --from SOURCE or --metadata/--archives")
+        return open_source(text, downloader, reporter), None
+    if metadata is None or archives is None:
+        raise DeployError(
+            "deploy needs --from SOURCE (a folder, an http(s):// URL or github:OWNER/REPO@TAG)"
+        )
+    if metadata.is_file():
+        return FolderSource(metadata.parent, archives), metadata
+    return FolderSource(metadata, archives), None
+
+
 def find_manifest(source: Source, platform: str) -> tuple[StackManifest, str]:
     """This platform's manifest in any layout the source may use, and where it was."""
     candidates = [*manifest_candidates(platform), f"{platform}/venvstacks.json"]

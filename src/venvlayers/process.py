@@ -79,20 +79,25 @@ def run_process(
     return result
 
 
-def run_postinstall(layer_path: Path, *, error: type[VenvlayersError]) -> None:
+def run_postinstall(
+    layer_path: Path, *, error: type[VenvlayersError], deployed_path: Path | None = None
+) -> None:
     """Run a deployed layer's own ``postinstall.py`` with its base runtime, as users do.
 
     The base runtime (the layer's own interpreter for a runtime layer): a venv's python
     cannot start before postinstall has written its ``pyvenv.cfg``. Lower layers must be
-    in place first.
+    in place first. With ``deployed_path`` the layer sits in a staging folder (beside its
+    staged lower layers) and is linked for living at ``deployed_path``: that is venvlayers'
+    own ``postinstall.py`` (the layer's copy may not know the argument), still run by the
+    layer's base runtime so bytecode is compiled by the interpreter that will load it.
     """
     config = postinstall.load_config(layer_path)
     try:
         base_python = postinstall.resolve(layer_path, config["base_python"])
     except RuntimeError as exc:  # a layer config naming a path outside the deployment
         raise error(f"{exc}; the layer is damaged or unsafe, do not deploy it") from None
-    run_process(
-        [base_python, layer_path / "postinstall.py"],
-        what=f"{layer_path}: postinstall",
-        error=error,
-    )
+    if deployed_path is None:
+        command = [base_python, layer_path / "postinstall.py"]
+    else:
+        command = [base_python, Path(postinstall.__file__), layer_path, deployed_path]
+    run_process(command, what=f"{deployed_path or layer_path}: postinstall", error=error)

@@ -21,8 +21,7 @@ from venvlayers.assets import (
 )
 from venvlayers.errors import ReleaseError
 from venvlayers.gha import Reporter
-from venvlayers.merge import StackIndex
-from venvlayers.models import StackManifest, read_model
+from venvlayers.models import StackIndex, StackManifest, read_model
 
 
 def platform_manifest(out: Path, platform: str) -> Path | None:

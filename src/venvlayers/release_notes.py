@@ -15,8 +15,8 @@ from venvlayers.assets import INDEX_NAME
 from venvlayers.errors import ReleaseError, VenvlayersError
 from venvlayers.gha import Reporter
 from venvlayers.github import GitHubClient
-from venvlayers.merge import StackIndex, format_size
-from venvlayers.models import read_model
+from venvlayers.mergereport import format_size
+from venvlayers.models import StackIndex, read_model
 
 
 def default_notes(
