@@ -96,7 +96,8 @@ def deploy_stack(
     else:
         manifest, where = find_manifest(source, platform)
     selected = select_layers(manifest, layers, where, platform)
-    target = target.absolute()
+    # absolute and without ".." (`--target ../x`), symlinks kept: deploy where the user said
+    target = Path(os.path.abspath(target))
     _check_target(target)
 
     current = read_current(target, reporter)
@@ -476,7 +477,8 @@ def _tidy(target: Path, active: set[str]) -> None:
 
 def rollback(target: Path, *, reporter: Reporter) -> DeployResult:
     """Make the previous deployment current again (and the current one previous)."""
-    target = target.absolute()
+    # absolute and without ".." (`--target ../x`), symlinks kept: deploy where the user said
+    target = Path(os.path.abspath(target))
     state = target / STATE_DIR
     if not (state / PREVIOUS).is_symlink():
         raise DeployError(
