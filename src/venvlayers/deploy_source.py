@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from pydantic import ValidationError
 
@@ -67,9 +67,11 @@ class FolderSource:
             raise DeployError(f"{path}: cannot read ({exc.strerror})", path=path) from None
 
     def archive(self, name: str, meta: LayerMetadata) -> ArchiveSource:
-        folders = [self.archives] if self.archives else [self.root, self.root.parent]
+        folders = [self.archives] if self.archives else [self.root]
         if self.archives is None and self.root.name == METADATA_DIR:
-            folders = [self.root.parent]
+            folders = [self.root.parent]  # --from out/__venvstacks__
+        elif self.archives is None and self.root.parent.name == METADATA_DIR:
+            folders = [self.root.parent.parent]  # --from out/__venvstacks__/<platform>
         for folder in folders:
             for candidate in (name, github_asset_name(name)):
                 if (folder / candidate).is_file():
@@ -167,6 +169,11 @@ def open_source(
             raise DeployError(f"--from {text!r}: write github:OWNER/REPO@TAG")
         return GitHubSource(match["repo"], match["tag"], downloader, reporter, env)
     if text.startswith(("http://", "https://")):
+        if urlsplit(text).username is not None:
+            raise DeployError(
+                "--from: credentials in the URL would be shown in logs and records; serve the "
+                "folder without them (or use github:OWNER/REPO@TAG with GITHUB_TOKEN)"
+            )
         return HttpSource(text, downloader)
     folder = Path(text)
     if not folder.is_dir():
