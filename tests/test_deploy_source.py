@@ -118,3 +118,22 @@ def test_sources_that_cannot_work_are_one_line(tmp_path: Path, text: str, messag
     with pytest.raises(DeployError, match=message) as failure:
         open_source(text, downloader, Reporter(io.StringIO()), env={})
     assert "secret" not in str(failure.value) and "\n" not in str(failure.value)
+
+
+def test_a_mirror_of_release_assets_is_read_with_githubs_names(tmp_path: Path) -> None:
+    from rig.file_server import FileServer
+
+    from venvlayers.deploy_source import HttpSource
+
+    served = tmp_path / "mirror"
+    served.mkdir()
+    (served / "venvstacks-linux_x86_64.json").write_text(json.dumps(manifest()))
+    with FileServer(served) as server:
+        source = HttpSource(
+            server.url, Downloader(tmp_path / "c", reporter=Reporter(io.StringIO()))
+        )
+        found, _ = find_manifest(source, "linux_x86_64")
+        app = found.layers["applications"][0]
+        where = source.archive("app-x@2-linux_x86_64-1.tar.xz", app)
+    assert where.download is not None
+    assert where.download.url == server.url + "app-x.2-linux_x86_64-1.tar.xz"

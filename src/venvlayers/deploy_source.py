@@ -97,12 +97,21 @@ class HttpSource:
 
     def read(self, relative: str) -> bytes | None:
         item = Download(self._url(relative), "", None, relative)
-        return self.downloader.fetch_bytes(item, missing_ok=True)
+        data = self.downloader.fetch_bytes(item, missing_ok=True)
+        if data is not None:
+            # a flat manifest: a mirror of release assets, named as GitHub names them
+            self.flat = "/" not in relative
+        return data
+
+    flat = False
 
     def archive(self, name: str, meta: LayerMetadata) -> ArchiveSource:
         assert meta.archive_hashes is not None
+        served = github_asset_name(name) if self.flat else name
         return ArchiveSource(
-            download=Download(self._url(name), meta.archive_hashes.sha256, meta.archive_size, name)
+            download=Download(
+                self._url(served), meta.archive_hashes.sha256, meta.archive_size, served
+            )
         )
 
 
