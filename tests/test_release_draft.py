@@ -188,3 +188,22 @@ def test_draft_option_keeps_it_a_draft(double: GitHubDouble, out: Path) -> None:
     kept = double.release_by_tag(TAG)
     assert kept is not None and kept.draft
     assert double.requests_matching("PATCH", r"/releases/\d+$") == []
+
+
+def test_adding_to_a_published_immutable_release_is_one_clear_error(
+    double: GitHubDouble, out: Path
+) -> None:
+    release(double, out)
+    index = json.loads((out / "venvstacks-index.json").read_text())
+    extra = json.loads(json.dumps(index["layers"]["app-demo"]))
+    name = "app-more-linux_x86_64-1.tar.xz"
+    (out / name).write_bytes(b"more")
+    extra["platforms"]["linux_x86_64"].update(
+        archive_name=name, archive_size=4, sha256=hashlib.sha256(b"more").hexdigest()
+    )
+    index["layers"]["app-more"] = extra
+    (out / "venvstacks-index.json").write_text(json.dumps(index))
+    with pytest.raises(ReleaseError) as failure:
+        release(double, out)
+    message = str(failure.value)
+    assert "already published" in message and "new tag" in message and TOKEN not in message

@@ -297,6 +297,11 @@ def _run(
             plan.append((local, "replace", remote))
         else:
             conflicts.append(local.name)
+    if conflicts and not release.draft:
+        raise ReleaseError(
+            f"release {tag} is already published with other {', '.join(conflicts)}; release "
+            "under a new tag (--replace works only where releases are not immutable)"
+        )
     if conflicts:
         raise uploader.conflict(conflicts)
     if not release.draft and any(action is not None for _, action, _ in plan):
