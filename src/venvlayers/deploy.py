@@ -118,9 +118,7 @@ def deploy_stack(
         }
         if todo or not same_set:
             _check_entries(target, selected)
-            record = _stage_and_switch(
-                source, target, selected, todo, archives, current, platform, reporter
-            )
+            record = _stage_and_switch(source, target, selected, todo, archives, platform, reporter)
             result.deployment = record.id
         elif current is not None:
             result.deployment = current.id
@@ -332,7 +330,6 @@ def _stage_and_switch(
     selected: list[LayerMetadata],
     todo: list[LayerMetadata],
     archives: dict[str, Path],
-    current: DeploymentRecord | None,
     platform: str,
     reporter: Reporter,
 ) -> DeploymentRecord:
