@@ -11,6 +11,7 @@ Fixtures (all lazy: nothing is built unless a test asks for it):
   (call ``clear_log()`` before asserting on ``requests``).
 - ``simple_index_factory``: start extra indexes (other folders, basic auth) for one test.
 - ``peer``: venvstacks 0.8.0, the reference tool, runnable offline (``rig.peer``).
+- ``deploy_versions``: a small stack published twice, v2 changing one app (``rig.deploy_stack``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pathlib import Path
 import pytest
 from rig import LEAKY_ENV
 from rig.cli import Run
+from rig.deploy_stack import Versions as DeployVersions
+from rig.deploy_stack import published_versions
 from rig.index import SimpleIndex
 from rig.peer import PEER_WHEEL, Peer, install_peer, peer_available
 from rig.runtime import (
@@ -147,3 +150,17 @@ def peer() -> Peer:
     if not peer_available():
         pytest.skip(f"the reference tool's wheel is not at {PEER_WHEEL}")
     return install_peer()
+
+
+@pytest.fixture(scope="session")
+def deploy_versions(
+    tmp_path_factory: pytest.TempPathFactory,
+    runtime_mirror_session: RuntimeMirror,
+    local_index: SimpleIndex,
+) -> DeployVersions:
+    """A small stack published twice, v2 changing one app only (``rig.deploy_stack``)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in runtime_mirror_session.env.items():
+            mp.setenv(key, value)
+        mp.delenv("SOURCE_DATE_EPOCH", raising=False)
+        return published_versions(tmp_path_factory.mktemp("deploy-stack"), local_index.url)

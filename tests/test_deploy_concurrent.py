@@ -7,29 +7,18 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rig.deploy_stack import Versions, archive, published_versions
+from rig.deploy_stack import Versions, archive, run_app
 from rig.file_server import FileServer
-from rig.index import SimpleIndex
-from rig.runtime import RuntimeMirror
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def versions(
-    tmp_path_factory: pytest.TempPathFactory,
-    runtime_mirror_session: RuntimeMirror,
-    local_index: SimpleIndex,
-) -> Iterator[Versions]:
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in runtime_mirror_session.env.items():
-            mp.setenv(key, value)
-        mp.delenv("SOURCE_DATE_EPOCH", raising=False)
-        yield published_versions(tmp_path_factory.mktemp("deploy-stack"), local_index.url)
+@pytest.fixture
+def versions(deploy_versions: Versions) -> Versions:
+    return deploy_versions
 
 
 def start(*args: str | Path) -> subprocess.Popen[str]:
@@ -39,14 +28,6 @@ def start(*args: str | Path) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def app_output(target: Path, app: str) -> str:
-    python = target / app / "bin" / "python"
-    done = subprocess.run(
-        [str(python), "-m", app.removeprefix("app-")], capture_output=True, text=True, check=True
-    )
-    return done.stdout.strip()
 
 
 def test_two_deploys_into_one_target_never_interleave(versions: Versions, tmp_path: Path) -> None:
@@ -66,7 +47,7 @@ def test_two_deploys_into_one_target_never_interleave(versions: Versions, tmp_pa
     deployed = {layer["archive_name"] for layer in record["layers"]}
     sets = {v: {archive(getattr(versions, v), n).name for n in layers} for v in ("v1", "v2")}
     [expected] = [v for v, names in sets.items() if names == deployed]
-    assert app_output(target, "app-one").startswith(f"one {expected}")
+    assert run_app(target, "app-one").startswith(f"one {expected}")
     assert [
         p.name for p in (target / ".venvlayers" / "deployments").iterdir() if p.name.startswith(".")
     ] == []
@@ -92,4 +73,4 @@ def test_two_deploys_sharing_a_cache_fetch_each_archive_once(
     )
     assert fetched == names  # each once, though two runs wanted every one at the same time
     for i in (1, 2):
-        assert app_output(tmp_path / f"t{i}", "app-two").startswith("two v1")
+        assert run_app(tmp_path / f"t{i}", "app-two").startswith("two v1")

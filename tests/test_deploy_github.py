@@ -9,10 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rig.deploy_stack import Versions, published_versions
+from rig.deploy_stack import Versions
 from rig.github_double import GitHubDouble
 from rig.index import SimpleIndex
-from rig.runtime import RuntimeMirror
 
 from venvlayers.cli import main
 from venvlayers.gha import Reporter
@@ -24,21 +23,15 @@ TOKEN = "ghs_DeploySecret0123456789abcdefXYZ"
 REPO = "octo-org/stacks"
 
 
-@pytest.fixture(scope="module")
-def versions(
-    tmp_path_factory: pytest.TempPathFactory,
-    runtime_mirror_session: RuntimeMirror,
-    local_index: SimpleIndex,
-) -> Iterator[Versions]:
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in runtime_mirror_session.env.items():
-            mp.setenv(key, value)
-        mp.delenv("SOURCE_DATE_EPOCH", raising=False)
-        yield published_versions(tmp_path_factory.mktemp("deploy-stack"), local_index.url)
+@pytest.fixture
+def versions(deploy_versions: Versions) -> Versions:
+    return deploy_versions
 
 
 @pytest.fixture(scope="module")
-def github(versions: Versions, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitHubDouble]:
+def github(
+    deploy_versions: Versions, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GitHubDouble]:
     """A private repository with immutable releases holding releases v1 and v2 of the stack."""
     with (
         GitHubDouble(token=TOKEN, repo=REPO, immutable=True, private=True) as double,
@@ -49,7 +42,7 @@ def github(versions: Versions, tmp_path_factory: pytest.TempPathFactory) -> Iter
         mp.setenv("GITHUB_API_URL", double.api_url)
         for tag in ("v1", "v2"):
             merged = tmp_path_factory.mktemp(f"merged-{tag}") / "out"
-            source = getattr(versions, tag)
+            source = getattr(deploy_versions, tag)
             assert main(["-q", "merge", str(source), "--output-dir", str(merged)]) == 0
             assert main(["-q", "release", "--tag", tag, str(merged)]) == 0
         yield double

@@ -10,55 +10,17 @@ import shutil
 import subprocess
 import sys
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rig.deploy_stack import Versions, archive, manifest_path, published_versions
-from rig.index import SimpleIndex
-from rig.runtime import RuntimeMirror
-
-from venvlayers.cli import main
+from rig.deploy_stack import Versions, archive, deploy, manifest_path, run_app, snapshot
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def versions(
-    tmp_path_factory: pytest.TempPathFactory,
-    runtime_mirror_session: RuntimeMirror,
-    local_index: SimpleIndex,
-) -> Iterator[Versions]:
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in runtime_mirror_session.env.items():
-            mp.setenv(key, value)
-        mp.delenv("SOURCE_DATE_EPOCH", raising=False)
-        yield published_versions(tmp_path_factory.mktemp("deploy-stack"), local_index.url)
-
-
-def deploy(*args: str | Path) -> int:
-    return main(["deploy", *map(str, args)])
-
-
-def run_app(target: Path, app: str) -> str:
-    python = target / app / "bin" / "python"
-    done = subprocess.run(
-        [str(python), "-m", app.removeprefix("app-")], capture_output=True, text=True, check=True
-    )
-    return done.stdout.strip()
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    found = {}
-    for path in sorted(folder.rglob("*")):
-        key = str(path.relative_to(folder))
-        if path.is_symlink():
-            found[key] = "-> " + os.readlink(path)
-        elif path.is_file():
-            found[key] = hashlib.sha256(path.read_bytes()).hexdigest()
-        else:
-            found[key] = "dir"
-    return found
+@pytest.fixture
+def versions(deploy_versions: Versions) -> Versions:
+    return deploy_versions
 
 
 def edit_manifest(folder: Path, layer: str, **changes: object) -> None:

@@ -4,35 +4,22 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rig.deploy_stack import Versions, archive, layer_metadata, published_versions
+from rig.deploy_stack import Versions, archive, deploy, layer_metadata, run_app, snapshot
 from rig.file_server import Cut, FileServer
-from rig.index import SimpleIndex
-from rig.runtime import RuntimeMirror
-
-from venvlayers.cli import main
 
 pytestmark = pytest.mark.slow
 
 LAYERS = ["cpython-3.12", "framework-base", "app-one", "app-two"]
 
 
-@pytest.fixture(scope="module")
-def versions(
-    tmp_path_factory: pytest.TempPathFactory,
-    runtime_mirror_session: RuntimeMirror,
-    local_index: SimpleIndex,
-) -> Iterator[Versions]:
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in runtime_mirror_session.env.items():
-            mp.setenv(key, value)
-        mp.delenv("SOURCE_DATE_EPOCH", raising=False)
-        yield published_versions(tmp_path_factory.mktemp("deploy-stack"), local_index.url)
+@pytest.fixture
+def versions(deploy_versions: Versions) -> Versions:
+    return deploy_versions
 
 
 @pytest.fixture
@@ -43,32 +30,6 @@ def server(versions: Versions, tmp_path: Path) -> Iterator[FileServer]:
         shutil.copytree(getattr(versions, name), root / name, copy_function=os.link)
     with FileServer(root) as running:
         yield running
-
-
-def deploy(*args: str | Path) -> int:
-    return main(["deploy", *map(str, args)])
-
-
-def run_app(target: Path, app: str) -> str:
-    python = target / app / "bin" / "python"
-    done = subprocess.run(
-        [str(python), "-m", app.removeprefix("app-")], capture_output=True, text=True, check=True
-    )
-    return done.stdout.strip()
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    """Every entry under ``folder`` with what it is (links by their value, files by size)."""
-    found = {}
-    for path in sorted(folder.rglob("*")):
-        key = str(path.relative_to(folder))
-        if path.is_symlink():
-            found[key] = "-> " + os.readlink(path)
-        elif path.is_file():
-            found[key] = str(path.stat().st_size)
-        else:
-            found[key] = "dir"
-    return found
 
 
 def test_update_fetches_only_the_changed_app_and_rollback_restores_it(

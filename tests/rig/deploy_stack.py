@@ -8,8 +8,11 @@ metadata naming it). Built once per test session, whichever module asks first.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,3 +118,33 @@ def layer_metadata(folder: Path, layer: str) -> dict[str, Any]:
 def archive(folder: Path, layer: str) -> Path:
     """The archive of ``layer`` (install target) in a publish output, as its manifest says."""
     return folder / layer_metadata(folder, layer)["archive_name"]
+
+
+def deploy(*args: str | Path) -> int:
+    """``venvlayers deploy ARGS…`` in process; its exit status."""
+    from venvlayers.cli import main
+
+    return main(["deploy", *map(str, args)])
+
+
+def run_app(target: Path, app: str) -> str:
+    """What a deployed app (``app-one``) prints, run as users do: ``<app>/bin/python -m``."""
+    python = target / app / "bin" / "python"
+    done = subprocess.run(
+        [str(python), "-m", app.removeprefix("app-")], capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every entry under ``folder``: links by their value, files by their sha256."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        key = str(path.relative_to(folder))
+        if path.is_symlink():
+            found[key] = "-> " + os.readlink(path)
+        elif path.is_file():
+            found[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            found[key] = "dir"
+    return found
