@@ -37,7 +37,19 @@ ROWS = {"first": "deploy (first)", "update": "deploy (app-only update)"}
 def _deploy(url: str, target: Path, cache: Path) -> float:
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "venvlayers", "-q", "deploy", "--from", url, "--target", str(target), "--cache", str(cache)],
+        [
+            sys.executable,
+            "-m",
+            "venvlayers",
+            "-q",
+            "deploy",
+            "--from",
+            url,
+            "--target",
+            str(target),
+            "--cache",
+            str(cache),
+        ],
         check=True,
         stdout=subprocess.DEVNULL,
     )
