@@ -351,6 +351,8 @@ def _stage_and_switch(
                 expected_root=item.install_target,
                 expected_size=item.archive_size,
                 expected_sha256=_sha(item),
+                # venvstacks' layers link bin/python_ to ../../<runtime>/bin/python
+                sibling_roots=_lower_layers(item, selected),
             )
             _postinstall(layer, target / item.install_target)
         record = _new_record(source, selected, platform, deployments)
@@ -363,6 +365,15 @@ def _stage_and_switch(
     switch_to(target, record.id, [i.install_target for i in selected], keep_previous=True)
     reporter.info(f"{target}: deployment {record.id} is now current")
     return record
+
+
+def _lower_layers(item: LayerMetadata, selected: list[LayerMetadata]) -> set[str]:
+    """The deployed folders a layer's links may lead into: its runtime and frameworks."""
+    by_name = {i.layer_name: i.install_target for i in selected}
+    lower = {by_name.get(r, r) for r in item.required_layers or []}
+    if item.runtime_layer and item.runtime_layer != item.layer_name:
+        lower.add(by_name.get(item.runtime_layer, item.runtime_layer))
+    return lower
 
 
 def _new_record(
