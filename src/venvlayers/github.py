@@ -29,6 +29,7 @@ from github.Repository import Repository
 
 from venvlayers import __version__
 from venvlayers.assets import SHA256SUMS_NAME
+from venvlayers.deadline import Deadline
 from venvlayers.errors import VenvlayersError
 from venvlayers.gha import Reporter
 from venvlayers.retry import Budget, HttpFailure, retry_delay
@@ -226,10 +227,12 @@ class GitHubClient:
         self.reporter = reporter
         self.budget = budget
         self.error = error
+        # wall clock, stalls included: every socket timeout ends within the deadline
+        self.deadline = Deadline(budget.seconds)
         self.github = Github(
             auth=Auth.Token(token) if token else None,
             base_url=api_url,
-            timeout=API_TIMEOUT,
+            timeout=int(self.deadline.timeout(API_TIMEOUT)),
             user_agent=f"venvlayers/{__version__}",
             per_page=100,
             # our retry loop owns retrying; PyGithub's would multiply with it
@@ -251,6 +254,10 @@ class GitHubClient:
             }
         )
         self._repository: Repository | None = None
+
+    def timeouts(self) -> tuple[float, float]:
+        """(connect, read) socket timeouts for the next transfer, within the deadline."""
+        return self.deadline.timeout(CONNECT_TIMEOUT), self.deadline.timeout(READ_TIMEOUT)
 
     def close(self) -> None:
         self.session.close()
@@ -307,7 +314,7 @@ class GitHubClient:
             if plan is None:
                 raise self.refused(what, failure) from None
             delay, reason = plan
-            if delay > self.budget.remaining():
+            if delay > min(self.budget.remaining(), self.deadline.remaining()):
                 waited = self.budget.elapsed()
                 asks = f"; the next retry would wait {delay:.0f} s ({reason})"
                 raise self.error(
@@ -444,7 +451,7 @@ class GitHubClient:
                 asset.url,
                 headers={"Accept": "application/octet-stream"},
                 stream=True,
-                timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+                timeout=self.timeouts(),
             ) as response:
                 if response.status_code >= 400:
                     raise response_failure(response)
@@ -466,7 +473,7 @@ class GitHubClient:
             with self.session.get(
                 url,
                 headers={"Accept": "application/octet-stream"},
-                timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+                timeout=self.timeouts(),
             ) as response:
                 if response.status_code >= 400:
                     raise response_failure(response)
@@ -495,7 +502,7 @@ class GitHubClient:
                 params={"name": name},
                 data=data,
                 headers=headers,
-                timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+                timeout=self.timeouts(),
             )
         with response:
             if response.status_code >= 400:

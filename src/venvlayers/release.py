@@ -21,6 +21,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from venvlayers.assets import SHA256SUMS_NAME, describe_file, github_asset_name
+from venvlayers.deadline import run_within
 from venvlayers.errors import ReleaseError
 from venvlayers.fsutil import sha256_file, write_text_atomic
 from venvlayers.gha import Reporter
@@ -247,11 +248,22 @@ def upload_release(
         budget=Budget(deadline_seconds, sleep),
         error=ReleaseError,
     )
-    try:
-        with reporter.group(f"Release {tag} in {repo}"):
-            return _run(client, tag, locals_, replace=replace, options=options, notes=notes)
-    finally:
-        client.close()
+
+    def run() -> ReleaseResult:
+        try:
+            with reporter.group(f"Release {tag} in {repo}"):
+                return _run(client, tag, locals_, replace=replace, options=options, notes=notes)
+        finally:
+            client.close()
+
+    def too_late() -> ReleaseError:
+        return ReleaseError(
+            f"gave up on release {tag} in {repo}: not done within the deadline of "
+            f"{deadline_seconds:g} s (GitHub stalled); re-run later: assets already uploaded "
+            "are kept and skipped"
+        )
+
+    return run_within(deadline_seconds, run, too_late)
 
 
 def _run(
