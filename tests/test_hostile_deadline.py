@@ -8,6 +8,8 @@ with a generous bound, so a regression fails instead of hanging the suite.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import threading
 from collections.abc import Iterator
@@ -36,8 +38,27 @@ def double() -> Iterator[GitHubDouble]:
 def out(tmp_path: Path) -> Path:
     folder = tmp_path / "out"
     folder.mkdir()
-    (folder / "app-x-linux_x86_64-1.tar.xz").write_bytes(random.Random(7).randbytes(300_000))
-    (folder / "venvstacks-index.json").write_text('{"layers": []}\n')
+    data = random.Random(7).randbytes(300_000)
+    (folder / "app-x-linux_x86_64-1.tar.xz").write_bytes(data)
+    # a merge output: the index naming the archive, and the platform's manifest
+    entry = {
+        "archive_name": "app-x-linux_x86_64-1.tar.xz",
+        "archive_size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "metadata": "__venvstacks__/env_metadata/app-x-linux_x86_64.json",
+    }
+    layer = {
+        "category": "applications",
+        "install_target": "app-x",
+        "lock_version": 1,
+        "requirements_hash": "sha256:00",
+        "locked_at": "2026-01-01T00:00:00+00:00",
+        "platforms": {"linux_x86_64": entry},
+    }
+    index = {"platforms": ["linux_x86_64"], "layers": {"app-x": layer}}
+    (folder / "venvstacks-index.json").write_text(json.dumps(index))
+    (folder / "__venvstacks__").mkdir()
+    (folder / "__venvstacks__" / "venvstacks-linux_x86_64.json").write_text('{"layers": {}}')
     return folder
 
 

@@ -489,31 +489,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     release.add_argument("--repo", default=None, help="owner/name (default: GITHUB_REPOSITORY)")
     release.add_argument("--name", default=None, help="release title (default: the tag)")
-    release.add_argument(
-        "--draft",
-        action="store_true",
-        help="upload and check, but leave the release a draft (default: publish it)",
-    )
-    release.add_argument("--prerelease", action="store_true", help="mark it as a prerelease")
-    release.add_argument(
-        "--make-latest",
-        choices=["true", "false", "legacy"],
-        default="true",
-        help="whether it becomes the repository's latest release (default true)",
-    )
-    release.add_argument(
-        "--notes-file",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="release notes (markdown); default: lock changes since the previous release",
-    )
-    release.add_argument(
-        "--spec",
-        type=Path,
-        default=None,
-        help="the stack spec, for notes made by lock-diff against the previous release's tag",
-    )
+    rel = release.add_argument
+    rel("--draft", action="store_true", help="upload and check, but leave it a draft")
+    rel("--prerelease", action="store_true", help="mark it as a prerelease")
+    rel("--make-latest", choices=["true", "false", "legacy"], default="true", help="(true)")
+    rel("--notes-file", type=Path, metavar="FILE", help="notes (default: changes since last)")
+    rel("--spec", type=Path, help="the stack spec, for lock-diff notes against the last release")
     release.add_argument(
         "--replace", action="store_true", help="replace same-name assets whose content differs"
     )
