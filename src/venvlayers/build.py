@@ -286,8 +286,10 @@ class _StackBuilder:
             # the spec's index settings, so UV_INDEX_<NAME>_* credentials reach the downloads
             "--config-file",
             str(write_layer_uv_config(self.graph, layer, self.root / "_uv" / f"{layer.name}.toml")),
-            "--link-mode",
-            "copy",
+            # uv's default link mode: hard links (clones on macOS) from its cache when the
+            # build folder is on the cache's file system, so no package byte is copied. The
+            # build never writes into an installed file in place (see _drop_scripts), so the
+            # cache stays intact.
             "-r",
             str(pylock),
         ]
@@ -321,6 +323,8 @@ class _StackBuilder:
                 if not (line.startswith(prefix) and line[len(prefix) :].split(",", 1)[0] in removed)
             ]
             if kept != lines:
+                # a new file, not a write through the hard link into uv's cache
+                record.unlink()
                 record.write_text("".join(kept), encoding="utf-8")
 
     def _copy_modules(self, layer: Layer, site: Path) -> None:

@@ -86,9 +86,7 @@ def link_layer(layer_path: Path, *, compile_files: bool = True) -> None:
     python = resolve(layer_path, config["python"])
     base_python = resolve(layer_path, config["base_python"])
     if python != base_python:
-        (layer_path / "pyvenv.cfg").write_text(
-            pyvenv_cfg(base_python, config["py_version"]), encoding="utf-8"
-        )
+        _write_new(layer_path / "pyvenv.cfg", pyvenv_cfg(base_python, config["py_version"]))
         _ensure_python_links(python, base_python)
         site_dir = resolve(layer_path, config["site_dir"])
         content = sitecustomize(
@@ -101,11 +99,18 @@ def link_layer(layer_path: Path, *, compile_files: bool = True) -> None:
             target.unlink(missing_ok=True)
         else:
             site_dir.mkdir(parents=True, exist_ok=True)
-            target.write_text(content, encoding="utf-8")
+            _write_new(target, content)
     if compile_files:
         lib = layer_path / ("Lib" if os.name == "nt" else "lib")
         if lib.is_dir():
             compile_dir(lib, quiet=1, workers=0)
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Write ``path`` as a new file: never through a hard link (a built layer's files may
+    be hard links into uv's cache, an exported layer's into the build folder)."""
+    path.unlink(missing_ok=True)
+    path.write_text(text, encoding="utf-8")
 
 
 def _ensure_python_links(python: Path, base_python: Path) -> None:
