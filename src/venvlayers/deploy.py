@@ -17,6 +17,7 @@ from pathlib import Path
 
 from venvlayers import postinstall
 from venvlayers.archive import extract_archive
+from venvlayers.bytecode import compile_layers
 from venvlayers.errors import DeployError
 from venvlayers.fsutil import sha256_file, write_json_atomic
 from venvlayers.gha import Reporter
@@ -166,9 +167,13 @@ def deploy_stack(
                 shutil.rmtree(final)
             (staging / item.install_target).rename(final)
     for item, _archive in todo:  # lowest layers first, so upper postinstalls find them
-        run_postinstall(target / item.install_target, error=DeployError)
+        # each layer's own postinstall.py; ours leave bytecode to the one pass below
+        run_postinstall(target / item.install_target, error=DeployError, compile_files=False)
+    # the postinstall's bytecode step for every layer at once, on every core
+    compile_layers([target / item.install_target for item, _ in todo])
+    for item, _archive in todo:
         record[item.install_target] = item.archive_hashes.sha256 if item.archive_hashes else ""
-        write_json_atomic(record_path, record)
+    write_json_atomic(record_path, record)
     apps = {
         item.install_target: run_command(target, item)
         for item in selected

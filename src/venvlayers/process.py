@@ -8,6 +8,7 @@ line when stderr is empty).
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -79,20 +80,25 @@ def run_process(
     return result
 
 
-def run_postinstall(layer_path: Path, *, error: type[VenvlayersError]) -> None:
+def run_postinstall(
+    layer_path: Path, *, error: type[VenvlayersError], compile_files: bool = True
+) -> None:
     """Run a deployed layer's own ``postinstall.py`` with its base runtime, as users do.
 
     The base runtime (the layer's own interpreter for a runtime layer): a venv's python
     cannot start before postinstall has written its ``pyvenv.cfg``. Lower layers must be
-    in place first.
+    in place first. ``compile_files=False``: a venvlayers postinstall leaves bytecode to
+    the caller (``bytecode.compile_layers``); the reference tool's compiles anyway.
     """
     config = postinstall.load_config(layer_path)
     try:
         base_python = postinstall.resolve(layer_path, config["base_python"])
     except RuntimeError as exc:  # a layer config naming a path outside the deployment
         raise error(f"{exc}; the layer is damaged or unsafe, do not deploy it") from None
+    env = None if compile_files else {**os.environ, postinstall.DEFER_COMPILE: "1"}
     run_process(
         [base_python, layer_path / "postinstall.py"],
         what=f"{layer_path}: postinstall",
+        env=env,
         error=error,
     )
