@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-RECORD = ".bench-deployed.json"
+RECORD = "peer_deployed.json"  # bench.py's forget_deployed edits it
 KINDS = ("runtimes", "frameworks", "applications")
 
 
