@@ -12,9 +12,7 @@ import os
 import re
 import shutil
 import sys
-import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,10 +21,11 @@ from venvlayers.buildcheck import EXTENSION_RE, check_layer
 from venvlayers.errors import BuildError
 from venvlayers.fsutil import sha256_file
 from venvlayers.gha import Reporter
-from venvlayers.graph import Layer, StackGraph, run_in_stack_order
+from venvlayers.graph import Layer, StackGraph
 from venvlayers.lockcheck import git_ignored, lock_paths, module_hash
 from venvlayers.models import BuildStamp, LayerConfig
 from venvlayers.pathrules import module_link_problem
+from venvlayers.pipelined import run_pipelined
 from venvlayers.platforms import Platform, host_platform
 from venvlayers.runtime import install_runtime
 from venvlayers.spec import LayerKind, module_name
@@ -142,7 +141,7 @@ def build_stack(
             continue
         wanted.append(layer)
     builder = _StackBuilder(graph, root, platform, reporter, clean=clean, check=check)
-    rebuilt = builder.build_all(wanted, workers=jobs)
+    rebuilt = run_pipelined(wanted, builder.build_layer, workers=jobs)
     for layer in wanted:  # report in stack order, whatever order they finished in
         (result.built if rebuilt[layer.name] else result.unchanged).append(layer.name)
     return result
@@ -165,54 +164,6 @@ class _StackBuilder:
         self.platform = platform
         self.reporter = reporter
         self.clean = clean
-        # set when a layer is finished (built, unchanged or failed); see build_all
-        self._finished: dict[str, threading.Event] = {}
-        self._failed: set[str] = set()
-
-    def build_all(self, layers: Sequence[Layer], *, workers: int | None) -> dict[str, bool]:
-        """Build ``layers``: runtimes first, then every other layer at once.
-
-        A layer's environment and installation need only its runtime, so frameworks and
-        apps install side by side; each then waits for its lower layers before linking to
-        them and checking (``_await_lower_layers``). Layers are submitted in stack order to
-        a first-in-first-out pool, so whatever a layer waits for has started before it."""
-        runtimes = [layer for layer in layers if layer.kind is LayerKind.RUNTIME]
-        rebuilt = run_in_stack_order(runtimes, self.build_layer, workers=workers)
-        others = [layer for layer in layers if layer.kind is not LayerKind.RUNTIME]
-        self._finished = {layer.name: threading.Event() for layer in others}
-        # mostly waiting on uv: one thread per layer unless told otherwise
-        size = workers or max(1, len(others))
-        with ThreadPoolExecutor(max_workers=size, thread_name_prefix="build") as pool:
-            futures = [(layer, pool.submit(self._build_then_signal, layer)) for layer in others]
-            first_error: BaseException | None = None
-            for layer, future in futures:
-                error = future.exception()
-                if error is None:
-                    rebuilt[layer.name] = future.result()
-                elif first_error is None and not isinstance(error, _LowerLayerFailed):
-                    first_error = error
-            if first_error is not None:
-                raise first_error
-        return rebuilt
-
-    def _build_then_signal(self, layer: Layer) -> bool:
-        try:
-            if self._failed:  # after a failure, start nothing new
-                raise _LowerLayerFailed(sorted(self._failed)[0])
-            return self.build_layer(layer)
-        except BaseException:
-            self._failed.add(layer.name)
-            raise
-        finally:
-            self._finished[layer.name].set()
-
-    def _await_lower_layers(self, layer: Layer) -> None:
-        for name in layer.dependencies:
-            event = self._finished.get(name)
-            if event is not None:
-                event.wait()
-            if name in self._failed:
-                raise _LowerLayerFailed(name)
 
     def layer_path(self, name: str) -> Path:
         return self.root / name
@@ -253,7 +204,7 @@ class _StackBuilder:
         pylock = lock_paths(self.graph, name).pylock
         return sha256_file(pylock) if pylock.exists() else ""
 
-    def build_layer(self, layer: Layer) -> bool:
+    def build_layer(self, layer: Layer, await_lower: Callable[[], None]) -> bool:
         """Build ``layer`` unless its stamp says nothing changed. True if built."""
         inputs = self.build_inputs(layer)
         stamp = self.stamp_path(layer.name)
@@ -271,7 +222,7 @@ class _StackBuilder:
             if layer.kind is LayerKind.RUNTIME:
                 self._build_runtime(layer, target)
             else:
-                self._build_layered(layer, target)
+                self._build_layered(layer, target, await_lower)
             if self.check:
                 self._check(layer, target)
         inputs.write(stamp)
@@ -302,7 +253,7 @@ class _StackBuilder:
 
     # -- frameworks and applications ---------------------------------------------
 
-    def _build_layered(self, layer: Layer, target: Path) -> None:
+    def _build_layered(self, layer: Layer, target: Path, await_lower: Callable[[], None]) -> None:
         layout = self.layout(layer)
         runtime_python = self.layer_path(layer.runtime) / layout.python(LayerKind.RUNTIME)
         run_uv(
@@ -315,7 +266,7 @@ class _StackBuilder:
         if layer.spec.launch_module:
             self._copy_modules(layer, target / layout.site_dir())
         self._link_dynlibs(layer, target, layout)
-        self._await_lower_layers(layer)  # what follows links to them
+        await_lower()  # what follows links to the lower layers
         self._write_config(layer, target)
         if not self.platform.is_windows:
             self._write_python_wrapper(layer, target, layout)
@@ -481,10 +432,6 @@ class _StackBuilder:
             site=target / layout.site_dir(),
             reporter=self.reporter,
         )
-
-
-class _LowerLayerFailed(BuildError):
-    """A lower layer failed to build (that failure is the one reported)."""
 
 
 def install_python_wrapper(target: Path, layout: LayerLayout, dynlib_dirs: Sequence[str]) -> None:
