@@ -827,3 +827,11 @@ def test_damaged_multi_stream_archive_is_refused_by_its_sha256(
             expected_sha256=info.sha256,
         )
     assert list(dest_parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", ALL_FORMATS)
+def test_reported_size_and_sha256_are_the_files(tmp_path: Path, fmt: ArchiveFormat) -> None:
+    """tar writers hash what they write (the archive is not read back); zip reads it back."""
+    info = write(make_tree(tmp_path / "src"), tmp_path / "a.out", fmt)
+    data = (tmp_path / "a.out").read_bytes()
+    assert (info.size, info.sha256) == (len(data), hashlib.sha256(data).hexdigest())
