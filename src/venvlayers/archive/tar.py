@@ -86,6 +86,9 @@ def _produce_tar(job: ArchiveJob, out: _Chunker) -> None:
 _XZ_ENCODERS = threading.BoundedSemaphore(min(os.cpu_count() or 1, tuning.XZ_MAX_THREADS))
 
 
+_FEED = 1 << 20
+
+
 @dataclass(frozen=True)
 class _Part:
     """A run of the tar stream: literal bytes (headers, padding) or one file's content."""
@@ -137,6 +140,8 @@ def _xz_chunk(
         compressor = lzma.LZMACompressor(
             format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, filters=filters
         )
+        # headers and small files gathered into ~1 MiB feeds: fewer, larger encoder calls
+        feed = bytearray()
         index = max(bisect.bisect_right(starts, begin) - 1, 0)
         while index < len(parts) and parts[index].offset < end:
             part = parts[index]
@@ -145,10 +150,14 @@ def _xz_chunk(
             if part.entry is not None:
                 content += hi - lo
                 for piece in read_pieces(part.entry, lo, hi - lo):
-                    out.append(compressor.compress(piece))
+                    feed += piece
+                    if len(feed) >= _FEED:
+                        out.append(compressor.compress(feed))
+                        feed.clear()
             elif part.data is not None:
-                out.append(compressor.compress(part.data[lo:hi]))
+                feed += part.data[lo:hi]
             index += 1
+        out.append(compressor.compress(feed))
         out.append(compressor.flush())
     return b"".join(out), content
 
@@ -168,16 +177,30 @@ def write_tar_xz(job: ArchiveJob, filters: list[dict[str, int]] = tuning.XZ_FILT
         progress.advance(result[1])
 
     threads = min(job.threads, tuning.XZ_MAX_THREADS)
-    with ThreadPoolExecutor(threads, thread_name_prefix="xz") as pool:
-        ordered: Ordered[tuple[bytes, int]] = Ordered(pool, threads + 1, sink)
-        try:
-            for begin in range(0, total, tuning.XZ_CHUNK):
-                end = min(begin + tuning.XZ_CHUNK, total)
-                ordered.submit(functools.partial(_xz_chunk, parts, starts, begin, end, filters))
-            ordered.drain()
-        except BaseException:
-            ordered.cancel()
-            raise
+    ordered: Ordered[tuple[bytes, int]] = Ordered(_xz_pool(threads), threads + 1, sink)
+    try:
+        for begin in range(0, total, tuning.XZ_CHUNK):
+            end = min(begin + tuning.XZ_CHUNK, total)
+            ordered.submit(functools.partial(_xz_chunk, parts, starts, begin, end, filters))
+        ordered.drain()
+    except BaseException:
+        ordered.cancel()
+        raise
+
+
+_XZ_POOLS: dict[int, ThreadPoolExecutor] = {}
+_XZ_POOLS_LOCK = threading.Lock()
+
+
+def _xz_pool(threads: int) -> ThreadPoolExecutor:
+    """One process-wide pool per thread count, shared by every archive written at once:
+    the same few threads run every encoder, so the memory an encoder leaves in a thread's
+    malloc arena is reused by the next one instead of piling up across layers."""
+    with _XZ_POOLS_LOCK:
+        pool = _XZ_POOLS.get(threads)
+        if pool is None:
+            pool = _XZ_POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="xz")
+        return pool
 
 
 def zstd_window_log(entries: list[Entry]) -> int:
