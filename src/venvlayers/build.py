@@ -25,7 +25,7 @@ from venvlayers.graph import Layer, StackGraph
 from venvlayers.lockcheck import git_ignored, lock_paths, module_hash
 from venvlayers.models import BuildStamp, LayerConfig
 from venvlayers.pathrules import module_link_problem
-from venvlayers.pipelined import run_pipelined
+from venvlayers.pipelined import Steps, run_pipelined
 from venvlayers.platforms import Platform, host_platform
 from venvlayers.runtime import install_runtime
 from venvlayers.spec import LayerKind, module_name
@@ -204,7 +204,7 @@ class _StackBuilder:
         pylock = lock_paths(self.graph, name).pylock
         return sha256_file(pylock) if pylock.exists() else ""
 
-    def build_layer(self, layer: Layer, await_lower: Callable[[], None]) -> bool:
+    def build_layer(self, layer: Layer, steps: Steps) -> bool:
         """Build ``layer`` unless its stamp says nothing changed. True if built."""
         inputs = self.build_inputs(layer)
         stamp = self.stamp_path(layer.name)
@@ -222,7 +222,7 @@ class _StackBuilder:
             if layer.kind is LayerKind.RUNTIME:
                 self._build_runtime(layer, target)
             else:
-                self._build_layered(layer, target, await_lower)
+                self._build_layered(layer, target, steps)
             if self.check:
                 self._check(layer, target)
         inputs.write(stamp)
@@ -253,7 +253,7 @@ class _StackBuilder:
 
     # -- frameworks and applications ---------------------------------------------
 
-    def _build_layered(self, layer: Layer, target: Path, await_lower: Callable[[], None]) -> None:
+    def _build_layered(self, layer: Layer, target: Path, steps: Steps) -> None:
         layout = self.layout(layer)
         runtime_python = self.layer_path(layer.runtime) / layout.python(LayerKind.RUNTIME)
         run_uv(
@@ -266,10 +266,11 @@ class _StackBuilder:
         if layer.spec.launch_module:
             self._copy_modules(layer, target / layout.site_dir())
         self._link_dynlibs(layer, target, layout)
-        await_lower()  # what follows links to the lower layers
+        steps.await_lower()  # what follows links to the lower layers
         self._write_config(layer, target)
         if not self.platform.is_windows:
             self._write_python_wrapper(layer, target, layout)
+        steps.linked()  # layers above may link to this one while it is checked
 
     def _install_lock(self, layer: Layer, python: Path, *, system: bool) -> set[str]:
         pylock = lock_paths(self.graph, layer.name).pylock

@@ -1,9 +1,10 @@
 """Building layers in two halves: what needs only the runtime, then what needs lower layers.
 
 A framework's or app's environment and package installation need only its runtime, so
-they run for every layer at once; linking to the lower layers and checking the result
-wait for those layers alone. ``work(layer, await_lower)`` calls ``await_lower()`` where
-its second half starts.
+they run for every layer at once; linking to the lower layers waits for those layers to
+be linked, not checked: ``work(layer, steps)`` calls ``steps.await_lower()`` where its
+second half starts and ``steps.linked()`` once layers above may link to it (its check
+then runs alongside theirs).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TypeVar
 
 from venvlayers.errors import BuildError
@@ -24,25 +26,37 @@ class LowerLayerFailed(BuildError):
     """A lower layer failed (that failure is the one reported)."""
 
 
+@dataclass(frozen=True)
+class Steps:
+    await_lower: Callable[[], None]  # blocks until every lower layer is linked
+    linked: Callable[[], None]  # this layer is linked: the layers above may go on
+
+
+def _nothing() -> None:
+    pass
+
+
 def run_pipelined(
     layers: Sequence[Layer],
-    work: Callable[[Layer, Callable[[], None]], T],
+    work: Callable[[Layer, Steps], T],
     *,
     workers: int | None = None,
 ) -> dict[str, T]:
     """Runtimes first (in stack order), then every other layer at once, each waiting in
-    ``await_lower`` for its lower layers. Layers go to a first-in-first-out pool in stack
+    ``steps.await_lower`` until its lower layers are linked. Layers go to a first-in-first-out pool in stack
     order, so whatever a layer waits for has started before it. After a failure nothing
     new starts; the first failure is raised once running work has finished."""
     runtimes = [layer for layer in layers if layer.kind is LayerKind.RUNTIME]
-    done = run_in_stack_order(runtimes, lambda layer: work(layer, lambda: None), workers=workers)
+    done = run_in_stack_order(
+        runtimes, lambda layer: work(layer, Steps(_nothing, _nothing)), workers=workers
+    )
     others = [layer for layer in layers if layer.kind is not LayerKind.RUNTIME]
-    finished = {layer.name: threading.Event() for layer in others}
+    linked = {layer.name: threading.Event() for layer in others}  # or finished, or failed
     failed: set[str] = set()
 
     def await_lower(layer: Layer) -> None:
         for name in layer.dependencies:
-            event = finished.get(name)
+            event = linked.get(name)
             if event is not None:
                 event.wait()
             if name in failed:
@@ -52,12 +66,12 @@ def run_pipelined(
         try:
             if failed:
                 raise LowerLayerFailed(sorted(failed)[0])
-            return work(layer, lambda: await_lower(layer))
+            return work(layer, Steps(lambda: await_lower(layer), linked[layer.name].set))
         except BaseException:
             failed.add(layer.name)
             raise
         finally:
-            finished[layer.name].set()
+            linked[layer.name].set()
 
     # mostly waiting on uv: one thread per layer unless told otherwise
     with ThreadPoolExecutor(workers or max(1, len(others)), thread_name_prefix="build") as pool:
