@@ -25,7 +25,6 @@ from venvlayers.layout import find_metadata_sets
 from venvlayers.models import LayerMetadata, StackManifest, read_model
 from venvlayers.platforms import host_platform
 from venvlayers.process import run_postinstall, run_process
-from venvlayers.release import github_asset_name
 
 DEPLOY_RECORD = ".venvlayers-deployed.json"
 
@@ -126,7 +125,10 @@ def deploy_stack(
             )
         archive = archives / item.archive_name
         if not archive.exists():
-            # downloaded from a GitHub release, where '@' in a name becomes '.'
+            # downloaded from a GitHub release, where '@' in a name becomes '.' (imported
+            # here: venvlayers.release loads the GitHub client, ~0.3 s a deploy otherwise)
+            from venvlayers.release import github_asset_name
+
             archive = archives / github_asset_name(item.archive_name)
         if not archive.exists():
             raise DeployError(
