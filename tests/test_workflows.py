@@ -43,6 +43,7 @@ WRITE_ALLOWED = {
     ("release.yml", "release"): {"contents"},
     ("ci.yml", "stacks"): {"contents"},  # passed down to build-stacks' release job
     ("build-and-release.yml", "stacks"): {"contents"},
+    ("attested-release.yml", "stacks"): {"contents", "id-token", "attestations"},
     ("pr-lock-check.yml", "lock-diff"): {"pull-requests"},
 }
 
