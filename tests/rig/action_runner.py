@@ -378,7 +378,10 @@ def cache_restore(call: UsesCall) -> dict[str, str]:
         return {"cache-hit": "false"}
     for index, path in enumerate(_cache_paths(call)):
         if (found / str(index)).exists():
-            shutil.copytree(found / str(index), path, dirs_exist_ok=True, symlinks=True)
+            # a fresh runner has nothing there; the real action extracts over what is
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            shutil.copytree(found / str(index), path, symlinks=True)
     call.log.append(f"cache stand-in: restored {found.name} for {key}\n")
     return {"cache-hit": str(found.name == key).lower(), "cache-matched-key": found.name}
 
