@@ -240,43 +240,38 @@ def layer_packages(
     return sorted(components, key=lambda c: c.bom_ref)
 
 
-def layer_sbom(
-    layer: Layer,
-    metadata: LayerMetadata,
-    build_path: Path,
-    pylock: Path,
-    platform: Platform,
-) -> CycloneDxBom:
-    """The SBOM of one built layer (``metadata``: its published metadata, archive fields unset)."""
-    own = layer_ref(metadata.install_target)
-    components = layer_packages(layer, build_path, pylock, platform)
-    if layer.kind is LayerKind.RUNTIME:
-        version = runtime_version(build_path, layer.py_version)
-        components.append(
-            CdxComponent(
-                type="platform",
-                bom_ref=f"pkg:generic/python@{version}",
-                name="CPython",
-                version=version,
-                purl=f"pkg:generic/python@{version}",
-                cpe=f"cpe:2.3:a:python:python:{version}:*:*:*:*:*:*:*",
-                properties=_properties({"python-implementation": metadata.python_implementation}),
-            )
+def _cpython(version: str, metadata: LayerMetadata) -> CdxComponent:
+    """A runtime layer's interpreter, named as vulnerability databases know it."""
+    purl = f"pkg:generic/python@{version}"
+    return CdxComponent(
+        type="platform",
+        bom_ref=purl,
+        name="CPython",
+        version=version,
+        purl=purl,
+        cpe=f"cpe:2.3:a:python:python:{version}:*:*:*:*:*:*:*",
+        properties=_properties({"python-implementation": metadata.python_implementation}),
+    )
+
+
+def _lower_layers(metadata: LayerMetadata) -> list[CdxComponent]:
+    """The layers this one runs on (their own SBOMs list what they hold)."""
+    below = [*(metadata.required_layers or []), metadata.runtime_layer or ""]
+    return [
+        CdxComponent(
+            type="platform" if target == metadata.runtime_layer else "framework",
+            bom_ref=layer_ref(target),
+            name=target,
+            properties=_properties({"layer": "lower"}),
         )
-    lower: list[CdxComponent] = []
-    if layer.kind is not LayerKind.RUNTIME:
-        below = [*(metadata.required_layers or []), metadata.runtime_layer or ""]
-        for target in dict.fromkeys(t for t in below if t):
-            kind = "platform" if target == metadata.runtime_layer else "framework"
-            lower.append(
-                CdxComponent(
-                    type=kind, bom_ref=layer_ref(target), name=target,
-                    properties=_properties({"layer": "lower"}),
-                )
-            )  # fmt: skip
-    component = CdxComponent(
+        for target in dict.fromkeys(t for t in below if t)
+    ]
+
+
+def _layer_component(layer: Layer, metadata: LayerMetadata, platform: Platform) -> CdxComponent:
+    return CdxComponent(
         type=_COMPONENT_TYPE[layer.kind],
-        bom_ref=own,
+        bom_ref=layer_ref(metadata.install_target),
         name=metadata.install_target,
         version=str(metadata.lock_version),
         properties=_properties(
@@ -290,6 +285,22 @@ def layer_sbom(
             }
         ),
     )
+
+
+def layer_sbom(
+    layer: Layer,
+    metadata: LayerMetadata,
+    build_path: Path,
+    pylock: Path,
+    platform: Platform,
+) -> CycloneDxBom:
+    """The SBOM of one built layer (``metadata``: its published metadata, archive fields unset)."""
+    components = layer_packages(layer, build_path, pylock, platform)
+    if layer.kind is LayerKind.RUNTIME:
+        components.append(_cpython(runtime_version(build_path, layer.py_version), metadata))
+    lower = _lower_layers(metadata)
+    component = _layer_component(layer, metadata, platform)
+    tool = f"pkg:pypi/venvlayers@{__version__}"
     bom = CycloneDxBom(
         schema_url=SCHEMA_URL,
         spec_version=SPEC_VERSION,
@@ -300,10 +311,10 @@ def layer_sbom(
                 components=[
                     CdxComponent(
                         type="application",
-                        bom_ref=f"pkg:pypi/venvlayers@{__version__}",
+                        bom_ref=tool,
                         name="venvlayers",
                         version=__version__,
-                        purl=f"pkg:pypi/venvlayers@{__version__}",
+                        purl=tool,
                     )
                 ]
             ),
@@ -312,10 +323,12 @@ def layer_sbom(
         components=[*components, *lower],
         dependencies=[
             CdxDependency(
-                ref=own, depends_on=sorted(c.bom_ref for c in [*components, *lower]) or None
+                ref=component.bom_ref,
+                depends_on=sorted(c.bom_ref for c in [*components, *lower]) or None,
             )
         ],
     )
+    # same content, same serial number: a UUID5 over the document (lock time included)
     content = json.dumps(bom.dump(), sort_keys=True)
     bom.serial_number = f"urn:uuid:{uuid.uuid5(SERIAL_NAMESPACE, content)}"
     return bom
