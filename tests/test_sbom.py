@@ -146,6 +146,7 @@ def test_each_layer_sbom_lists_exactly_what_it_ships(example: Published) -> None
             (cpython,) = [c for c in bom["components"] if c["name"] == "CPython"]
             assert cpython["version"] == "3.12.1"
             assert cpython["purl"] == "pkg:generic/python@3.12.1"
+            assert [c["name"] for c in bom["components"]] == ["CPython"]  # nothing below it
         if layer_name == "app-hello":
             assert layer["type"] == "application"
             lower = {c["name"] for c in bom["components"] if prop(c, "layer") == "lower"}

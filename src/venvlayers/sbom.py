@@ -298,7 +298,7 @@ def layer_sbom(
     components = layer_packages(layer, build_path, pylock, platform)
     if layer.kind is LayerKind.RUNTIME:
         components.append(_cpython(runtime_version(build_path, layer.py_version), metadata))
-    lower = _lower_layers(metadata)
+    lower = [] if layer.kind is LayerKind.RUNTIME else _lower_layers(metadata)
     component = _layer_component(layer, metadata, platform)
     tool = f"pkg:pypi/venvlayers@{__version__}"
     bom = CycloneDxBom(
