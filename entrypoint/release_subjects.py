@@ -51,7 +51,9 @@ def main(argv: list[str]) -> int:
         return 2
     found, missing = subjects(Path(argv[1]))
     for name in missing:
-        print(f"::error::{name} has no SBOM beside it; republish with a venvlayers that writes them")
+        print(
+            f"::error::{name} has no SBOM beside it; republish with a venvlayers that writes them"
+        )
     with open(os.environ["GITHUB_OUTPUT"], "a", encoding="utf-8") as output:
         output.write(f"sboms={json.dumps(found, sort_keys=True)}\n")
     print(f"{len(found)} archive(s) with an SBOM to attest")

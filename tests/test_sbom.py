@@ -247,6 +247,11 @@ def test_merge_refuses_an_sbom_that_is_not_cyclonedx(tmp_path: Path) -> None:
     (artifacts / f"cpython-3.12-{LINUX}-1.cdx.json").write_text('{"spdxVersion": "SPDX-2.3"}')
     ((kind, message),) = merge_problems(artifacts, tmp_path)
     assert kind is ProblemKind.SBOM and "not a CycloneDX SBOM" in message
+    sbom = artifacts / f"app-hello-{LINUX}-1.cdx.json"
+    sbom.write_text(sbom.read_text().replace('"CycloneDX"', '"OtherDX"'))
+    (artifacts / f"cpython-3.12-{LINUX}-1.cdx.json").unlink()
+    problems = merge_problems(artifacts, tmp_path)
+    assert any("bomFormat is 'OtherDX'" in message for _, message in problems)
 
 
 # --- which locked wheel was installed --------------------------------------------------------

@@ -350,6 +350,7 @@ def check_sbom(archives_dir: Path, metadata: LayerMetadata) -> str | None:
         return f"{path}: not a CycloneDX SBOM ({str(exc).splitlines()[0]}); republish this platform"
     component = bom.metadata.component
     expected = {
+        "bomFormat": (bom.bom_format, "CycloneDX"),
         "metadata.component.name": (component.name, metadata.install_target),
         "metadata.component.version": (component.version, str(metadata.lock_version)),
         "requirements-hash": (
