@@ -8,9 +8,13 @@ JSON schema (cyclonedx-python-lib's validator, a test dependency, offline).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 import tarfile
 import tomllib
 from collections.abc import Iterator
@@ -211,6 +215,23 @@ def test_merge_carries_the_sboms_and_release_uploads_them(
     assert set(sboms(merged)) <= names
     sums = (merged / "SHA256SUMS").read_text(encoding="utf-8")
     assert all(f"  {name}\n" in sums for name in sboms(merged))
+    # the build-stacks release job lists what its attest-sboms jobs attest from this folder
+    output = tmp_path / "github-output"
+    output.write_text("")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "entrypoint" / "release_subjects.py"), str(merged)],
+        env={**os.environ, "GITHUB_OUTPUT": str(output)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    subjects = json.loads(output.read_text().strip().removeprefix("sboms="))
+    archives = sorted(p for p in merged.glob("*.tar.xz"))
+    assert [s["sbom"] for s in subjects] == [sbom_name(a.name) for a in archives]
+    assert [s["digest"] for s in subjects] == [
+        "sha256:" + hashlib.sha256(a.read_bytes()).hexdigest() for a in archives
+    ]
 
 
 # --- merge checks them -------------------------------------------------------------------------
