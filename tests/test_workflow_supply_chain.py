@@ -317,6 +317,8 @@ def test_pr_comment_is_found_by_its_hidden_marker() -> None:
     assert "marker='<!-- venvlayers:lock-diff -->'" in script
     assert 'startswith(\\"$marker\\")' in script and "github-actions[bot]" in script
     assert '--method PATCH "repos/$GH_REPO/issues/comments/$id"' in script
+    syntax = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True)
+    assert syntax.returncode == 0, syntax.stderr
 
 
 def test_dependabot_keeps_actions_python_and_the_image_current() -> None:
