@@ -100,7 +100,9 @@ def shipped_dists(archive: Path) -> set[tuple[str, str]]:
 
 
 def lock_hashes(folder: Path, layer: str) -> dict[tuple[str, str], set[str]]:
-    lock = tomllib.loads((folder / "requirements" / layer / f"pylock.{layer}.toml").read_text())
+    # venvstacks' lock file names: dots in the layer name become underscores
+    name = layer.replace(".", "_")
+    lock = tomllib.loads((folder / "requirements" / layer / f"pylock.{name}.toml").read_text())
     return {
         (canonicalize_name(p["name"]), p["version"]): {w["hashes"]["sha256"] for w in p["wheels"]}
         for p in lock.get("packages", [])
