@@ -260,6 +260,17 @@ def test_merge_refuses_a_missing_sbom(tmp_path: Path) -> None:
     assert message.startswith(f"SBOM app-hello-{LINUX}-1.cdx.json is missing from")
 
 
+def test_merge_takes_venvstacks_outputs_without_sboms(tmp_path: Path) -> None:
+    artifacts = make_publish_output(tmp_path / "linux")
+    for sbom in artifacts.glob("*.cdx.json"):
+        sbom.unlink()
+    for record in artifacts.rglob("venvlayers-publish*.json"):
+        record.unlink()  # what venvstacks writes: metadata and archives only
+    merged = tmp_path / "merged"
+    merge_publish_outputs([artifacts], merged, reporter=Reporter(io.StringIO()))
+    assert not list(merged.glob("*.cdx.json")) and len(list(merged.glob("*.tar.xz"))) == 3
+
+
 def test_merge_refuses_an_sbom_of_another_layer_or_lock(tmp_path: Path) -> None:
     artifacts = make_publish_output(tmp_path / "linux")
     sbom = artifacts / f"app-hello-{LINUX}-1.cdx.json"

@@ -337,12 +337,18 @@ def layer_sbom(
 # --- checking a published SBOM (merge) ------------------------------------------------------
 
 
-def check_sbom(archives_dir: Path, metadata: LayerMetadata) -> str | None:
-    """What is wrong with the SBOM published beside ``metadata``'s archive (None: nothing)."""
+def check_sbom(archives_dir: Path, metadata: LayerMetadata, *, required: bool) -> str | None:
+    """What is wrong with the SBOM published beside ``metadata``'s archive (None: nothing).
+
+    ``required``: venvlayers wrote this output, so the SBOM must be there (venvstacks'
+    own outputs have none; theirs are checked only when present).
+    """
     if not metadata.archive_name:
         return None  # the archive itself is reported missing
     path = archives_dir / sbom_name(metadata.archive_name)
     if not path.is_file():
+        if not required:
+            return None
         return f"SBOM {path.name} is missing from {archives_dir}; upload it with the archive"
     try:
         bom = CycloneDxBom.model_validate_json(path.read_bytes())
