@@ -4,9 +4,12 @@
 #   docker run --rm -v "$PWD:/src" -w /src ghcr.io/OWNER/venvlayers publish venvstacks.toml --output-dir _publish
 #   docker run --rm -v "$PWD:/src" -w /src -e INPUT_COMMAND=show ghcr.io/OWNER/venvlayers
 #
-# BASE_IMAGE must be a Debian-like image with python3 (>= 3.11) and its venv module.
-# Refresh the digest with: docker buildx imagetools inspect python:3.12-slim
-ARG BASE_IMAGE=python:3.12-slim@sha256:78387bc3881b8273120a12ebe6c1ab22b018ccc2c9adf565ae1ac9b536e184ea
+# BASE_IMAGE: another Debian-like image with python3 (>= 3.11) and its venv module, if you
+# want one; by default the python image below (an index digest: amd64 and arm64 alike).
+# Dependabot bumps that digest: it reads FROM lines, not ARG defaults. Unused stages are
+# skipped (BuildKit, buildah), so a BASE_IMAGE build never pulls it.
+ARG BASE_IMAGE=python-base
+FROM python:3.12-slim@sha256:78387bc3881b8273120a12ebe6c1ab22b018ccc2c9adf565ae1ac9b536e184ea AS python-base
 FROM ${BASE_IMAGE}
 
 # Must match the uv version in uv.lock (the locked install below checks hashes).

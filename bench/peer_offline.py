@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Run the reference tool (venvstacks 0.7.0) with runtimes from local archives, one per version.
+"""Run the reference tool (venvstacks 0.8.0 or 0.7.0) with runtimes from local archives, one per version.
 
 venvstacks installs runtimes by downloading python-build-standalone from GitHub through
 ``venvstacks.stacks._pdm_python_install(target_path, request)``. This wrapper replaces only

@@ -29,6 +29,7 @@ from venvlayers import cli
 from venvlayers.errors import VenvlayersError
 from venvlayers.gha import Reporter
 from venvlayers.platforms import host_platform
+from venvlayers.sbom import sbom_path
 
 COMMANDS = ("lock-check", "build", "publish", "merge", "release", "lock-diff", "show")
 FORMATS = ("tar.xz", "tar.zst", "zip")
@@ -59,6 +60,7 @@ class Inputs:
     tag: str
     token: str
     upload_artifact: bool
+    artifact_prefix: str
     base: str
     merge_inputs: list[str]
 
@@ -73,6 +75,7 @@ class Inputs:
             tag=read_input("tag"),
             token=read_input("github-token"),
             upload_artifact=read_input("upload-artifact", "false").lower() == "true",
+            artifact_prefix=read_input("artifact-prefix", "venvlayers"),
             base=read_input("base"),
             merge_inputs=split_list(read_input("merge-inputs")),
         )
@@ -216,8 +219,9 @@ def describe(inputs: Inputs, result: Result, report: Path) -> str:
         lines.append("| archive | size |\n|---|---:|\n")
         lines.extend(f"| `{Path(a).name}` | {_size(a)} |\n" for a in archives)
         if inputs.upload_artifact:
-            out["artifact-name"] = f"venvlayers-{out['platform']}"
-            out["artifact-paths"] = "\n".join([*archives, out["metadata-dir"]])
+            out["artifact-name"] = f"{inputs.artifact_prefix}-{out['platform']}"
+            sboms = [str(sbom_path(Path(a))) for a in archives if sbom_path(Path(a)).is_file()]
+            out["artifact-paths"] = "\n".join([*archives, *sboms, out["metadata-dir"]])
     if cmd == "merge":
         out["metadata-dir"] = inputs.output_dir
     if cmd == "release" and isinstance(result.data, dict):

@@ -66,6 +66,7 @@ def run_action(runner: ActionRunner, **inputs: str) -> tuple[dict[str, str], str
     # the builder runs on this interpreter: the test machine cannot download Pythons
     given = {
         "python-version": sys.executable,
+        "cache": "false",  # test_action_cache.py covers caching
         **{k.replace("_", "-"): v for k, v in inputs.items()},
     }
     result = runner.run(given)
@@ -137,7 +138,9 @@ def test_show(runner: ActionRunner) -> None:
 
 
 def test_input_errors_are_annotations(runner: ActionRunner) -> None:
-    result = runner.run({"command": "frobnicate", "python-version": sys.executable})
+    result = runner.run(
+        {"command": "frobnicate", "python-version": sys.executable, "cache": "false"}
+    )
     assert not result.success
     run = next(step for step in result.steps if step.id == "run")
     assert "::error::input 'command' is 'frobnicate'; use one of: lock-check" in run.log
@@ -148,7 +151,7 @@ def test_input_errors_are_annotations(runner: ActionRunner) -> None:
 
 def test_spec_errors_fail_the_step_with_an_annotation(runner: ActionRunner) -> None:
     (runner.workspace / "venvstacks.toml").write_text("[[runtimes]]\nname = 1\n", encoding="utf-8")
-    result = runner.run({"command": "show", "python-version": sys.executable})
+    result = runner.run({"command": "show", "python-version": sys.executable, "cache": "false"})
     run = next(step for step in result.steps if step.id == "run")
     assert run.outcome == "failure"
     assert "::error file=venvstacks.toml" in run.log
@@ -177,6 +180,7 @@ def test_publish_the_example(runner: ActionRunner, runtime_mirror: object) -> No
             "output-dir": "_publish",
             "upload-artifact": "true",
             "python-version": sys.executable,
+            "cache": "false",
         }
     )
     assert result.success, result.log
@@ -188,10 +192,11 @@ def test_publish_the_example(runner: ActionRunner, runtime_mirror: object) -> No
     metadata = Path(outputs["metadata-dir"])
     assert (metadata / f"venvstacks-{platform}.json").is_file()  # venvstacks' tagged layout
     assert metadata.resolve() == (runner.workspace / "_publish" / "__venvstacks__").resolve()
-    # one artifact per platform: archives + metadata, laid out as in the output folder
+    # one artifact per platform: archives, SBOMs + metadata, laid out as in the output folder
     artifact = result.artifacts / f"venvlayers-{platform}"
+    sboms = [a.name.replace(".tar.xz", ".cdx.json") for a in archives]
     assert sorted(p.name for p in artifact.iterdir()) == sorted(
-        ["__venvstacks__", *(a.name for a in archives)]
+        ["__venvstacks__", *(a.name for a in archives), *sboms]
     )
     assert (artifact / "__venvstacks__" / f"venvstacks-{platform}.json").is_file()
     for archive in archives:
@@ -228,7 +233,9 @@ def test_lock_diff_reports_a_stale_layer(runner: ActionRunner) -> None:
     git(runner.workspace, "commit", "-q", "-m", "base")
     spec = runner.workspace / "venvstacks.toml"
     spec.write_text(spec.read_text().replace('["idna"]', '["idna", "packaging"]'))
-    result = runner.run({"command": "lock-diff", "base": "main", "python-version": sys.executable})
+    result = runner.run(
+        {"command": "lock-diff", "base": "main", "python-version": sys.executable, "cache": "false"}
+    )
     assert not result.success  # stale locks fail the step...
     assert result.outputs["stale"] == "true"  # ...and say so
     report = Path(result.outputs["report"]).read_text(encoding="utf-8")

@@ -708,3 +708,130 @@ def test_top_level_file_instead_of_folder_is_refused(
     evil = tmp_path / f"evil{archive_suffix(fmt)}"
     evil.write_bytes(_tar_xz(members) if fmt is ArchiveFormat.TAR_XZ else _zip(members))
     _refused(evil, deploy_dir, "top-level entry must be a folder")
+
+
+# --- streamed xz chunks and parallel decoding --------------------------------------------
+
+
+def test_xz_chunks_are_independent_streams_of_the_tar_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers read their chunk's files themselves; the bytes are still exactly the tar
+    stream cut into XZ_CHUNK pieces, each compressed on its own (same bytes as buffering)."""
+    monkeypatch.setattr(archive.tuning, "XZ_CHUNK", 64 << 10)
+    src = big_tree(tmp_path / "src")
+    make_tree(src / "tree")
+    (src / "exact.bin").write_bytes(b"x" * (64 << 10))  # a file ending on a chunk boundary
+    write(src, tmp_path / "a.tar.xz", ArchiveFormat.TAR_XZ)
+    packed = (tmp_path / "a.tar.xz").read_bytes()
+    tar_stream = lzma.decompress(packed)
+    chunk = 64 << 10
+    expected = b"".join(
+        lzma.compress(
+            tar_stream[i : i + chunk],
+            format=lzma.FORMAT_XZ,
+            check=lzma.CHECK_CRC64,
+            filters=archive.tuning.XZ_FILTERS,
+        )
+        for i in range(0, len(tar_stream), chunk)
+    )
+    assert packed == expected
+    assert len(tar_stream) > 10 * chunk and len(tar_stream) % tarfile.RECORDSIZE == 0
+
+
+def test_layers_written_at_once_give_the_bytes_of_layers_written_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrent archives share the xz encoders (at most one per core), not their bytes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(archive.tuning, "XZ_CHUNK", 64 << 10)
+    sources = [big_tree(tmp_path / f"src{i}") for i in range(3)]
+    for i, src in enumerate(sources):
+        (src / "own.txt").write_text(f"layer {i}\n" * 1000)
+    alone = [
+        write(src, tmp_path / f"alone{i}.tar.xz", ArchiveFormat.TAR_XZ)
+        for i, src in enumerate(sources)
+    ]
+    with ThreadPoolExecutor(3) as pool:
+        together = list(
+            pool.map(
+                lambda i: write(sources[i], tmp_path / f"together{i}.tar.xz", ArchiveFormat.TAR_XZ),
+                range(3),
+            )
+        )
+    assert together == alone
+
+
+def test_parallel_xz_decoding_unpacks_identical_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from venvlayers.archive.xz import ParallelXzReader, find_streams, open_xz
+
+    monkeypatch.setattr(archive.tuning, "XZ_CHUNK", 64 << 10)
+    src = big_tree(tmp_path / "src")
+    make_tree(src / "tree")
+    info = write(src, tmp_path / "a.tar.xz", ArchiveFormat.TAR_XZ)
+    with (tmp_path / "a.tar.xz").open("rb") as f:
+        streams = find_streams(f, info.size)
+    assert len(streams) > 10
+    assert sum(s.length for s in streams) == info.size
+    with open_xz(tmp_path / "a.tar.xz", threads=3) as reader:
+        assert isinstance(reader, ParallelXzReader)
+        assert reader.read() == lzma.decompress((tmp_path / "a.tar.xz").read_bytes())
+    dest = extract_archive(
+        tmp_path / "a.tar.xz", tmp_path / "x", expected_root="layer", expected_sha256=info.sha256
+    )
+    with tarfile.open(tmp_path / "a.tar.xz") as tf:
+        tf.extractall(tmp_path / "plain", filter="tar")
+    assert snapshot(dest) == snapshot(tmp_path / "plain" / "layer")
+
+
+def test_single_stream_xz_is_decoded_the_plain_way(tmp_path: Path) -> None:
+    """Archives from the reference tool (tarfile "w:xz") are one stream: read as before."""
+    from venvlayers.archive.xz import ParallelXzReader, open_xz
+
+    src = make_tree(tmp_path / "src")
+    with tarfile.open(tmp_path / "ref.tar.xz", "w:xz") as tf:
+        tf.add(src, "layer")
+    with open_xz(tmp_path / "ref.tar.xz", threads=4) as reader:
+        assert not isinstance(reader, ParallelXzReader)
+    digest = hashlib.sha256((tmp_path / "ref.tar.xz").read_bytes()).hexdigest()
+    dest = extract_archive(
+        tmp_path / "ref.tar.xz", tmp_path / "x", expected_root="layer", expected_sha256=digest
+    )
+    assert (dest / "lib" / "pkg" / "__init__.py").read_text() == "VALUE = 1\n" * 50
+
+
+@pytest.mark.parametrize("where", ["first stream", "middle stream", "index"])
+def test_damaged_multi_stream_archive_is_refused_by_its_sha256(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """The sha256 is checked as the archive is read once; a damaged archive is refused as
+    damaged (not as "corrupt") and nothing is left behind."""
+    monkeypatch.setattr(archive.tuning, "XZ_CHUNK", 64 << 10)
+    src = big_tree(tmp_path / "src")
+    info = write(src, tmp_path / "a.tar.xz", ArchiveFormat.TAR_XZ)
+    data = bytearray((tmp_path / "a.tar.xz").read_bytes())
+    position = {"first stream": 100, "middle stream": len(data) // 2, "index": len(data) - 20}
+    data[position[where]] ^= 0x40
+    (tmp_path / "a.tar.xz").write_bytes(bytes(data))
+    dest_parent = tmp_path / "deploy"
+    dest_parent.mkdir()
+    with pytest.raises(ArchiveError, match="sha256 mismatch"):
+        extract_archive(
+            tmp_path / "a.tar.xz",
+            dest_parent,
+            expected_root="layer",
+            expected_size=info.size,
+            expected_sha256=info.sha256,
+        )
+    assert list(dest_parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", ALL_FORMATS)
+def test_reported_size_and_sha256_are_the_files(tmp_path: Path, fmt: ArchiveFormat) -> None:
+    """tar writers hash what they write (the archive is not read back); zip reads it back."""
+    info = write(make_tree(tmp_path / "src"), tmp_path / "a.out", fmt)
+    data = (tmp_path / "a.out").read_bytes()
+    assert (info.size, info.sha256) == (len(data), hashlib.sha256(data).hexdigest())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from rig.index import SimpleIndex
 from rig.runtime import RuntimeMirror
 from rig.wheels import build_wheel
 
+from venvlayers import postinstall
 from venvlayers.build import LayerLayout, layer_config, python_wrapper
 from venvlayers.cli import main
 from venvlayers.graph import load_stack
@@ -156,6 +158,38 @@ def test_layers_hold_only_their_own_packages(built: Path) -> None:
     assert not list(runtime_site.glob("pip*"))
     for layer in LAYERS[1:]:
         assert [p.name for p in (build / layer / "bin").iterdir() if "pip" in p.name] == []
+
+
+@pytest.mark.slow
+def test_installed_files_are_hard_links_into_uvs_cache(built: Path) -> None:
+    """uv's default link mode: a package's files are uv's cached files, no byte copied."""
+    installed = built.parent / "_build" / "framework-base" / SITE / "alpha" / "__init__.py"
+    cache = Path(os.environ["UV_CACHE_DIR"])
+    if cache.stat().st_dev != installed.stat().st_dev:
+        pytest.skip("uv's cache is on another file system: uv copies")
+    assert installed.stat().st_nlink >= 2
+    inode = installed.stat().st_ino
+    assert any(p.stat().st_ino == inode for p in cache.rglob("alpha/__init__.py") if p.is_file())
+
+
+def test_link_layer_never_writes_through_a_hard_link(built: Path, tmp_path: Path) -> None:
+    """A built layer's files may be hard links into uv's cache: linking replaces them."""
+    layer = tmp_path / "app-one"
+    shutil.copytree(built.parent / "_build" / "app-one", layer, symlinks=True)
+    shutil.copytree(
+        built.parent / "_build" / "cpython-3.12", tmp_path / "cpython-3.12", symlinks=True
+    )
+    for dep in ("framework-base", "framework-upper"):
+        (tmp_path / dep).mkdir()
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not yours\n")
+    for name in ("pyvenv.cfg", f"{SITE}/sitecustomize.py"):
+        (layer / name).unlink()
+        os.link(outside, layer / name)
+    postinstall.link_layer(layer, compile_files=False)
+    assert outside.read_text() == "not yours\n"
+    assert "home = " in (layer / "pyvenv.cfg").read_text()
+    assert "addsitedir" in (layer / SITE / "sitecustomize.py").read_text()
 
 
 @pytest.mark.slow

@@ -28,6 +28,7 @@ from rig.runtime import RuntimeMirror
 
 from venvlayers.cli import main
 from venvlayers.platforms import host_platform
+from venvlayers.sbom import sbom_name
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 
@@ -111,7 +112,8 @@ def test_published_metadata_is_venvstacks_own(outputs: Outputs, tagged: bool) ->
     assert f"__venvstacks__/venvstacks{tag}.json" in expected
     assert f"__venvstacks__/env_metadata/app-one{tag}.json" in expected
     own = f"__venvstacks__/{OUR_OWN if tagged else 'venvlayers-publish.json'}"
-    assert files_below(mine) == expected | {own}
+    sboms = {sbom_name(m["archive_name"]) for m in layer_files(mine).values()}  # ours only
+    assert files_below(mine) == expected | {own} | sboms
     # Archive bytes differ (another compressor), so their sizes and hashes do; nothing else
     sizes_and_hashes = [
         (f'"archive_size": {m["archive_size"]},', m["archive_hashes"]["sha256"], name)

@@ -127,6 +127,7 @@ def make_publish_output(root: Path, platform: str = LINUX) -> Path:
         }
         manifest[category].append(meta)
         _write_json(layer_file(root, platform, name), meta)
+        _write_json(root / f"{name}-{platform}-1.cdx.json", _sbom(meta))
     _write_json(manifest_file(root, platform), {"layers": manifest})
     _write_json(
         info_file(root, platform),
@@ -138,6 +139,28 @@ def make_publish_output(root: Path, platform: str = LINUX) -> Path:
         },
     )
     return root
+
+
+def _sbom(meta: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a layer's SBOM that merge checks against its metadata."""
+    properties = {
+        "venvlayers:locked-at": meta["locked_at"],
+        "venvlayers:requirements-hash": meta["requirements_hash"],
+        "venvlayers:target-platform": meta["target_platform"],
+    }
+    component = {
+        "type": "application",
+        "bom-ref": f"venvlayers:layer/{meta['install_target']}",
+        "name": meta["install_target"],
+        "version": str(meta["lock_version"]),
+        "properties": [{"name": k, "value": v} for k, v in properties.items()],
+    }
+    return {
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.6",
+        "version": 1,
+        "metadata": {"timestamp": meta["locked_at"], "component": component},
+    }
 
 
 def relabel(source: Path, target: Path, old: str, new: str) -> Path:
@@ -159,6 +182,8 @@ def edit_layer(root: Path, platform: str, layer: str, **changes: Any) -> None:
             if entry["layer_name"] == layer:
                 entry.update(changes)
                 _write_json(layer_file(root, platform, layer), entry)
+                sbom = root / entry["archive_name"].replace(".tar.xz", ".cdx.json")
+                _write_json(sbom, _sbom(entry))  # a republished layer has a matching SBOM
     _write_json(manifest_file(root, platform), manifest)
 
 
@@ -226,6 +251,7 @@ def test_merge_writes_archives_metadata_and_index(
             "__venvstacks__",
             INDEX_NAME,
             *(f"{name}-{plat}-1.tar.xz" for _, name, _ in LAYERS for plat in (LINUX, MAC)),
+            *(f"{name}-{plat}-1.cdx.json" for _, name, _ in LAYERS for plat in (LINUX, MAC)),
         ]
     )
     # Archives are hard links to the downloaded files (same file system here)

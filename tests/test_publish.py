@@ -402,3 +402,45 @@ def test_merge_and_release_real_publish_outputs(
     assert names == sorted(expected)
     assert "app-other.1-linux_x86_64-1.tar.xz" in names
     assert "uploaded 0, already present" in out.err
+
+
+def pyc_files(target: Path) -> dict[str, int]:
+    return {str(p.relative_to(target)): p.stat().st_mtime_ns for p in sorted(target.rglob("*.pyc"))}
+
+
+def test_deploy_compiles_what_each_layers_postinstall_would(
+    published: Stack, tmp_path: Path
+) -> None:
+    """Deploy compiles every layer at once (bytecode.compile_layers); each layer's own
+    postinstall.py, run afterwards, finds nothing left to compile or link."""
+    target = tmp_path / "target"
+    assert main(deploy_args(published, target)) == 0
+    compiled = pyc_files(target)
+    layers = sorted(p for p in target.iterdir() if (p / "postinstall.py").is_file())
+    assert {name.split("/")[0] for name in compiled} == {p.name for p in layers}
+    # both runtimes' versions of bytecode where layers use them, e.g. cpython-312 here
+    assert all(".cpython-312." in name for name in compiled)
+    before = {p: (p / "pyvenv.cfg").read_text() for p in layers if (p / "pyvenv.cfg").exists()}
+    runtime_python = target / "cpython-3.12" / "bin" / "python3.12"
+    for layer in layers:
+        subprocess.run([str(runtime_python), str(layer / "postinstall.py")], check=True)
+    again = pyc_files(target)
+    assert again.keys() == compiled.keys()
+    # postinstall.py rewrites sitecustomize.py (so compiles it again); nothing else changed
+    changed = {name for name in compiled if again[name] != compiled[name]}
+    assert all("/sitecustomize." in name for name in changed)
+    assert {p: (p / "pyvenv.cfg").read_text() for p in before} == before
+
+
+def test_compile_layers_uses_each_layers_runtime(published: Stack, tmp_path: Path) -> None:
+    from venvlayers.bytecode import compile_layers
+
+    target = tmp_path / "target"
+    assert main(deploy_args(published, target)) == 0
+    for pyc in target.rglob("__pycache__"):
+        shutil.rmtree(pyc)
+    compile_layers([target / "app-tool", target / "framework-base"])
+    compiled = pyc_files(target)
+    assert any(name.startswith("app-tool/lib/") for name in compiled)
+    assert any(name.startswith("framework-base/lib/") for name in compiled)
+    assert not any(name.startswith("cpython-3.12/") for name in compiled)

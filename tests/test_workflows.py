@@ -31,13 +31,19 @@ BUILD_STACKS = ROOT / ".github" / "workflows" / "build-stacks.yml"
 OWN = re.compile(r"^venvlayers/venvlayers(/\.github/workflows/[\w.-]+)?@")
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 
+# Jobs that declare no permissions and take the calling job's grant instead: build-stacks'
+# attest jobs, which run only with `attest: true` (a declared id-token: write would make
+# GitHub refuse every caller that does not grant it, attesting or not).
+INHERITING = {("build-stacks.yml", "attest"), ("build-stacks.yml", "attest-sboms")}
+
 # (file, job) -> the write scopes it may hold; everything else is read-only.
 WRITE_ALLOWED = {
     ("build-stacks.yml", "release"): {"contents"},
-    ("release.yml", "image"): {"packages"},
+    ("release.yml", "image"): {"packages", "id-token", "attestations"},
     ("release.yml", "release"): {"contents"},
     ("ci.yml", "stacks"): {"contents"},  # passed down to build-stacks' release job
     ("build-and-release.yml", "stacks"): {"contents"},
+    ("attested-release.yml", "stacks"): {"contents", "id-token", "attestations"},
     ("pr-lock-check.yml", "lock-diff"): {"pull-requests"},
 }
 
@@ -135,8 +141,15 @@ def test_composite_steps_use_bash() -> None:
 def test_least_permissions() -> None:
     for path in ALL_WORKFLOWS:
         document = load_yaml(path)
-        assert document.get("permissions") == {}, f"{path.name}: top-level permissions must be {{}}"
+        inheriting = {job for name, job in INHERITING if name == path.name}
+        top = document.get("permissions")
+        assert top == {} or (inheriting and top is None), (
+            f"{path.name}: top-level permissions must be {{}}"
+        )
         for job_id, job in document["jobs"].items():
+            if job_id in inheriting:
+                assert "permissions" not in job and "inputs.attest" in job["if"], job_id
+                continue
             assert "permissions" in job, f"{path.name} {job_id}: no job-level permissions"
             writes = {scope for scope, level in job["permissions"].items() if level == "write"}
             allowed = WRITE_ALLOWED.get((path.name, job_id), set())
@@ -165,8 +178,8 @@ def test_action_passes_every_input_through_env() -> None:
     action = load_yaml(ACTION)
     run_step = next(step for step in action["runs"]["steps"] if step.get("id") == "run")
     for name in action["inputs"]:
-        if name in ("uv-version", "python-version"):
-            continue  # used by the set-up steps, not by the entrypoint
+        if name in ("uv-version", "python-version", "cache", "retention-days"):
+            continue  # used by the set-up, cache and upload steps, not by the entrypoint
         key = "INPUT_" + name.upper().replace("-", "_")
         assert run_step["env"][key] == f"${{{{ inputs.{name} }}}}"
     assert set(action["outputs"]) == {

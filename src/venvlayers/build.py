@@ -21,10 +21,11 @@ from venvlayers.buildcheck import EXTENSION_RE, check_layer
 from venvlayers.errors import BuildError
 from venvlayers.fsutil import sha256_file
 from venvlayers.gha import Reporter
-from venvlayers.graph import Layer, StackGraph, run_in_stack_order
+from venvlayers.graph import Layer, StackGraph
 from venvlayers.lockcheck import git_ignored, lock_paths, module_hash
 from venvlayers.models import BuildStamp, LayerConfig
 from venvlayers.pathrules import module_link_problem
+from venvlayers.pipelined import Steps, run_pipelined
 from venvlayers.platforms import Platform, host_platform
 from venvlayers.runtime import install_runtime
 from venvlayers.spec import LayerKind, module_name
@@ -140,7 +141,7 @@ def build_stack(
             continue
         wanted.append(layer)
     builder = _StackBuilder(graph, root, platform, reporter, clean=clean, check=check)
-    rebuilt = run_in_stack_order(wanted, builder.build_layer, workers=jobs)
+    rebuilt = run_pipelined(wanted, builder.build_layer, workers=jobs)
     for layer in wanted:  # report in stack order, whatever order they finished in
         (result.built if rebuilt[layer.name] else result.unchanged).append(layer.name)
     return result
@@ -203,7 +204,7 @@ class _StackBuilder:
         pylock = lock_paths(self.graph, name).pylock
         return sha256_file(pylock) if pylock.exists() else ""
 
-    def build_layer(self, layer: Layer) -> bool:
+    def build_layer(self, layer: Layer, steps: Steps) -> bool:
         """Build ``layer`` unless its stamp says nothing changed. True if built."""
         inputs = self.build_inputs(layer)
         stamp = self.stamp_path(layer.name)
@@ -221,7 +222,7 @@ class _StackBuilder:
             if layer.kind is LayerKind.RUNTIME:
                 self._build_runtime(layer, target)
             else:
-                self._build_layered(layer, target)
+                self._build_layered(layer, target, steps)
             if self.check:
                 self._check(layer, target)
         inputs.write(stamp)
@@ -252,7 +253,7 @@ class _StackBuilder:
 
     # -- frameworks and applications ---------------------------------------------
 
-    def _build_layered(self, layer: Layer, target: Path) -> None:
+    def _build_layered(self, layer: Layer, target: Path, steps: Steps) -> None:
         layout = self.layout(layer)
         runtime_python = self.layer_path(layer.runtime) / layout.python(LayerKind.RUNTIME)
         run_uv(
@@ -265,9 +266,11 @@ class _StackBuilder:
         if layer.spec.launch_module:
             self._copy_modules(layer, target / layout.site_dir())
         self._link_dynlibs(layer, target, layout)
+        steps.await_lower()  # what follows links to the lower layers
         self._write_config(layer, target)
         if not self.platform.is_windows:
             self._write_python_wrapper(layer, target, layout)
+        steps.linked()  # layers above may link to this one while it is checked
 
     def _install_lock(self, layer: Layer, python: Path, *, system: bool) -> set[str]:
         pylock = lock_paths(self.graph, layer.name).pylock
@@ -286,8 +289,10 @@ class _StackBuilder:
             # the spec's index settings, so UV_INDEX_<NAME>_* credentials reach the downloads
             "--config-file",
             str(write_layer_uv_config(self.graph, layer, self.root / "_uv" / f"{layer.name}.toml")),
-            "--link-mode",
-            "copy",
+            # uv's default link mode: hard links (clones on macOS) from its cache when the
+            # build folder is on the cache's file system, so no package byte is copied. The
+            # build never writes into an installed file in place (see _drop_scripts), so the
+            # cache stays intact.
             "-r",
             str(pylock),
         ]
@@ -321,6 +326,8 @@ class _StackBuilder:
                 if not (line.startswith(prefix) and line[len(prefix) :].split(",", 1)[0] in removed)
             ]
             if kept != lines:
+                # a new file, not a write through the hard link into uv's cache
+                record.unlink()
                 record.write_text("".join(kept), encoding="utf-8")
 
     def _copy_modules(self, layer: Layer, site: Path) -> None:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from venvlayers import postinstall
 from venvlayers.archive import extract_archive
+from venvlayers.bytecode import compile_layers
 from venvlayers.deploy_source import ArchiveSource, Source, find_manifest, select_layers
 from venvlayers.downloads import Downloader
 from venvlayers.errors import DeployError, VenvlayersError
@@ -355,6 +356,9 @@ def _stage_and_switch(
                 sibling_roots=_lower_layers(item, selected),
             )
             _postinstall(layer, target / item.install_target)
+        # the postinstalls' bytecode step for every unpacked layer at once, on every core
+        staged = {staging / i.install_target: target / i.install_target for i in todo}
+        compile_layers(list(staged), staged)
         record = _new_record(source, selected, platform, deployments)
         record.write(staging / RECORD_NAME)
         final = deployments / record.id
@@ -440,7 +444,7 @@ def _postinstall(layer: Path, deployed: Path) -> None:
             f"{deployed.name}: its base Python {base.name} is not in the deployment "
             "(deploy the runtime layer with it); the target was left as it was"
         )
-    run_postinstall(layer, error=DeployError, deployed_path=deployed)
+    run_postinstall(layer, error=DeployError, deployed_path=deployed, compile_files=False)
 
 
 def _replace_link(link: Path, value: str) -> None:

@@ -39,6 +39,7 @@ from venvlayers.models import (
     StackManifest,
     read_model,
 )
+from venvlayers.sbom import check_sbom, sbom_name
 
 CATEGORIES = ("runtimes", "frameworks", "applications")
 
@@ -302,6 +303,11 @@ def _check_job_layers(job: PlatformJob, problems: list[Problem]) -> None:
     for name, (_, meta) in job.layers.items():
         _check_layer_metadata(job, name, meta, problems)
         _check_archive(job, name, meta, problems)
+        # venvlayers wrote the outputs holding its publish record; venvstacks' have no SBOMs
+        if sbom_problem := check_sbom(job.archives_dir, meta, required=job.info is not None):
+            problems.append(
+                Problem(ProblemKind.SBOM, sbom_problem, layer=name, platform=job.platform)
+            )
 
 
 def _check_layer_metadata(
@@ -492,6 +498,9 @@ def _write_output(jobs: list[PlatformJob], index: StackIndex, output_dir: Path) 
             for _, meta in job.layers.values():
                 assert meta.archive_name
                 link_or_copy(job.archives_dir / meta.archive_name, staging / meta.archive_name)
+                sbom = job.archives_dir / sbom_name(meta.archive_name)
+                if sbom.is_file():
+                    link_or_copy(sbom, staging / sbom.name)
             _copy_metadata(job, _merged_set(job, jobs, staging))
         index.write(staging / INDEX_NAME)
         replace_dir(staging, output_dir)

@@ -28,6 +28,7 @@ class ProblemKind(StrEnum):
     SIZE_MISMATCH = "size-mismatch"
     HASH_MISMATCH = "hash-mismatch"
     DUPLICATE_ARCHIVE = "duplicate-archive"
+    SBOM = "sbom"
 
 
 @dataclass(frozen=True, order=True)

@@ -8,6 +8,7 @@ line when stderr is empty).
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -80,7 +81,11 @@ def run_process(
 
 
 def run_postinstall(
-    layer_path: Path, *, error: type[VenvlayersError], deployed_path: Path | None = None
+    layer_path: Path,
+    *,
+    error: type[VenvlayersError],
+    deployed_path: Path | None = None,
+    compile_files: bool = True,
 ) -> None:
     """Run a deployed layer's own ``postinstall.py`` with its base runtime, as users do.
 
@@ -90,6 +95,8 @@ def run_postinstall(
     staged lower layers) and is linked for living at ``deployed_path``: that is venvlayers'
     own ``postinstall.py`` (the layer's copy may not know the argument), still run by the
     layer's base runtime so bytecode is compiled by the interpreter that will load it.
+    ``compile_files=False``: a venvlayers postinstall leaves bytecode to the caller
+    (``bytecode.compile_layers``); the reference tool's compiles anyway.
     """
     config = postinstall.load_config(layer_path)
     try:
@@ -100,4 +107,5 @@ def run_postinstall(
         command = [base_python, layer_path / "postinstall.py"]
     else:
         command = [base_python, Path(postinstall.__file__), layer_path, deployed_path]
-    run_process(command, what=f"{deployed_path or layer_path}: postinstall", error=error)
+    env = None if compile_files else {**os.environ, postinstall.DEFER_COMPILE: "1"}
+    run_process(command, what=f"{deployed_path or layer_path}: postinstall", env=env, error=error)

@@ -27,6 +27,7 @@ from venvlayers.fsutil import sha256_file, sha256_text
 from venvlayers.gha import Reporter
 from venvlayers.graph import Layer, StackGraph
 from venvlayers.layout import MetadataSet
+from venvlayers.lock import lock_paths
 from venvlayers.models import (
     ArchiveHashes,
     LayerMetadata,
@@ -36,6 +37,7 @@ from venvlayers.models import (
     read_model,
 )
 from venvlayers.platforms import Platform, host_platform
+from venvlayers.sbom import IN_LAYER, layer_sbom, sbom_path
 from venvlayers.staging import (
     check_built,
     layer_metadata,
@@ -109,12 +111,16 @@ def publish_stack(
         folder_key = sha256_text(str(output_dir))[:12]
         stamp_path = root / STAMP_DIR / f"{layer.name}.publish-{folder_key}.json"
         key = _publish_key(root, layer, metadata, fmt, tag_outputs)
+        pylock = lock_paths(graph, layer.name).pylock
+        sbom = layer_sbom(layer, metadata, root / layer.name, pylock, platform)
         reused = _reuse_archive(stamp_path, key, previous, output_dir)
         if reused is not None:
+            sbom.write(sbom_path(reused.archive))
             reporter.info(f"{layer.name}: {reused.archive.name} unchanged")
             return reused
         stage = stage_root / metadata.install_target
         stage_layer(graph, layer, root / layer.name, stage, platform)
+        sbom.write(stage / IN_LAYER)  # a new file: never written through a hard link
         scratch = output_dir / f".{metadata.install_target}.partial{fmt_suffix(fmt)}"
         lock = read_lock_metadata(graph, layer.name)
         info = write_archive(
@@ -136,6 +142,7 @@ def publish_stack(
             base = metadata.install_target  # venvstacks' untagged name: replaced in place
         archive = output_dir / f"{base}{fmt_suffix(fmt)}"
         os.replace(scratch, archive)
+        sbom.write(sbom_path(archive))
         shutil.rmtree(stage, ignore_errors=True)
         metadata.archive_build = build_number
         metadata.archive_name = archive.name

@@ -9,7 +9,10 @@ What it does, per step, in order:
   (prepended to PATH for later steps);
 - ``uses:`` steps: calls a local stand-in registered for ``owner/repo`` (the ref is ignored).
   Defaults: astral-sh/setup-uv puts this test venv's uv on PATH; actions/upload-artifact
-  copies the files to ``<artifacts>/<name>/`` relative to their common parent, like the real one.
+  copies the files to ``<artifacts>/<name>/`` relative to their common parent, like the real one
+  (refusing an existing name unless ``overwrite``); actions/cache/restore and actions/cache/save
+  keep entries in ``<temp>/actions-cache/`` across runs (exact key, then restore-keys prefixes,
+  newest first), so cache keys and what is cached can be checked end to end.
 Finally the action's ``outputs.*.value`` are evaluated.
 
 Expression subset (documented, and all the action uses):
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -305,6 +309,8 @@ class UsesCall:
     path: list[str]
     artifacts: Path
     log: list[str]
+    cache: Path | None = None
+    """Where the cache stand-ins keep entries (one folder per key)."""
 
 
 UsesHandler = Callable[[UsesCall], dict[str, str]]
@@ -337,18 +343,67 @@ def upload_artifact(call: UsesCall) -> dict[str, str]:
     root = Path(os.path.commonpath([str(f.parent) for f in files]))
     dest = call.artifacts / name
     if dest.exists():
-        raise FileExistsError(f"upload-artifact stand-in: artifact {name!r} already exists")
+        if call.with_.get("overwrite", "false").lower() != "true":
+            raise FileExistsError(f"upload-artifact stand-in: artifact {name!r} already exists")
+        shutil.rmtree(dest)
     for f in files:
         target = dest / f.relative_to(root)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(f, target)
-    call.log.append(f"upload-artifact stand-in: {len(files)} file(s) to {dest}\n")
+    options = {k: call.with_.get(k, "") for k in ("retention-days", "compression-level")}
+    call.log.append(f"upload-artifact stand-in: {len(files)} file(s) to {dest} {options}\n")
     return {"artifact-id": "1", "artifact-url": f"file://{dest}"}
+
+
+def _cache_store(call: UsesCall) -> Path:
+    if call.cache is None:
+        raise ValueError("cache stand-in: the runner has no cache folder")
+    call.cache.mkdir(parents=True, exist_ok=True)
+    return call.cache
+
+
+def _cache_paths(call: UsesCall) -> list[Path]:
+    return [Path(p.strip()) for p in call.with_.get("path", "").splitlines() if p.strip()]
+
+
+def cache_restore(call: UsesCall) -> dict[str, str]:
+    """Exact key first, then the newest entry starting with a restore-keys line."""
+    store, key = _cache_store(call), call.with_["key"]
+    entries = sorted(store.iterdir(), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    found = store / key if (store / key).is_dir() else None
+    for prefix in [p.strip() for p in call.with_.get("restore-keys", "").splitlines()]:
+        found = found or next((e for e in entries if prefix and e.name.startswith(prefix)), None)
+    if found is None:
+        call.log.append(f"cache stand-in: no entry for {key}\n")
+        return {"cache-hit": "false"}
+    for index, path in enumerate(_cache_paths(call)):
+        if (found / str(index)).exists():
+            # a fresh runner has nothing there; the real action extracts over what is
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            shutil.copytree(found / str(index), path, symlinks=True)
+    call.log.append(f"cache stand-in: restored {found.name} for {key}\n")
+    return {"cache-hit": str(found.name == key).lower(), "cache-matched-key": found.name}
+
+
+def cache_save(call: UsesCall) -> dict[str, str]:
+    store, key = _cache_store(call), call.with_["key"]
+    if (store / key).exists():
+        call.log.append(f"cache stand-in: {key} exists already, not saved\n")
+        return {}
+    for index, path in enumerate(_cache_paths(call)):
+        if path.exists():
+            shutil.copytree(path, store / key / str(index), symlinks=True)
+    (store / key).mkdir(exist_ok=True)
+    call.log.append(f"cache stand-in: saved {key}\n")
+    return {}
 
 
 DEFAULT_USES: dict[str, UsesHandler] = {
     "astral-sh/setup-uv": setup_uv,
     "actions/upload-artifact": upload_artifact,
+    "actions/cache/restore": cache_restore,
+    "actions/cache/save": cache_save,
 }
 
 
@@ -405,6 +460,8 @@ class ActionRunner:
 
     def _base_env(self) -> dict[str, str]:
         runner_os = {"win32": "Windows", "darwin": "macOS"}.get(sys.platform, "Linux")
+        machine = platform.machine().lower()
+        runner_arch = "ARM64" if machine in ("arm64", "aarch64") else "X64"
         env = dict(os.environ)
         env.update(
             CI="true",
@@ -415,6 +472,7 @@ class ActionRunner:
             GITHUB_SERVER_URL="http://127.0.0.1:9",
             GITHUB_ACTION_PATH=str(self.action_dir),
             RUNNER_OS=runner_os,
+            RUNNER_ARCH=runner_arch,
             RUNNER_TEMP=str(self.temp),
         )
         env.update(self.extra_env)
@@ -435,7 +493,7 @@ class ActionRunner:
                 "workspace": str(self.workspace),
                 "repository": self.repository,
             },
-            "runner": {"os": env["RUNNER_OS"], "temp": str(self.temp)},
+            "runner": {"os": env["RUNNER_OS"], "arch": env["RUNNER_ARCH"], "temp": str(self.temp)},
             "steps": steps_ctx,
             "env": env,
         }
@@ -541,7 +599,7 @@ class ActionRunner:
         if handler is None:
             raise ValueError(f"no local stand-in for uses: {step['uses']}")
         with_ = {k: interpolate(v, context) for k, v in (step.get("with") or {}).items()}
-        call = UsesCall(with_, env, path_prefix, artifacts, [])
+        call = UsesCall(with_, env, path_prefix, artifacts, [], self.temp / "actions-cache")
         try:
             outputs = handler(call)
         except (OSError, ValueError) as exc:

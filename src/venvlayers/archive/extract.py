@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Collection
 from pathlib import Path
 
-from venvlayers.archive.formats import READ_SIZE
+from venvlayers.archive.formats import READ_SIZE, ArchiveFormat, detect_format
 from venvlayers.archive.read import CORRUPT, Member, corrupt, members
 from venvlayers.archive.scan import check_root_name
 from venvlayers.errors import ArchiveError
@@ -169,7 +169,7 @@ class _Extractor:
         os.chmod(target, mode)
 
 
-def _check_identity(archive: Path, size: int | None, sha256: str | None) -> None:
+def _check_size(archive: Path, size: int | None) -> int:
     try:
         actual_size = archive.stat().st_size
     except OSError as exc:
@@ -179,17 +179,37 @@ def _check_identity(archive: Path, size: int | None, sha256: str | None) -> None
             f"{archive}: size mismatch: expected {size} bytes (archive_size in the metadata), "
             f"found {actual_size}. The download is incomplete or the archive was replaced."
         )
-    if sha256 is not None:
+    return actual_size
+
+
+class _Sha256:
+    """sha256 of the bytes read so far, and how many."""
+
+    def __init__(self) -> None:
+        self.hash = hashlib.sha256()
+        self.count = 0
+
+    def update(self, data: bytes, /) -> None:
+        self.hash.update(data)
+        self.count += len(data)
+
+
+def _check_sha256(archive: Path, sha256: str, seen: _Sha256 | None = None) -> None:
+    """``seen``: the digest of the archive as the extraction read it; when it did not read
+    every byte (it stopped at an error) the file is read again here."""
+    if seen is not None and seen.count == archive.stat().st_size:
+        actual = seen.hash.hexdigest()
+    else:
         digest = hashlib.sha256()
         with archive.open("rb") as f:
             while block := f.read(READ_SIZE):
                 digest.update(block)
         actual = digest.hexdigest()
-        if actual != sha256.lower():
-            raise ArchiveError(
-                f"{archive}: sha256 mismatch: expected {sha256.lower()} (archive_hashes in the "
-                f"metadata), found {actual}. The archive is damaged or was replaced."
-            )
+    if actual != sha256.lower():
+        raise ArchiveError(
+            f"{archive}: sha256 mismatch: expected {sha256.lower()} (archive_hashes in the "
+            f"metadata), found {actual}. The archive is damaged or was replaced."
+        )
 
 
 def extract_archive(
@@ -204,9 +224,11 @@ def extract_archive(
 ) -> Path:
     """Safely unpack ``archive_path`` to ``dest_parent/expected_root`` and return that path.
 
-    Size and sha256 are checked before anything is unpacked. Every member must live under
-    ``expected_root/``; symlinks must stay inside the layer, or lead straight into one of
-    the ``sibling_roots`` folders beside it in ``dest_parent`` (links into lower layers).
+    The size is checked before anything is unpacked; the sha256 of a tar archive while it
+    is unpacked (the file is read once), before anything is moved into place, that of a
+    zip archive before unpacking. Every member must live under ``expected_root/``;
+    symlinks must stay inside the layer, or lead straight into one of the
+    ``sibling_roots`` folders beside it in ``dest_parent`` (links into lower layers).
     On any failure ``dest_parent`` is left exactly as it was.
     """
     check_root_name(expected_root, "Expected archive root folder")
@@ -215,7 +237,13 @@ def extract_archive(
         raise ArchiveError(
             f"{dest}: already exists; remove it or unpack {archive_path.name} with replace."
         )
-    _check_identity(archive_path, expected_size, expected_sha256)
+    _check_size(archive_path, expected_size)
+    seen: _Sha256 | None = None
+    if expected_sha256 is not None:
+        if detect_format(archive_path) is ArchiveFormat.ZIP:
+            _check_sha256(archive_path, expected_sha256)
+        else:
+            seen = _Sha256()
     created = _make_parents(dest_parent)
     scratch: Path | None = None
     try:
@@ -226,9 +254,16 @@ def extract_archive(
         os.mkdir(stage, 0o755)
         extractor = _Extractor(archive_path, stage, expected_root, sibling_roots)
         count = 0
-        for member in members(archive_path):
-            extractor.add(member)
-            count += 1
+        try:
+            for member in members(archive_path, seen):
+                extractor.add(member)
+                count += 1
+        except ArchiveError:
+            if expected_sha256 is not None:  # a damaged download says so, not "corrupt"
+                _check_sha256(archive_path, expected_sha256, seen)
+            raise
+        if expected_sha256 is not None and seen is not None:
+            _check_sha256(archive_path, expected_sha256, seen)
         if not count:
             raise ArchiveError(f"{archive_path}: the archive has no members; build it again.")
         os.chmod(stage, 0o755)

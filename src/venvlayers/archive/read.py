@@ -21,6 +21,7 @@ from venvlayers.archive.formats import (
     detect_format,
     zstd,
 )
+from venvlayers.archive.xz import Digest, HashingFile, Owning, open_xz
 from venvlayers.errors import ArchiveError
 
 
@@ -37,10 +38,14 @@ class _CountingReader:
         return data
 
 
-def _open_decompressed(archive_path: Path, fmt: ArchiveFormat) -> IO[bytes]:
+def _open_decompressed(
+    archive_path: Path, fmt: ArchiveFormat, digest: Digest | None = None
+) -> IO[bytes]:
     if fmt is ArchiveFormat.TAR_XZ:
-        return lzma.open(archive_path, "rb")
-    return cast(IO[bytes], zstd.ZstdFile(archive_path, "rb"))
+        return open_xz(archive_path, digest=digest)  # multi-stream: on every core
+    f = archive_path.open("rb")
+    source = f if digest is None else cast(IO[bytes], HashingFile(f, digest))
+    return cast(IO[bytes], Owning(cast(IO[bytes], zstd.ZstdFile(source, "rb")), source))
 
 
 CORRUPT = (
@@ -74,8 +79,10 @@ class Member:
     open: Callable[[], IO[bytes]] | None
 
 
-def _tar_members(archive_path: Path, fmt: ArchiveFormat) -> Iterator[Member]:
-    with _open_decompressed(archive_path, fmt) as raw:
+def _tar_members(
+    archive_path: Path, fmt: ArchiveFormat, digest: Digest | None = None
+) -> Iterator[Member]:
+    with _open_decompressed(archive_path, fmt, digest) as raw:
         counter = _CountingReader(raw)
         try:
             # Stream mode: one pass, no seeking back into the decompressed data.
@@ -161,11 +168,14 @@ def _zip_member(archive_path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) 
     return Member(name, "file", mode, info.file_size, "", opener)
 
 
-def members(archive_path: Path) -> Iterator[Member]:
+def members(archive_path: Path, digest: Digest | None = None) -> Iterator[Member]:
+    """The archive's members; a tar archive's bytes also go to ``digest`` as they are read
+    (all of them once the members have been read to the end). Zip archives are read by
+    seeking around, so ``digest`` gets nothing from them."""
     fmt = detect_format(archive_path)
     if fmt is ArchiveFormat.ZIP:
         return _zip_members(archive_path)
-    return _tar_members(archive_path, fmt)
+    return _tar_members(archive_path, fmt, digest)
 
 
 def iter_archive_members(archive_path: Path) -> Iterator[str]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO, cast
 
 from venvlayers.archive import tuning
 from venvlayers.archive.formats import ArchiveFormat, ArchiveInfo, ExcludeCallback, ProgressCallback
@@ -18,6 +20,20 @@ from venvlayers.fsutil import atomic_path, sha256_file
 
 
 _ArchiveWriter = Callable[[ArchiveJob], None]
+
+
+class _HashingWriter:
+    """Passes writes on, keeping the sha256 and size of everything written."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        return self.out.write(data)
 
 
 def write_archive(
@@ -58,8 +74,15 @@ def write_archive(
     }
     with atomic_path(archive_path) as tmp:
         with tmp.open("wb") as out:
-            writers[fmt](ArchiveJob(entries, root_name, mtime, out, workers, tracker))
+            # tar writers only append: hash as they write rather than read the file again
+            sink = out if fmt is ArchiveFormat.ZIP else _HashingWriter(out)
+            writers[fmt](
+                ArchiveJob(entries, root_name, mtime, cast(IO[bytes], sink), workers, tracker)
+            )
         tmp.chmod(0o644)  # mkstemp creates 0o600; an archive is meant to be shared
-        info = ArchiveInfo(size=tmp.stat().st_size, sha256=sha256_file(tmp))
+        if isinstance(sink, _HashingWriter):
+            info = ArchiveInfo(size=sink.size, sha256=sink.digest.hexdigest())
+        else:  # zip goes back to fill in its headers
+            info = ArchiveInfo(size=tmp.stat().st_size, sha256=sha256_file(tmp))
     tracker.finish()
     return info

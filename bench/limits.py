@@ -1,0 +1,118 @@
+"""Physical limits the benchmark prints next to its table.
+
+- publish: the uncompressed tar bytes of every layer divided by (one core's xz throughput,
+  measured on a sample of that same tar data with venvlayers' filters, times the cores);
+- deploy: the bytes the deploy wrote divided by this disk's measured write throughput, and
+  the archive bytes it had to decompress divided by (one core's xz decode throughput x cores).
+
+Throughputs are CPU time of one thread (``time.thread_time``), so other work on a shared
+machine slows them less than it slows wall-clock rows; the limits are therefore on the
+optimistic side, as limits should be.
+"""
+
+from __future__ import annotations
+
+import lzma
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+try:  # the archive package (after the split) or the single module (before)
+    from venvlayers.archive import tuning as _tuning  # type: ignore[attr-defined,unused-ignore]
+except ImportError:  # pragma: no cover - older tree
+    from venvlayers import archive as _tuning
+
+XZ_FILTERS: list[dict[str, int]] = _tuning.XZ_FILTERS
+XZ_FILTERS_X86: list[dict[str, int]] = _tuning.XZ_FILTERS_X86
+
+SAMPLE_PIECE = 4 << 20
+SAMPLE_PIECES = 6
+TAR_SUFFIX = ".tar.xz"
+
+
+def _filters() -> list[dict[str, int]]:
+    return XZ_FILTERS_X86 if platform.machine() in ("x86_64", "AMD64") else XZ_FILTERS
+
+
+def _decompressed(archive: Path) -> Iterator[bytes]:
+    with lzma.open(archive, "rb") as stream:
+        while block := stream.read(1 << 20):
+            yield block
+
+
+@dataclass
+class TarData:
+    """What is inside a publish output's tar archives."""
+
+    tar_bytes: int
+    archive_bytes: int
+    sample: list[bytes]
+
+
+def read_tar_data(folder: Path) -> TarData:
+    """Uncompressed size of every tar.xz archive in ``folder`` and an evenly spread sample of it."""
+    archives = sorted(p for p in folder.iterdir() if p.name.endswith(TAR_SUFFIX))
+    total = sum(sum(len(b) for b in _decompressed(a)) for a in archives)
+    stride = max(1, total // (SAMPLE_PIECE * SAMPLE_PIECES))
+    sample: list[bytes] = []
+    offset = 0
+    for archive in archives:
+        piece = bytearray()
+        for block in _decompressed(archive):
+            if offset % stride < len(block) or piece:
+                piece += block
+                if len(piece) >= SAMPLE_PIECE:
+                    sample.append(bytes(piece[:SAMPLE_PIECE]))
+                    piece.clear()
+            offset += len(block)
+        if piece and len(sample) < SAMPLE_PIECES:
+            sample.append(bytes(piece))
+    return TarData(total, sum(a.stat().st_size for a in archives), sample[:SAMPLE_PIECES])
+
+
+@dataclass
+class XzRates:
+    """One core's xz throughput (uncompressed bytes per CPU second) and ratio on the sample."""
+
+    encode: float
+    decode: float
+    ratio: float
+
+
+def xz_rates(sample: list[bytes]) -> XzRates:
+    filters = _filters()
+    raw = sum(len(p) for p in sample)
+    start = time.thread_time()
+    packed = [lzma.compress(p, format=lzma.FORMAT_XZ, filters=filters) for p in sample]
+    encode = time.thread_time() - start
+    start = time.thread_time()
+    for p in packed:
+        lzma.decompress(p)
+    decode = time.thread_time() - start
+    return XzRates(
+        encode=raw / max(encode, 1e-9),
+        decode=raw / max(decode, 1e-9),
+        ratio=sum(len(p) for p in packed) / max(raw, 1),
+    )
+
+
+def disk_write_rate(folder: Path, total: int = 256 << 20) -> float:
+    """Bytes per second writing ``total`` bytes in 1 MiB writes to a new file, then fsync."""
+    folder.mkdir(parents=True, exist_ok=True)
+    block = os.urandom(1 << 20)
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".bench-disk-") as handle:
+        start = time.perf_counter()
+        for _ in range(total // len(block)):
+            handle.write(block)
+        handle.flush()
+        os.fsync(handle.fileno())
+        seconds = time.perf_counter() - start
+    return total / seconds
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
