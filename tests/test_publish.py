@@ -405,7 +405,14 @@ def test_merge_and_release_real_publish_outputs(
 
 
 def pyc_files(target: Path) -> dict[str, int]:
-    return {str(p.relative_to(target)): p.stat().st_mtime_ns for p in sorted(target.rglob("*.pyc"))}
+    """``<layer>/<path>`` -> mtime of every .pyc of the layers deployed in ``target`` (each
+    ``TARGET/<install_target>`` is a link into the current deployment)."""
+    found: dict[str, int] = {}
+    for layer in sorted(p for p in target.iterdir() if not p.name.startswith(".")):
+        real = layer.resolve()
+        for pyc in sorted(real.rglob("*.pyc")):
+            found[f"{layer.name}/{pyc.relative_to(real)}"] = pyc.stat().st_mtime_ns
+    return found
 
 
 def test_deploy_compiles_what_each_layers_postinstall_would(
