@@ -1,9 +1,9 @@
 """What publish and export share: a built layer staged as its deployed view, and its metadata.
 
 A built layer is *staged* under its install target name: a hard-linked copy of the build
-folder without build-time files (``pyvenv.cfg``, the generated ``sitecustomize.py``,
-bytecode caches), with its layer config, python links and wrapper rewritten for the
-deployed folder names. ``publish.py`` archives the staged view, ``export.py`` copies it.
+folder without build-time files (``pyvenv.cfg``, the generated ``sitecustomize.py``, uv's
+``.gitignore``/``CACHEDIR.TAG``, bytecode caches), with its layer config, python links and
+wrapper rewritten for the deployed folder names. ``publish.py`` archives the staged view, ``export.py`` copies it.
 """
 
 from __future__ import annotations
@@ -91,7 +91,15 @@ def _is_build_only(relative: Path, layer: Layer, layout: LayerLayout) -> bool:
         return True
     if layer.kind is LayerKind.RUNTIME:
         return False
+    if len(relative.parts) == 1 and relative.name in _UV_VENV_MARKERS:
+        return True
     return relative.as_posix() in ("pyvenv.cfg", f"{layout.site_dir()}/sitecustomize.py")
+
+
+#: What ``uv venv`` adds at the top of an environment: a ``.gitignore`` of ``*`` and a
+#: ``CACHEDIR.TAG``, which would make backup tools skip a deployed layer. venvstacks'
+#: environments (``python -m venv``) have neither.
+_UV_VENV_MARKERS = frozenset({".gitignore", "CACHEDIR.TAG"})
 
 
 def stage_layer(
