@@ -3,7 +3,8 @@
 A built layer is *staged* under its install target name: a hard-linked copy of the build
 folder without build-time files (``pyvenv.cfg``, the generated ``sitecustomize.py``, uv's
 ``.gitignore``/``CACHEDIR.TAG``, bytecode caches), with its layer config, python links and
-wrapper rewritten for the deployed folder names. ``publish.py`` archives the staged view, ``export.py`` copies it.
+wrapper rewritten for the deployed folder names. ``publish.py`` archives the staged view,
+``export.py`` copies it.
 """
 
 from __future__ import annotations
