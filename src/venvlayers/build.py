@@ -26,7 +26,7 @@ from venvlayers.lockcheck import git_ignored, lock_paths, module_hash
 from venvlayers.models import BuildStamp, LayerConfig
 from venvlayers.pathrules import module_link_problem
 from venvlayers.pipelined import Steps, run_pipelined
-from venvlayers.platforms import Platform, host_platform
+from venvlayers.platforms import Platform, host_platform, uv_python_platform
 from venvlayers.runtime import install_runtime
 from venvlayers.spec import LayerKind, module_name
 from venvlayers.uv import run_uv
@@ -293,6 +293,8 @@ class _StackBuilder:
             # build folder is on the cache's file system, so no package byte is copied. The
             # build never writes into an installed file in place (see _drop_scripts), so the
             # cache stays intact.
+            "--python-platform",
+            uv_python_platform(self.platform, glibc=layer.linux_target),
             "-r",
             str(pylock),
         ]
