@@ -33,12 +33,17 @@ name = "client"
 launch_module = "launch/client"
 support_modules = ["../shared/blank.py", "support/helpers.py"]
 runtime = "cpython-3.12"
-requirements = []
+requirements = ["plain"]
 versioned = true
+
+[[tool.uv.index]]
+name = "local"
+url = "{index}"
+default = true
 """
 
 
-def make_project(root: Path) -> Path:
+def make_project(root: Path, index: SimpleIndex) -> Path:
     spec_dir = root / "project"
     (spec_dir / "launch" / "client").mkdir(parents=True)
     (spec_dir / "support").mkdir()
@@ -50,29 +55,34 @@ def make_project(root: Path) -> Path:
     (spec_dir / "support" / "helpers.py").write_text("ANSWER = 42\n")
     (root / "shared" / "blank.py").write_text("")
     spec = spec_dir / "venvstacks.toml"
-    spec.write_text(SPEC)
+    spec.write_text(SPEC.format(index=index.url))
     return spec
 
 
 def test_published_layers_hold_no_uv_venv_markers(
     runtime_mirror: RuntimeMirror, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``uv venv`` writes ``.gitignore`` (``*``) and ``CACHEDIR.TAG`` into an environment;
-    venvstacks' archives have neither, and a deployed layer marked as a cache folder is
-    skipped by backup tools. Archives and local exports leave them out."""
-    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
-    spec = make_project(tmp_path)
-    out = tmp_path / "out"
-    assert main(["-q", "build", "--publish", "--output-dir", str(out), str(spec)]) == 0
-    assert (spec.parent / "_build" / "app-client" / "CACHEDIR.TAG").exists()  # uv wrote it
+    """``uv venv`` writes ``.gitignore`` (``*``) and ``CACHEDIR.TAG`` into an environment,
+    ``uv pip install`` a ``.lock``; venvstacks' archives have none of them, and a deployed
+    layer marked as a cache folder is skipped by backup tools. Archives and local exports
+    leave them out."""
+    for name in ("SOURCE_DATE_EPOCH", "UV_EXCLUDE_NEWER"):
+        monkeypatch.delenv(name, raising=False)
+    build_wheel(tmp_path / "wheels", "plain", "1.0.0", modules={"plain.py": ""})
+    markers = {".gitignore", ".lock", "CACHEDIR.TAG"}
+    with SimpleIndex(tmp_path / "wheels") as index:
+        spec = make_project(tmp_path, index)
+        out = tmp_path / "out"
+        assert main(["-q", "build", "--publish", "--output-dir", str(out), str(spec)]) == 0
+    built = {p.name for p in (spec.parent / "_build" / "app-client").iterdir()}
+    assert markers <= built  # what uv wrote
     with tarfile.open(out / "app-client@1.tar.xz") as archive:
         names = set(archive.getnames())
     assert "app-client@1/lib/python3.12/site-packages/client/__main__.py" in names
-    assert not {"app-client@1/.gitignore", "app-client@1/CACHEDIR.TAG"} & names
+    assert not {f"app-client@1/{m}" for m in markers} & names
     export = tmp_path / "export"
     assert main(["-q", "local-export", "--output-dir", str(export), str(spec)]) == 0
-    assert not (export / "app-client" / "CACHEDIR.TAG").exists()
-    assert not (export / "app-client" / ".gitignore").exists()
+    assert not markers & {p.name for p in (export / "app-client@1").iterdir()}
 
 
 GLIBC_SPEC = """\

@@ -2,7 +2,7 @@
 
 A built layer is *staged* under its install target name: a hard-linked copy of the build
 folder without build-time files (``pyvenv.cfg``, the generated ``sitecustomize.py``, uv's
-``.gitignore``/``CACHEDIR.TAG``, bytecode caches), with its layer config, python links and
+``.gitignore``/``.lock``/``CACHEDIR.TAG``, bytecode caches), with its layer config, python links and
 wrapper rewritten for the deployed folder names. ``publish.py`` archives the staged view,
 ``export.py`` copies it.
 """
@@ -92,15 +92,16 @@ def _is_build_only(relative: Path, layer: Layer, layout: LayerLayout) -> bool:
         return True
     if layer.kind is LayerKind.RUNTIME:
         return False
-    if len(relative.parts) == 1 and relative.name in _UV_VENV_MARKERS:
+    if len(relative.parts) == 1 and (relative.name.startswith(".") or relative.name == CACHE_TAG):
         return True
     return relative.as_posix() in ("pyvenv.cfg", f"{layout.site_dir()}/sitecustomize.py")
 
 
-#: What ``uv venv`` adds at the top of an environment: a ``.gitignore`` of ``*`` and a
-#: ``CACHEDIR.TAG``, which would make backup tools skip a deployed layer. venvstacks'
-#: environments (``python -m venv``) have neither.
-_UV_VENV_MARKERS = frozenset({".gitignore", "CACHEDIR.TAG"})
+#: ``uv venv`` adds a ``.gitignore`` of ``*`` and this tag at the top of an environment
+#: (``uv pip install`` a ``.lock``); a cache tag makes backup tools skip a deployed layer.
+#: venvstacks' layers have none of them (``python -m venv``; top-level hidden files are
+#: left out of its archives), so they stay out of ours too.
+CACHE_TAG = "CACHEDIR.TAG"
 
 
 def stage_layer(
