@@ -19,6 +19,7 @@ import pytest
 from rig.runtime import RuntimeMirror
 
 from venvlayers.cli import main
+from venvlayers.runtime import install_runtime
 from venvlayers.runtime_mirror import downloads_entry, write_downloads_json
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "basic"
@@ -112,3 +113,25 @@ def test_two_clean_builds_publish_identical_archives(pbs_mirror: Path, tmp_path:
                         found = [n for n in needles if n in content]
                         assert not found, f"{name}: {member.name} holds {found}"
                     assert not any(n.decode() in member.linkname for n in needles), member.name
+
+
+@pytest.mark.network
+def test_installed_runtime_holds_what_its_archive_holds(
+    runtime_mirror: RuntimeMirror, tmp_path: Path
+) -> None:
+    """No file uv adds on install (its PEP 668 ``EXTERNALLY-MANAGED``, saying the Python "is
+    managed by uv") reaches the runtime layer: venvstacks ships the archive's files only."""
+    archive = runtime_mirror.archives["3.12.1"]
+    with tarfile.open(archive) as original:
+        shipped = {
+            m.name.partition("/")[2] for m in original.getmembers() if m.isfile() or m.issym()
+        }
+    target = tmp_path / "cpython-3.12"
+    install_runtime("cpython@3.12.1", target, layer_name="cpython-3.12")
+    installed = {
+        p.relative_to(target).as_posix()
+        for p in target.rglob("*")
+        if (p.is_file() or p.is_symlink()) and "__pycache__" not in p.parts
+    }
+    assert not any(name.endswith("EXTERNALLY-MANAGED") for name in installed)
+    assert installed - shipped == set()

@@ -100,7 +100,7 @@ platforms = ["linux_x86_64", "win_amd64", "macosx_arm64"]
 name = "fw"
 runtime = "cpython-3.12"
 requirements = ["alpha"]
-platforms = ["linux_x86_64", "win_amd64", "linux_aarch64"]
+platforms = ["linux_x86_64", "win_amd64"]
 versioned = true
 linux_target = "glibc@2.34"
 

@@ -26,7 +26,7 @@ from venvlayers.lockcheck import git_ignored, lock_paths, module_hash
 from venvlayers.models import BuildStamp, LayerConfig
 from venvlayers.pathrules import module_link_problem
 from venvlayers.pipelined import Steps, run_pipelined
-from venvlayers.platforms import Platform, host_platform
+from venvlayers.platforms import Platform, host_platform, uv_python_platform
 from venvlayers.runtime import install_runtime
 from venvlayers.spec import LayerKind, module_name
 from venvlayers.uv import run_uv
@@ -289,6 +289,9 @@ class _StackBuilder:
             # the spec's index settings, so UV_INDEX_<NAME>_* credentials reach the downloads
             "--config-file",
             str(write_layer_uv_config(self.graph, layer, self.root / "_uv" / f"{layer.name}.toml")),
+            # wheels for the oldest glibc the layer targets, not the build machine's
+            "--python-platform",
+            uv_python_platform(self.platform, glibc=layer.linux_target),
             # uv's default link mode: hard links (clones on macOS) from its cache when the
             # build folder is on the cache's file system, so no package byte is copied. The
             # build never writes into an installed file in place (see _drop_scripts), so the

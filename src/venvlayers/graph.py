@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from packaging.utils import canonicalize_name
+
 from venvlayers.errors import SpecError
 from venvlayers.platforms import ALL_PLATFORMS, DEFAULT_GLIBC, DEFAULT_MACOSX, Platform
 from venvlayers.spec import LayerKind, LayerSpec, StackSpec, load_stack_spec
@@ -141,7 +143,7 @@ def build_graph(spec: StackSpec) -> StackGraph:
                 spec=layer,
                 runtime=layer.layer_name,
                 frameworks=(),
-                platforms=_narrow(layer.platforms, []),
+                platforms=_narrow(spec, layer, []),
                 linux_target=layer.linux_target or DEFAULT_GLIBC,
                 macosx_target=layer.macosx_target or DEFAULT_MACOSX,
                 package_indexes=dict(layer.package_indexes),
@@ -194,7 +196,7 @@ def build_graph(spec: StackSpec) -> StackGraph:
             spec=layer,
             runtime=runtime_name,
             frameworks=linearized,
-            platforms=_narrow(layer.platforms, below),
+            platforms=_narrow(spec, layer, below),
             linux_target=max(
                 [layer.linux_target or DEFAULT_GLIBC] + [b.linux_target for b in below]
             ),
@@ -209,12 +211,27 @@ def build_graph(spec: StackSpec) -> StackGraph:
     return StackGraph(spec, resolved)
 
 
-def _narrow(declared: tuple[Platform, ...] | None, below: Iterable[Layer]) -> tuple[Platform, ...]:
-    """A layer targets what it declares (default: all) and only what every lower layer targets."""
-    allowed = set(declared if declared is not None else ALL_PLATFORMS)
+def _narrow(spec: StackSpec, layer: LayerSpec, below: Iterable[Layer]) -> tuple[Platform, ...]:
+    """A layer targets what it declares (default: every platform all lower layers target).
+
+    Declaring a platform some lower layer does not target is an error, as in venvstacks.
+    """
+    allowed = set(ALL_PLATFORMS)
     for lower in below:
         allowed &= set(lower.platforms)
-    return tuple(p for p in ALL_PLATFORMS if p in allowed)
+    if layer.platforms is None:
+        return tuple(p for p in ALL_PLATFORMS if p in allowed)
+    unsupported = [p.value for p in ALL_PLATFORMS if p in layer.platforms and p not in allowed]
+    if unsupported:
+        raise _fail(
+            spec,
+            layer,
+            "platforms",
+            f"{', '.join(unsupported)} not targeted by the layers below"
+            f" (they target: {', '.join(p.value for p in ALL_PLATFORMS if p in allowed) or 'none'});"
+            " remove it or add it to the lower layers' 'platforms'",
+        )
+    return tuple(p for p in ALL_PLATFORMS if p in layer.platforms)
 
 
 def _check_cycles(spec: StackSpec, frameworks: dict[str, LayerSpec]) -> None:
@@ -279,7 +296,8 @@ def _inherit_indexes(spec: StackSpec, layer: LayerSpec, below: list[Layer]) -> d
         (b.name, b.package_indexes) for b in below
     ]
     for origin, mapping in sources:
-        for package, index in mapping.items():
+        for raw_package, index in mapping.items():
+            package = canonicalize_name(raw_package)  # "Torch" and "torcH" are one package
             effective = overrides.get(index, index)
             if package in chosen and chosen[package][0] != effective:
                 first_index, first_origin = chosen[package]

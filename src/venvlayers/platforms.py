@@ -95,6 +95,18 @@ def target_text(platform: Platform, *, glibc: tuple[int, int], macosx: tuple[int
     return str(platform)
 
 
+def uv_python_platform(platform: Platform, *, glibc: tuple[int, int]) -> str:
+    """uv's ``--python-platform`` for installing a layer built for ``platform``: on Linux the
+    wheels for the oldest glibc the layer targets (as venvstacks installs them), not those
+    the build machine's newer glibc would pick; on macOS uv reads MACOSX_DEPLOYMENT_TARGET."""
+    arch = "aarch64" if platform.arch in ("arm64", "aarch64") else "x86_64"
+    if platform.is_linux:
+        return f"{arch}-manylinux_{glibc[0]}_{glibc[1]}"
+    if platform.is_macos:
+        return f"{arch}-apple-darwin"
+    return f"{arch}-pc-windows-msvc"
+
+
 def marker_environment(platform: Platform, py_version: str) -> dict[str, str]:
     """PEP 508 marker values of CPython ``py_version`` on ``platform``."""
     markers = MARKERS[platform]

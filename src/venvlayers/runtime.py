@@ -53,6 +53,7 @@ def install_runtime(python_implementation: str, destination: Path, *, layer_name
                 f"uv installed {len(installed)} runtimes for {python_implementation}; expected one"
             )
         restore_build_prefix(installed[0])
+        drop_uv_marker(installed[0])
         if destination.exists():
             shutil.rmtree(destination)
         installed[0].rename(destination)
@@ -81,3 +82,17 @@ def restore_build_prefix(installed: Path) -> list[Path]:
             data.write_text(text, encoding="utf-8")
             changed.append(data)
     return changed
+
+
+def drop_uv_marker(installed: Path) -> list[Path]:
+    """Remove the PEP 668 ``EXTERNALLY-MANAGED`` file ``uv python install`` adds (it says the
+    Python "is managed by uv", untrue once deployed): the runtime layer holds what the
+    runtime archive held, as venvstacks ships it. Returns the files removed."""
+    removed = []
+    for marker in sorted(installed.glob("lib/python*/EXTERNALLY-MANAGED")) + sorted(
+        installed.glob("Lib/EXTERNALLY-MANAGED")
+    ):
+        if marker.is_file() and not marker.is_symlink():
+            marker.unlink()
+            removed.append(marker)
+    return removed

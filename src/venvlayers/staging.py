@@ -1,9 +1,10 @@
 """What publish and export share: a built layer staged as its deployed view, and its metadata.
 
 A built layer is *staged* under its install target name: a hard-linked copy of the build
-folder without build-time files (``pyvenv.cfg``, the generated ``sitecustomize.py``,
-bytecode caches), with its layer config, python links and wrapper rewritten for the
-deployed folder names. ``publish.py`` archives the staged view, ``export.py`` copies it.
+folder without build-time files (``pyvenv.cfg``, the generated ``sitecustomize.py``, uv's
+``.gitignore``/``.lock``/``CACHEDIR.TAG``, bytecode caches), with its layer config, python links and
+wrapper rewritten for the deployed folder names. ``publish.py`` archives the staged view,
+``export.py`` copies it.
 """
 
 from __future__ import annotations
@@ -91,7 +92,16 @@ def _is_build_only(relative: Path, layer: Layer, layout: LayerLayout) -> bool:
         return True
     if layer.kind is LayerKind.RUNTIME:
         return False
+    if len(relative.parts) == 1 and (relative.name.startswith(".") or relative.name == CACHE_TAG):
+        return True
     return relative.as_posix() in ("pyvenv.cfg", f"{layout.site_dir()}/sitecustomize.py")
+
+
+#: ``uv venv`` adds a ``.gitignore`` of ``*`` and this tag at the top of an environment
+#: (``uv pip install`` a ``.lock``); a cache tag makes backup tools skip a deployed layer.
+#: venvstacks' layers have none of them (``python -m venv``; top-level hidden files are
+#: left out of its archives), so they stay out of ours too.
+CACHE_TAG = "CACHEDIR.TAG"
 
 
 def stage_layer(
