@@ -32,4 +32,4 @@ PY
 fi
 
 uv run venvlayers build --publish --tag-outputs --output-dir "$out" "$example/venvstacks.toml"
-uv run venvlayers deploy --metadata "$out/__venvstacks__" --archives "$out" --target "$out/deployed" --run hello
+uv run venvlayers deploy --from "$out" --target "$out/deployed" --run hello
