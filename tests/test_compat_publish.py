@@ -28,6 +28,7 @@ from rig.runtime import RuntimeMirror
 
 from venvlayers.cli import main
 from venvlayers.platforms import host_platform
+from venvlayers.runlock import LOCK_NAME
 from venvlayers.sbom import sbom_name
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
@@ -113,7 +114,8 @@ def test_published_metadata_is_venvstacks_own(outputs: Outputs, tagged: bool) ->
     assert f"__venvstacks__/env_metadata/app-one{tag}.json" in expected
     own = f"__venvstacks__/{OUR_OWN if tagged else 'venvlayers-publish.json'}"
     sboms = {sbom_name(m["archive_name"]) for m in layer_files(mine).values()}  # ours only
-    assert files_below(mine) == expected | {own} | sboms
+    # beyond venvstacks' files: our publish record, SBOMs and the run lock a publish holds
+    assert files_below(mine) == expected | {own, LOCK_NAME} | sboms
     # Archive bytes differ (another compressor), so their sizes and hashes do; nothing else
     sizes_and_hashes = [
         (f'"archive_size": {m["archive_size"]},', m["archive_hashes"]["sha256"], name)
