@@ -16,24 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from rig.hello_stack import write_hello_stack
 from rig.runtime import RuntimeMirror
 
 from venvlayers.assets import archive_name_problem
 
 pytestmark = pytest.mark.slow
 
-SPEC = """
-[[runtimes]]
-name = "cpython-3.12"
-python_implementation = "cpython@3.12.1"
-requirements = []
-
-[[applications]]
-name = "hello"
-launch_module = "launch/hello.py"
-runtime = "cpython-3.12"
-requirements = []
-"""
 #: rounds of two concurrent publishes (alternately into two folders and into one)
 PUBLISH_ROUNDS = 4
 #: rounds of two concurrent `build --clean`
@@ -72,10 +61,7 @@ def stack(
         for key, value in runtime_mirror_session.env.items():
             mp.setenv(key, value)
         folder = tmp_path_factory.mktemp("racing")
-        (folder / "launch").mkdir()
-        (folder / "launch" / "hello.py").write_text("import sys\nprint('hello', *sys.argv[1:])\n")
-        spec = folder / "venvstacks.toml"
-        spec.write_text(SPEC)
+        spec = write_hello_stack(folder, "import sys\nprint('hello', *sys.argv[1:])\n")
         code, text = finish(venvlayers("build", spec))
         assert code == 0, text
         yield Stack(folder, spec)

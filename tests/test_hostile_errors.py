@@ -14,22 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from rig.hello_stack import write_hello_stack
 from rig.runtime import RuntimeMirror
 
 pytestmark = pytest.mark.slow
-
-SPEC = """
-[[runtimes]]
-name = "cpython-3.12"
-python_implementation = "cpython@3.12.1"
-requirements = []
-
-[[applications]]
-name = "hello"
-launch_module = "launch/hello.py"
-runtime = "cpython-3.12"
-requirements = []
-"""
 
 
 @dataclass
@@ -67,10 +55,7 @@ def stack(
         for key, value in runtime_mirror_session.env.items():
             mp.setenv(key, value)
         folder = tmp_path_factory.mktemp("errors")
-        (folder / "launch").mkdir()
-        (folder / "launch" / "hello.py").write_text("print('hello')\n")
-        spec = folder / "venvstacks.toml"
-        spec.write_text(SPEC)
+        spec = write_hello_stack(folder)
         out = folder / "out"
         code, text = venvlayers("-q", "build", "--publish", "--output-dir", out, spec)
         assert code == 0, text
