@@ -481,6 +481,31 @@ def test_extension_and_its_library_in_one_layer(
         check=True,
     )
     assert result.stdout.strip() == "42"
+    assert "warning" not in run.err  # the check loaded extuser with its library
+
+
+@pytest.mark.slow
+def test_extension_whose_library_is_not_linked_is_a_warning(
+    tmp_path: Path, local_index: SimpleIndex, runtime_mirror: RuntimeMirror, cli: Callable[..., Run]
+) -> None:
+    """The default check loads every extension module's shared libraries (no module code
+    runs): with libvlshared.so left out of the dynlib folder, extuser cannot load."""
+    stack = tmp_path / "stack"
+    stack.mkdir()
+    spec = stack / "venvstacks.toml"
+    spec.write_text(
+        '[[runtimes]]\nname = "cpython-3.12"\npython_implementation = "cpython@3.12.1"\n'
+        'requirements = []\nplatforms = ["linux_x86_64"]\n\n'
+        '[[frameworks]]\nname = "native"\nruntime = "cpython-3.12"\nrequirements = ["extuser"]\n'
+        'dynlib_exclude = ["libshared/lib/libvlshared.so"]\n' + index_table(local_index.url)
+    )
+    run = cli("build", spec)
+    assert run.code == 0, run.err
+    assert "warning: framework-native: built; these packages are not found or do not load" in run.err
+    assert "extuser.cpython-312-x86_64-linux-gnu.so (cannot load: libvlshared.so" in run.err
+    run = cli("build", "--clean", "--no-check", spec)
+    assert run.code == 0, run.err
+    assert "warning" not in run.err
 
 
 @pytest.mark.slow

@@ -154,7 +154,11 @@ def test_optional_dependency_missing_is_a_warning(
     tmp_path: Path, wheels: SimpleIndex, runtime_mirror: RuntimeMirror, cli: Callable[..., Run]
 ) -> None:
     spec = _app_spec(tmp_path, wheels.url, "import alpha\nprint('ok')\n", '["alpha", "inliner"]')
+    # by default packages are only found, not imported: inliner is there
     run = cli("build", spec)
+    assert run.code == 0, run.text
+    assert "warning" not in run.err
+    run = cli("build", "--clean", "--check-imports", spec)
     assert run.code == 0, run.text
     assert "warning: app-app: built; these packages do not import" in run.err
     assert "inliner (ModuleNotFoundError: No module named 'notthere')" in run.err

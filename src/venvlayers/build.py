@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from venvlayers import __version__, postinstall
-from venvlayers.buildcheck import EXTENSION_RE, check_layer
+from venvlayers.buildcheck import EXTENSION_RE, CheckLevel, check_layer
 from venvlayers.errors import BuildError
 from venvlayers.fsutil import sha256_file
 from venvlayers.gha import Reporter
@@ -122,7 +122,7 @@ def build_stack(
     reporter: Reporter,
     jobs: int | None = None,
     allow_missing: bool = False,
-    check: bool = True,
+    check: CheckLevel = CheckLevel.LOAD,
 ) -> BuildResult:
     """Build every selected layer that targets this platform; independent layers in parallel."""
     platform = host_platform()
@@ -156,7 +156,7 @@ class _StackBuilder:
         reporter: Reporter,
         *,
         clean: bool,
-        check: bool = True,
+        check: CheckLevel = CheckLevel.LOAD,
     ):
         self.check = check
         self.graph = graph
@@ -223,7 +223,7 @@ class _StackBuilder:
                 self._build_runtime(layer, target)
             else:
                 self._build_layered(layer, target, steps)
-            if self.check:
+            if self.check is not CheckLevel.NONE:
                 self._check(layer, target)
         inputs.write(stamp)
         self.reporter.info(f"{layer.name}: built")
@@ -435,6 +435,7 @@ class _StackBuilder:
             python=target / layout.python(layer.kind),
             site=target / layout.site_dir(),
             reporter=self.reporter,
+            level=self.check,
         )
 
 

@@ -1,14 +1,20 @@
 """The check after building a layer: it runs, and what its app imports is installed.
 
 venvstacks builds without any check, so this one never fails a layer venvstacks builds:
-only a missing import of the launch/support modules (one that surely runs) is an error;
-a shipped package that does not import (an optional dependency left out) is a warning.
+only a missing import of the launch/support modules (one that surely runs) is an error.
+Everything else is a warning. By default (``CheckLevel.LOAD``) every shipped top-level
+package must be findable and every extension module in the layer must load its shared
+libraries (``dlopen``, no module code runs: milliseconds per module); ``CheckLevel.IMPORT``
+imports every shipped package instead, which also finds a missing Python dependency but
+runs the packages' import-time code (seconds for SciPy or scikit-learn).
 """
 
 from __future__ import annotations
 
 import ast
+import enum
 import json
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
@@ -23,13 +29,30 @@ EXTENSION_RE = re.compile(r"\.(cpython-\d+[^.]*|abi3|pypy[^.]*)\.(so|dylib)$")
 _CHECK_MARKER = "venvlayers-import-check: "
 
 
+class CheckLevel(enum.Enum):
+    """How hard the check after building looks at a layer."""
+
+    NONE = "none"  # no check (venvstacks has none)
+    LOAD = "load"  # packages found, extension modules' shared libraries load
+    IMPORT = "import"  # every shipped package imported
+
+
 def check_layer(
-    graph: StackGraph, layer: Layer, *, python: Path, site: Path, reporter: Reporter
+    graph: StackGraph,
+    layer: Layer,
+    *,
+    python: Path,
+    site: Path,
+    reporter: Reporter,
+    level: CheckLevel = CheckLevel.LOAD,
 ) -> None:
     """The layer's python starts; what its launch/support modules import resolves
-    (else an error); every top-level package it ships imports (else a warning: an
-    optional dependency may be missing on purpose, and venvstacks builds such layers).
+    (else an error); every top-level package it ships is found and its extension modules
+    load, or (``CheckLevel.IMPORT``) imports (else a warning: an optional dependency may be
+    missing on purpose, and venvstacks builds such layers).
     """
+    if level is CheckLevel.NONE:
+        return
     required: list[str] = []
     if layer.spec.launch_module:
         # what the app imports, not the app itself: importing a launch module may run it
@@ -39,8 +62,15 @@ def check_layer(
             launch_dependencies([spec_dir / m for m in own]) - {module_name(m) for m in own}
         )
     optional = sorted(set(top_level_modules(site)))
+    # dlopen is POSIX; Windows loads DLLs by other rules (the import check covers it)
+    extensions = (
+        sorted(str(p) for p in site.rglob("*") if EXTENSION_RE.search(p.name) and p.is_file())
+        if level is CheckLevel.LOAD and os.name == "posix"
+        else []
+    )
+    mode = "import" if level is CheckLevel.IMPORT else "find"
     completed = run_process(
-        [python, "-c", _CHECK_SCRIPT, json.dumps([required, optional])],
+        [python, "-c", _CHECK_SCRIPT, json.dumps([required, optional, mode, extensions])],
         what=f"{graph.path}: layer {layer.name}: import check of its python",
         timeout=600,
         error=BuildError,
@@ -65,17 +95,20 @@ def check_layer(
         )
     failed = verdicts.get("optional", ["(the import check stopped before finishing)"])
     if failed:
+        what = "do not import" if level is CheckLevel.IMPORT else "are not found or do not load"
         reporter.warning(
-            f"{layer.name}: built; these packages do not import (an optional dependency may be missing): {'; '.join(failed)}"
+            f"{layer.name}: built; these packages {what} (an optional dependency may be missing): {'; '.join(failed)}"
         )
 
 
-# argv[1]: JSON [required, optional]. Required names must be found (not imported: importing
-# an app's dependency is the app's business); optional ones are imported. Imported code may
-# print without a newline, so each verdict starts its own line.
+# argv[1]: JSON [required, optional, mode, extensions]. Required names must be found (not
+# imported: importing an app's dependency is the app's business). Optional ones are found
+# (mode "find") or imported (mode "import"); extension module files are dlopen'ed lazily
+# and locally, which loads the shared libraries they link but runs no module code. Imported
+# code may print without a newline, so each verdict starts its own line.
 _CHECK_SCRIPT = f"""\
-import importlib, importlib.util, json, sys
-required, optional = json.loads(sys.argv[1])
+import importlib, importlib.util, json, os, sys
+required, optional, mode, extensions = json.loads(sys.argv[1])
 missing = []
 for name in required:
     try:
@@ -87,9 +120,21 @@ print("\\n{_CHECK_MARKER}required " + json.dumps(missing), flush=True)
 failed = []
 for name in optional:
     try:
-        importlib.import_module(name)
+        if mode == "import":
+            importlib.import_module(name)
+        elif importlib.util.find_spec(name) is None:
+            failed.append(f"{{name}} (not found)")
     except BaseException as exc:
         failed.append(f"{{name}} ({{type(exc).__name__}}: {{exc}})")
+try:
+    import ctypes
+except ImportError:  # a runtime built without ctypes: nothing to load with
+    extensions = []
+for path in extensions:
+    try:
+        ctypes.CDLL(path, mode=os.RTLD_LAZY | os.RTLD_LOCAL)
+    except OSError as exc:
+        failed.append(f"{{os.path.basename(path)}} (cannot load: {{exc}})")
 print("\\n{_CHECK_MARKER}optional " + json.dumps(failed), flush=True)
 """
 

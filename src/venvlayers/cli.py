@@ -19,6 +19,7 @@ from venvlayers.gha import OUTPUT_LOCK, Reporter, neutralize, write_line
 from venvlayers.graph import load_stack
 
 if TYPE_CHECKING:
+    from venvlayers.buildcheck import CheckLevel
     from venvlayers.pipeline import PublishRequest
     from venvlayers.publish import PublishResult
 
@@ -123,11 +124,19 @@ def cmd_build(args: argparse.Namespace, reporter: Reporter) -> Outcome:
         reporter=reporter,
         allow_missing=args.allow_missing,
         publish=publish,
-        check=not args.no_check,
+        check=_check_level(args),
     )
     if result.publish is not None:
         return _published(args, reporter, result.publish)
     return Outcome(0)
+
+
+def _check_level(args: argparse.Namespace) -> CheckLevel:
+    from venvlayers.buildcheck import CheckLevel
+
+    if args.no_check:
+        return CheckLevel.NONE
+    return CheckLevel.IMPORT if args.check_imports else CheckLevel.LOAD
 
 
 def _positive_seconds(text: str) -> float:
@@ -423,10 +432,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fail (exit 1) instead of locking when a lock is stale",
     )
-    build.add_argument(
+    checks = build.add_mutually_exclusive_group()
+    checks.add_argument(
         "--no-check",
         action="store_true",
-        help="skip the import check after building each layer",
+        help="skip the check after building each layer",
+    )
+    checks.add_argument(
+        "--check-imports",
+        action="store_true",
+        help="import every shipped package after building (slower: runs their import-time code)",
     )
     build.add_argument(
         "--publish", action="store_true", help="publish after building (needs --output-dir)"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from venvlayers.archive import ArchiveFormat
 from venvlayers.build import BuildResult, build_dir_for, build_stack
+from venvlayers.buildcheck import CheckLevel
 from venvlayers.debris import (
     clean_build_folder,
     clean_output_folder,
@@ -83,10 +84,10 @@ def build_pipeline(
     reporter: Reporter,
     allow_missing: bool = False,
     publish: PublishRequest | None = None,
-    check: bool = True,
+    check: CheckLevel = CheckLevel.LOAD,
 ) -> PipelineResult:
-    """Lock (``locked``: only check the locks are fresh), build (``check``: with the import
-    check after each layer), then publish if asked."""
+    """Lock (``locked``: only check the locks are fresh), build (``check``: how hard to
+    check each layer after building it), then publish if asked."""
     with holding_stack(graph, build_dir, reporter):
         return _build_pipeline(
             graph,
@@ -111,7 +112,7 @@ def _build_pipeline(
     reporter: Reporter,
     allow_missing: bool,
     publish: PublishRequest | None,
-    check: bool,
+    check: CheckLevel,
 ) -> PipelineResult:
     if locked:
         require_fresh_locks(
