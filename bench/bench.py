@@ -199,7 +199,11 @@ class Tool:
 
 
 def base_env(work: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in LEAKY_ENV}
+    # PYTHONDONTWRITEBYTECODE would make both tools compile their own code on every start
+    # (the untimed priming run writes the bytecode a user's install has)
+    env = {
+        k: v for k, v in os.environ.items() if k not in LEAKY_ENV and k != "PYTHONDONTWRITEBYTECODE"
+    }
     config = work / "empty-config"
     config.mkdir(parents=True, exist_ok=True)
     env.update(

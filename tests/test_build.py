@@ -501,7 +501,9 @@ def test_extension_whose_library_is_not_linked_is_a_warning(
     )
     run = cli("build", spec)
     assert run.code == 0, run.err
-    assert "warning: framework-native: built; these packages are not found or do not load" in run.err
+    assert (
+        "warning: framework-native: built; these packages are not found or do not load" in run.err
+    )
     assert "extuser.cpython-312-x86_64-linux-gnu.so (cannot load: libvlshared.so" in run.err
     run = cli("build", "--clean", "--no-check", spec)
     assert run.code == 0, run.err

@@ -24,7 +24,7 @@ XZ_FILTERS_X86: list[dict[str, int]] = [
 ]
 # 16 MiB chunks cost ~1 % size against one xz stream (8 MiB: ~2 %, 4 MiB: ~4 %).
 # Chunk boundaries are fixed, so the output does not depend on the thread count.
-XZ_CHUNK = 16 << 20
+XZ_CHUNK = 16 << 20  # the most; a stream is cut into equal chunks (tar.xz_chunks)
 # Each xz preset-6 encoder needs ~94 MiB; more threads than this buys little but memory.
 XZ_MAX_THREADS = 16
 # Level 12 with long-distance matching and a window up to 128 MiB. On the realistic bench
