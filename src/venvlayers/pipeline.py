@@ -14,9 +14,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from venvlayers.archive import ArchiveFormat
-from venvlayers.build import BuildResult, build_dir_for, build_stack
 from venvlayers.buildcheck import CheckLevel
 from venvlayers.debris import (
     clean_build_folder,
@@ -26,14 +25,20 @@ from venvlayers.debris import (
 )
 from venvlayers.gha import Reporter
 from venvlayers.graph import StackGraph
-from venvlayers.lock import lock_stack, require_fresh_locks
-from venvlayers.publish import PublishResult, publish_stack
 from venvlayers.runlock import beside, run_lock, run_lock_file
+
+if TYPE_CHECKING:
+    # imported where used: a command loads only its own stages (each import is startup time)
+    from venvlayers.archive import ArchiveFormat
+    from venvlayers.build import BuildResult
+    from venvlayers.publish import PublishResult
 
 
 @contextmanager
 def holding_stack(graph: StackGraph, build_dir: Path | None, reporter: Reporter) -> Iterator[None]:
     """One run at a time per stack build folder; earlier runs' debris is cleaned first."""
+    from venvlayers.build import build_dir_for
+
     folder = build_dir_for(graph, build_dir)
     with run_lock(folder, what=f"the build folder {folder}", notify=reporter.info):
         clean_build_folder(folder)
@@ -114,6 +119,9 @@ def _build_pipeline(
     publish: PublishRequest | None,
     check: CheckLevel,
 ) -> PipelineResult:
+    from venvlayers.build import build_stack
+    from venvlayers.lock import lock_stack, require_fresh_locks
+
     if locked:
         require_fresh_locks(
             lock_stack(
@@ -169,6 +177,8 @@ def publish_pipeline(
     allow_missing: bool = False,
 ) -> PublishResult:
     """Archive what is built for this platform, as ``request`` says."""
+    from venvlayers.publish import publish_stack
+
     with (
         holding_stack(graph, build_dir, reporter),
         holding_output(request.output_dir, reporter),
