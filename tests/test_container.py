@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from rig.runtime import RuntimeMirror
 
-from venvlayers.cli import build_parser
+from venvlayers.cliargs import build_parser
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 

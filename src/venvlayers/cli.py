@@ -9,10 +9,9 @@ import traceback
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from venvlayers import __version__
+from venvlayers.cliargs import build_parser
 from venvlayers.errors import VenvlayersError, environment_error
 from venvlayers.fsutil import dumps_json
 from venvlayers.gha import OUTPUT_LOCK, Reporter, neutralize, write_line
@@ -41,21 +40,6 @@ def _finish(args: argparse.Namespace, document: Any, code: int = 0) -> Outcome:
     if getattr(args, "json", False):
         sys.stdout.write(dumps_json(document))
     return Outcome(code, document)
-
-
-def _add_include(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--include",
-        action="append",
-        default=[],
-        metavar="PATTERN",
-        help="only layers matching this fnmatch pattern (plus what they depend on and what depends on them); repeatable",
-    )
-    parser.add_argument(
-        "--allow-missing",
-        action="store_true",
-        help="an --include pattern matching nothing is not an error",
-    )
 
 
 def cmd_show(args: argparse.Namespace, reporter: Reporter) -> Outcome:
@@ -137,16 +121,6 @@ def _check_level(args: argparse.Namespace) -> CheckLevel:
     if args.no_check:
         return CheckLevel.NONE
     return CheckLevel.IMPORT if args.check_imports else CheckLevel.LOAD
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
-    return value
 
 
 def cmd_release(args: argparse.Namespace, reporter: Reporter) -> Outcome:
@@ -242,23 +216,6 @@ def cmd_platform(args: argparse.Namespace, reporter: Reporter) -> Outcome:
 
     print(host_platform().value)
     return Outcome(0)
-
-
-def _add_publish_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
-    parser.add_argument(
-        "--output-dir", type=Path, required=required, help="where archives and metadata go"
-    )
-    parser.add_argument(
-        "--tag-outputs",
-        action="store_true",
-        help="name archives <install_target>-<platform>-<archive_build> (as venvstacks does)",
-    )
-    parser.add_argument(
-        "--format",
-        choices=["tar.xz", "tar.zst", "zip"],
-        default=None,
-        help="archive format (default: zip on Windows, tar.xz elsewhere)",
-    )
 
 
 def _publish_request(args: argparse.Namespace) -> PublishRequest:
@@ -374,204 +331,19 @@ def cmd_deploy(args: argparse.Namespace, reporter: Reporter) -> Outcome:
     return Outcome(run_app(result, args.run, args.app_arguments) if args.run else 0)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="venvlayers",
-        description="Layered Python environment stacks: lock, build, publish and deploy each layer on its own.",
-    )
-    parser.add_argument("--version", action="version", version=f"venvlayers {__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only errors and results")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    show = commands.add_parser("show", help="show the layers of a stack and their sys.path order")
-    _add_include(show)
-    show.add_argument("--json", action="store_true", help="emit a JSON document instead of a tree")
-    show.add_argument("spec", type=Path, help="the stack spec (venvstacks.toml)")
-    show.set_defaults(handler=cmd_show)
-
-    lock = commands.add_parser(
-        "lock", help="lock every layer's requirements (one cross-platform pylock.toml each)"
-    )
-    _add_include(lock)
-    lock.add_argument(
-        "--reset-lock",
-        action="append",
-        default=[],
-        metavar="PATTERN",
-        help="relock matching layers from scratch (forget previous pins); repeatable",
-    )
-    lock.add_argument(
-        "--check",
-        action="store_true",
-        help="change nothing; exit 1 and list the layers whose locks are stale",
-    )
-    lock.add_argument(
-        "--build-dir",
-        type=Path,
-        default=None,
-        help="working folder (default: _build beside the spec)",
-    )
-    lock.add_argument("spec", type=Path)
-    lock.set_defaults(handler=cmd_lock)
-
-    build = commands.add_parser(
-        "build", help="build the layer environments for this platform (locking first if needed)"
-    )
-    _add_include(build)
-    build.add_argument(
-        "--build-dir",
-        type=Path,
-        default=None,
-        help="build folder (default: _build beside the spec)",
-    )
-    build.add_argument(
-        "--clean", action="store_true", help="rebuild every selected layer from scratch"
-    )
-    build.add_argument(
-        "--locked",
-        action="store_true",
-        help="fail (exit 1) instead of locking when a lock is stale",
-    )
-    checks = build.add_mutually_exclusive_group()
-    checks.add_argument(
-        "--no-check",
-        action="store_true",
-        help="skip the check after building each layer",
-    )
-    checks.add_argument(
-        "--check-imports",
-        action="store_true",
-        help="import every shipped package after building (slower: runs their import-time code)",
-    )
-    build.add_argument(
-        "--publish", action="store_true", help="publish after building (needs --output-dir)"
-    )
-    _add_publish_options(build, required=False)
-    build.add_argument("spec", type=Path)
-    build.set_defaults(handler=cmd_build)
-
-    publish = commands.add_parser(
-        "publish", help="archive the built layers of this platform, with venvstacks metadata"
-    )
-    _add_include(publish)
-    publish.add_argument("--build-dir", type=Path, default=None)
-    _add_publish_options(publish, required=True)
-    publish.add_argument(
-        "--json",
-        action="store_true",
-        help="print the platform, metadata folder and archives as JSON",
-    )
-    publish.add_argument("spec", type=Path)
-    publish.set_defaults(handler=cmd_publish)
-
-    export = commands.add_parser(
-        "local-export", help="copy the built layers as they would be deployed, relinked in place"
-    )
-    _add_include(export)
-    export.add_argument("--build-dir", type=Path, default=None)
-    export.add_argument("--output-dir", type=Path, required=True)
-    export.add_argument("spec", type=Path)
-    export.set_defaults(handler=cmd_local_export)
-
-    deploy = commands.add_parser(
-        "deploy",
-        help="install published layers from a folder, URL or GitHub release (and run an app)",
-    )
-    add = deploy.add_argument
-    add("--from", dest="source", metavar="SOURCE", help="folder, http(s):// URL or github:O/R@TAG")
-    add("--metadata", type=Path, help="(older form) the publish output's __venvstacks__ folder")
-    add("--archives", type=Path, help="(older form) folder holding the archives")
-    add("--target", type=Path, required=True, help="folder to deploy into")
-    add("--cache", type=Path, metavar="DIR", help="download cache (default: user cache folder)")
-    add("--rollback", action="store_true", help="make the previous deployment current again")
-    add(
-        "--deadline",
-        type=_positive_seconds,
-        default=3600,
-        metavar="SECONDS",
-        help="downloads (3600)",
-    )
-    add("--run", metavar="APP", help="after deploying, run this app with the arguments after --")
-    add("layers", nargs="*", metavar="APP|LAYER", help="what to deploy, with what it needs (all)")
-    deploy.set_defaults(handler=cmd_deploy)
-
-    release = commands.add_parser(
-        "release",
-        help="draft a GitHub release, upload what deployers need, check digests, publish (idempotent)",
-    )
-    release.add_argument(
-        "--tag", required=True, help="release tag, e.g. v1.2.0 (created if missing)"
-    )
-    release.add_argument("--repo", default=None, help="owner/name (default: GITHUB_REPOSITORY)")
-    release.add_argument("--name", default=None, help="release title (default: the tag)")
-    rel = release.add_argument
-    rel("--draft", action="store_true", help="upload and check, but leave it a draft")
-    rel("--prerelease", action="store_true", help="mark it as a prerelease")
-    rel("--make-latest", choices=["true", "false", "legacy"], default="true", help="(true)")
-    rel("--notes-file", type=Path, metavar="FILE", help="notes (default: changes since last)")
-    rel("--spec", type=Path, help="the stack spec, for lock-diff notes against the last release")
-    release.add_argument(
-        "--replace", action="store_true", help="replace same-name assets whose content differs"
-    )
-    release.add_argument(
-        "--deadline",
-        type=_positive_seconds,
-        default=600,
-        metavar="SECONDS",
-        help="give up after this long in all, retries and stalled transfers included (default 600)",
-    )
-    release.add_argument("--json", action="store_true")
-    release.add_argument("out", type=Path, help="the merge output folder")
-    release.set_defaults(handler=cmd_release)
-
-    merge = commands.add_parser(
-        "merge", help="merge per-platform publish outputs into one index; check consistency"
-    )
-    merge.add_argument(
-        "inputs", nargs="+", type=Path, metavar="DIR", help="publish outputs (downloaded artifacts)"
-    )
-    merge.add_argument("--output-dir", type=Path, required=True)
-    merge.add_argument(
-        "--report", type=Path, default=None, help="also write the markdown report here"
-    )
-    merge.add_argument(
-        "--expect-platform",
-        action="append",
-        default=[],
-        metavar="PLATFORM",
-        help="a platform that must be present (repeatable or comma-separated)",
-    )
-    merge.set_defaults(handler=cmd_merge)
-
-    diff = commands.add_parser(
-        "lock-diff", help="what a change does to the locks, per layer, as markdown"
-    )
-    diff.add_argument(
-        "--base", required=True, help="git ref (e.g. origin/main) or a folder with the older spec"
-    )
-    diff.add_argument(
-        "--report", type=Path, default=None, help="also write the markdown report here"
-    )
-    diff.add_argument("--json", action="store_true")
-    diff.add_argument("spec", type=Path)
-    diff.set_defaults(handler=cmd_lock_diff)
-
-    mirror = commands.add_parser(
-        "runtime-mirror",
-        help="list python-build-standalone archives as a uv downloads JSON (air-gapped builds)",
-    )
-    mirror.add_argument(
-        "archives", nargs="+", type=Path, metavar="ARCHIVE", help="install_only archives"
-    )
-    mirror.add_argument("--output", type=Path, required=True, help="the downloads JSON to write")
-    mirror.add_argument(
-        "--base-url", default=None, help="where clients fetch the archives (default: file:// paths)"
-    )
-    mirror.set_defaults(handler=cmd_runtime_mirror)
-
-    plat = commands.add_parser("platform", help="print this machine's platform tag")
-    plat.set_defaults(handler=cmd_platform)
-    return parser
+COMMANDS: dict[str, Handler] = {
+    "show": cmd_show,
+    "lock": cmd_lock,
+    "build": cmd_build,
+    "publish": cmd_publish,
+    "local-export": cmd_local_export,
+    "deploy": cmd_deploy,
+    "release": cmd_release,
+    "merge": cmd_merge,
+    "lock-diff": cmd_lock_diff,
+    "runtime-mirror": cmd_runtime_mirror,
+    "platform": cmd_platform,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -590,7 +362,7 @@ def run(argv: Sequence[str] | None = None) -> Outcome:
     args = parser.parse_args(argv)
     args.app_arguments = app_arguments
     reporter = Reporter.from_env(quiet=args.quiet)
-    handler: Handler = args.handler
+    handler = COMMANDS[args.command]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
