@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import tomlkit
 from packaging.utils import canonicalize_name
 
 from venvlayers import lockformat, uvsettings
@@ -271,6 +270,8 @@ def _config_file(settings: dict[str, Any]) -> str:
     """The ``uv.toml`` passed with --config-file: the resolver settings of the layer."""
     config = {k: v for k, v in settings.items() if k not in _PROJECT_UV_KEYS}
     config["no-build"] = True
+    import tomlkit  # only for writing TOML (reading uses tomllib): not on every start
+
     return tomlkit.dumps(config)
 
 
@@ -281,6 +282,8 @@ def write_layer_uv_config(graph: StackGraph, layer: Layer, path: Path) -> Path:
 
 
 def _project_file(layer: Layer, inputs: LockInputs, settings: dict[str, Any]) -> str:
+    import tomlkit
+
     major_minor = ".".join(layer.py_version.split(".")[:2])
     doc = tomlkit.document()
     doc["project"] = {
