@@ -369,9 +369,13 @@ def _resolve(
     env = {"MACOSX_DEPLOYMENT_TARGET": "{}.{}".format(*layer.macosx_target)}
     reporter.info(f"{layer.name}: resolving for {', '.join(str(p) for p in layer.platforms)}")
     try:
-        # --upgrade: every relock resolves afresh (an old uv.lock is no preference)
+        # Every relock resolves afresh: no old uv.lock, so no preferences. Not --upgrade,
+        # which also implies --refresh: it would revalidate every cached index page and
+        # re-query the interpreter on each lock, where the index's own cache lifetime
+        # (PyPI: 10 minutes) is what `uv lock` and `uv pip compile` honour by default.
+        (workspace / "uv.lock").unlink(missing_ok=True)
         run_uv(
-            ["lock", *config, "--python", layer.py_version, "--upgrade"],
+            ["lock", *config, "--python", layer.py_version],
             cwd=workspace,
             env=env,
             what=f"lock {layer.name}",
