@@ -135,7 +135,7 @@ def test_thread_count_does_not_change_bytes(
     monkeypatch.setattr(archive.tuning, "XZ_CHUNK", 64 << 10)
     monkeypatch.setattr(archive.tuning, "ZIP_CHUNK", 64 << 10)
     monkeypatch.setattr(archive.tuning, "ZSTD_FEED", 64 << 10)
-    # zstd splits work into jobs of 4 windows by default; 1 MiB jobs give several workers work.
+    # our zstd jobs are 16 MiB (tuning.ZSTD_OPTIONS); 1 MiB jobs give several workers work here.
     monkeypatch.setitem(archive.tuning.ZSTD_OPTIONS, zstd.CompressionParameter.job_size, 1 << 20)
     src = big_tree(tmp_path / "src")
     infos = {t: write(src, tmp_path / f"t{t}.out", fmt, threads=t) for t in (1, 2, 5)}

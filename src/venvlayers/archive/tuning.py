@@ -34,10 +34,17 @@ XZ_MAX_THREADS = 16
 # 128 MiB is the largest window zstd decoders accept without options (`zstd -d`,
 # `tar --zstd`, Python's ZstdDecompressor); smaller layers get a window just big enough
 # for them, so their decoders need no more memory than the layer's size.
+# Jobs of 16 MiB, each seeing the whole window of what precedes it (overlap_log 9): zstd's
+# default job is four windows, so a layer under ~4 windows (a 28 MiB runtime) was one job
+# on one core. On that runtime: 1.38 -> 0.80 s on 2 cores, +0.26 % size; on the realistic
+# stack's 170 MiB framework: same size, +5 % time. Fixed values, so the bytes still do not
+# depend on the worker count.
 ZSTD_OPTIONS: dict[int, int] = {
     zstd.CompressionParameter.compression_level: 12,
     zstd.CompressionParameter.enable_long_distance_matching: 1,
     zstd.CompressionParameter.checksum_flag: 1,
+    zstd.CompressionParameter.job_size: 16 << 20,
+    zstd.CompressionParameter.overlap_log: 9,
 }
 ZSTD_WINDOW_LOG_MAX = 27
 ZSTD_WINDOW_LOG_MIN = 20
