@@ -63,6 +63,10 @@ class Inputs:
     artifact_prefix: str
     base: str
     merge_inputs: list[str]
+    release_name: str = ""
+    prerelease: bool = False
+    make_latest: str = ""
+    notes_file: str = ""
 
     @staticmethod
     def from_env() -> Inputs:
@@ -78,6 +82,10 @@ class Inputs:
             artifact_prefix=read_input("artifact-prefix", "venvlayers"),
             base=read_input("base"),
             merge_inputs=split_list(read_input("merge-inputs")),
+            release_name=read_input("release-name"),
+            prerelease=read_input("prerelease", "false").lower() == "true",
+            make_latest=read_input("make-latest"),
+            notes_file=read_input("notes-file"),
         )
 
 
@@ -139,7 +147,14 @@ def cli_commands(inputs: Inputs, report: Path) -> list[list[str]]:
                 "input 'tag' is required for release (for example github.ref_name)"
             )
         repo = os.environ.get("GITHUB_REPOSITORY", "")
-        return [["release", "--tag", inputs.tag, *(["--repo", repo] if repo else []), out]]
+        options = [
+            *(["--repo", repo] if repo else []),
+            *(["--name", inputs.release_name] if inputs.release_name else []),
+            *(["--prerelease"] if inputs.prerelease else []),
+            *(["--make-latest", inputs.make_latest] if inputs.make_latest else []),
+            *(["--notes-file", inputs.notes_file] if inputs.notes_file else []),
+        ]
+        return [["release", "--tag", inputs.tag, *options, out]]
     raise VenvlayersError(
         f"input 'command' is {inputs.command!r}; use one of: {', '.join(COMMANDS)}"
     )

@@ -241,3 +241,47 @@ def test_lock_diff_reports_a_stale_layer(runner: ActionRunner) -> None:
     report = Path(result.outputs["report"]).read_text(encoding="utf-8")
     assert "hello" in report
     assert result.summary.count(report.strip()) == 1  # the CLI's summary is not repeated
+
+
+def test_release_inputs_reach_the_release(tmp_path: Path) -> None:
+    """release-name, prerelease, make-latest and notes-file become the release's own fields."""
+    from rig.github_double import GitHubDouble
+    from rig.release_output import merged_output
+
+    workspace = tmp_path / "workspace"
+    merged_output(workspace / "_stack")
+    (workspace / "notes.md").write_text("Notes written by hand\n", encoding="utf-8")
+    cache = Path(
+        os.environ.get("VENVLAYERS_TEST_CACHE", Path.home() / ".cache" / "venvlayers-tests")
+    )
+    with GitHubDouble(token=TOKEN, repo="octo-org/stacks") as double:
+        runner = ActionRunner(
+            ROOT,
+            workspace,
+            tmp_path / "runner-temp",
+            token=TOKEN,
+            env={
+                "UV_CACHE_DIR": str(cache / "action-uv-cache"),
+                "GITHUB_API_URL": double.api_url,
+                "GITHUB_REPOSITORY": "octo-org/stacks",
+            },
+        )
+        outputs, _, _ = run_action(
+            runner,
+            command="release",
+            tag="v3.1.0",
+            output_dir="_stack",
+            release_name="Stacks 3.1",
+            prerelease="true",
+            make_latest="false",
+            notes_file="notes.md",
+        )
+        made = double.release_by_tag("v3.1.0")
+    assert made is not None and not made.draft
+    assert (made.name, made.body, made.prerelease, made.make_latest) == (
+        "Stacks 3.1",
+        "Notes written by hand\n",
+        True,
+        "false",
+    )
+    assert outputs["release-url"].endswith("/releases/tag/v3.1.0")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import random
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 from rig.github_double import Fault, GitHubDouble
+from rig.release_output import ARCHIVES, merged_output
 
 from venvlayers.cli import main
 from venvlayers.errors import ReleaseError
@@ -22,10 +22,6 @@ TOKEN = "ghs_DraftSecret0123456789abcdefXYZ"
 REPO = "octo-org/stacks"
 TAG = "v2.0.0"
 UPLOAD = r"^/api/uploads/repos/octo-org/stacks/releases/\d+/assets$"
-ARCHIVES = {
-    "cpython-3.12": "cpython-3.12-linux_x86_64-1.tar.xz",
-    "app-demo": "app-demo-linux_x86_64-3.tar.xz",
-}
 EXPECTED = sorted(
     [*ARCHIVES.values(), "venvstacks-index.json", "venvstacks-linux_x86_64.json", "SHA256SUMS"]
 )
@@ -39,34 +35,7 @@ def double() -> Iterator[GitHubDouble]:
 
 @pytest.fixture
 def out(tmp_path: Path) -> Path:
-    """A merge output: archives, index, the platform's manifest, and a stray report."""
-    folder = tmp_path / "merged"
-    (folder / "__venvstacks__" / "linux_x86_64").mkdir(parents=True)
-    rng = random.Random(7)
-    layers = {}
-    for layer, name in ARCHIVES.items():
-        data = rng.randbytes(50_000)
-        (folder / name).write_bytes(data)
-        layers[layer] = {
-            "category": "runtimes",
-            "install_target": layer,
-            "lock_version": 3,
-            "requirements_hash": "sha256:00",
-            "locked_at": "2026-01-01T00:00:00+00:00",
-            "platforms": {
-                "linux_x86_64": {
-                    "archive_name": name,
-                    "archive_size": len(data),
-                    "sha256": hashlib.sha256(data).hexdigest(),
-                    "metadata": f"__venvstacks__/linux_x86_64/env_metadata/{layer}.json",
-                }
-            },
-        }
-    index = {"format_version": 1, "platforms": ["linux_x86_64"], "layers": layers}
-    (folder / "venvstacks-index.json").write_text(json.dumps(index))
-    (folder / "__venvstacks__" / "linux_x86_64" / "venvstacks.json").write_text('{"layers": {}}')
-    (folder / "merge-report.md").write_text("# a report that is not for deployers\n")
-    return folder
+    return merged_output(tmp_path / "merged")
 
 
 def env(double: GitHubDouble) -> dict[str, str]:
