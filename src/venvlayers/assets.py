@@ -78,9 +78,13 @@ def describe_file(name: str) -> str:
     return name
 
 
+SBOM_SUFFIX = ".cdx.json"
+
+
 def sbom_name(archive_name: str) -> str:
-    """The CycloneDX SBOM published beside an archive: ``<archive stem>.cdx.json``."""
+    """The CycloneDX SBOM published beside an archive: ``<archive stem>.cdx.json``
+    (``app-x-linux_x86_64-1.tar.xz`` -> ``app-x-linux_x86_64-1.cdx.json``)."""
     for suffix in ARCHIVE_SUFFIXES:
         if archive_name.endswith(suffix):
-            return archive_name.removesuffix(suffix) + ".cdx.json"
-    return archive_name + ".cdx.json"
+            return archive_name.removesuffix(suffix) + SBOM_SUFFIX
+    return archive_name + SBOM_SUFFIX

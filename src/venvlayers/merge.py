@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from venvlayers.assets import sbom_name
 from venvlayers.errors import MergeError
 from venvlayers.fsutil import link_or_copy, replace_dir, sha256_file, write_text_atomic
 from venvlayers.gha import Reporter
@@ -39,7 +40,7 @@ from venvlayers.models import (
     StackManifest,
     read_model,
 )
-from venvlayers.sbom import check_sbom, sbom_name
+from venvlayers.sbom import check_sbom
 
 CATEGORIES = ("runtimes", "frameworks", "applications")
 

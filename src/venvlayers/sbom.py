@@ -31,6 +31,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from pydantic import ValidationError
 
 from venvlayers import __version__
+from venvlayers.assets import sbom_name
 from venvlayers.build import LayerLayout
 from venvlayers.errors import PublishError
 from venvlayers.graph import Layer
@@ -51,11 +52,9 @@ from venvlayers.spec import LayerKind
 
 SPEC_VERSION = "1.6"
 SCHEMA_URL = f"http://cyclonedx.org/schema/bom-{SPEC_VERSION}.schema.json"
-SBOM_SUFFIX = ".cdx.json"
 IN_LAYER = "share/venv/metadata/sbom.cdx.json"
 """Where a published layer carries its own SBOM (so ``deploy`` keeps it with the layer)."""
 
-ARCHIVE_SUFFIXES = (".tar.xz", ".tar.zst", ".tar.gz", ".tar.bz2", ".tar", ".zip")
 PYPI_SIMPLE = ("https://pypi.org/simple", "https://pypi.org/simple/")
 # serial numbers are UUID5s in this namespace over the document's content
 SERIAL_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/venvlayers/venvlayers#sbom")
@@ -66,14 +65,6 @@ _COMPONENT_TYPE = {
     LayerKind.FRAMEWORK: "framework",
     LayerKind.APPLICATION: "application",
 }
-
-
-def sbom_name(archive_name: str) -> str:
-    """``app-x-linux_x86_64-1.tar.xz`` -> ``app-x-linux_x86_64-1.cdx.json``."""
-    for suffix in ARCHIVE_SUFFIXES:
-        if archive_name.endswith(suffix):
-            return archive_name[: -len(suffix)] + SBOM_SUFFIX
-    return archive_name + SBOM_SUFFIX
 
 
 def sbom_path(archive: Path) -> Path:
