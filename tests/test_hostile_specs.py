@@ -109,6 +109,9 @@ CASES: dict[str, Case] = {
     "name-windows-device": Case(runtime="con", says=("name", "Windows")),
     "name-trailing-dot": Case(app="app.", says=("name",)),
     "name-build-folder": Case(runtime="_stamps", says=("name",)),
+    "names-differ-in-case": Case(
+        tail=RUNTIME.format(runtime='"CPython-3.12"'), says=("name", "only in case")
+    ),
     "reference-with-newline": Case(app_runtime="cpython\n::error::pwned", says=("runtime",)),
     # module paths
     "launch-module-dot": Case(launch=".", says=("launch_module",)),

@@ -202,6 +202,7 @@ def load_stack_spec(path: Path | str) -> StackSpec:
     index_names = {str(i.get("name")) for i in uv_config.get("index", []) if isinstance(i, dict)}
 
     layers: list[LayerSpec] = []
+    folded: dict[str, str] = {}  # layer folders and archives must not collide on macOS/Windows
     for kind in LayerKind:
         entries = data.get(kind.table, [])
         if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
@@ -219,6 +220,13 @@ def load_stack_spec(path: Path | str) -> StackSpec:
                 raise ctx.fail(
                     "name",
                     f"duplicate {kind.value} layer name '{layer.name}'; layer names must be unique within [[{kind.table}]]",
+                )
+            other = folded.setdefault(layer.layer_name.casefold(), layer.layer_name)
+            if other != layer.layer_name:
+                raise ctx.fail(
+                    "name",
+                    f"layer '{layer.layer_name}' differs from layer '{other}' only in case; their"
+                    " folders and archives would collide on macOS and Windows; rename one",
                 )
             seen.add(layer.name)
             layers.append(layer)
