@@ -221,6 +221,7 @@ class _StackBuilder:
                 shutil.rmtree(target)
             if layer.kind is LayerKind.RUNTIME:
                 self._build_runtime(layer, target)
+                steps.linked()  # layers on it may start while it is checked
             else:
                 self._build_layered(layer, target, steps)
             if self.check is not CheckLevel.NONE:

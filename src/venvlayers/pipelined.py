@@ -4,7 +4,8 @@ A framework's or app's environment and package installation need only its runtim
 they run for every layer at once; linking to the lower layers waits for those layers to
 be linked, not checked: ``work(layer, steps)`` calls ``steps.await_lower()`` where its
 second half starts and ``steps.linked()`` once layers above may link to it (its check
-then runs alongside theirs).
+then runs alongside theirs). A runtime calls ``steps.linked()`` once it is installed, so
+the layers on it start while it is checked.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from venvlayers.errors import BuildError
-from venvlayers.graph import Layer, run_in_stack_order
+from venvlayers.graph import Layer
 from venvlayers.spec import LayerKind
 
 T = TypeVar("T")
@@ -32,30 +33,23 @@ class Steps:
     linked: Callable[[], None]  # this layer is linked: the layers above may go on
 
 
-def _nothing() -> None:
-    pass
-
-
 def run_pipelined(
     layers: Sequence[Layer],
     work: Callable[[Layer, Steps], T],
     *,
     workers: int | None = None,
 ) -> dict[str, T]:
-    """Runtimes first (in stack order), then every other layer at once, each waiting in
-    ``steps.await_lower`` until its lower layers are linked. Layers go to a first-in-first-out pool in stack
-    order, so whatever a layer waits for has started before it. After a failure nothing
-    new starts; the first failure is raised once running work has finished."""
-    runtimes = [layer for layer in layers if layer.kind is LayerKind.RUNTIME]
-    done = run_in_stack_order(
-        runtimes, lambda layer: work(layer, Steps(_nothing, _nothing)), workers=workers
-    )
-    others = [layer for layer in layers if layer.kind is not LayerKind.RUNTIME]
-    linked = {layer.name: threading.Event() for layer in others}  # or finished, or failed
+    """Every layer at once: a framework or app starts once its runtime is linked (its
+    environment is made from the runtime's python) and waits in ``steps.await_lower``
+    until its other lower layers are linked; no layer waits for a lower layer's check.
+    Layers go to a first-in-first-out pool in stack order (runtimes first), so whatever a
+    layer waits for has started before it. After a failure nothing new starts; the first
+    failure is raised once running work has finished."""
+    linked = {layer.name: threading.Event() for layer in layers}  # or finished, or failed
     failed: set[str] = set()
 
-    def await_lower(layer: Layer) -> None:
-        for name in layer.dependencies:
+    def await_layers(names: Sequence[str]) -> None:
+        for name in names:
             event = linked.get(name)
             if event is not None:
                 event.wait()
@@ -66,7 +60,10 @@ def run_pipelined(
         try:
             if failed:
                 raise LowerLayerFailed(sorted(failed)[0])
-            return work(layer, Steps(lambda: await_lower(layer), linked[layer.name].set))
+            if layer.kind is not LayerKind.RUNTIME:
+                await_layers([layer.runtime])
+            steps = Steps(lambda: await_layers(layer.dependencies), linked[layer.name].set)
+            return work(layer, steps)
         except BaseException:
             failed.add(layer.name)
             raise
@@ -74,8 +71,10 @@ def run_pipelined(
             linked[layer.name].set()
 
     # mostly waiting on uv: one thread per layer unless told otherwise
-    with ThreadPoolExecutor(workers or max(1, len(others)), thread_name_prefix="build") as pool:
-        futures = [(layer, pool.submit(run, layer)) for layer in others]
+    ordered = sorted(layers, key=lambda layer: layer.kind is not LayerKind.RUNTIME)  # stable
+    done: dict[str, T] = {}
+    with ThreadPoolExecutor(workers or max(1, len(layers)), thread_name_prefix="build") as pool:
+        futures = [(layer, pool.submit(run, layer)) for layer in ordered]
         first_error: BaseException | None = None
         for layer, future in futures:
             error = future.exception()
