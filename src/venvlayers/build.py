@@ -9,7 +9,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
-import re
 import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -33,7 +32,7 @@ from venvlayers.uv import run_uv
 
 STAMP_DIR = "_stamps"
 DYNLIB_DIR = "share/venv/dynlib"
-_SHARED_LIB_RE = re.compile(r"(\.so(\.\d+)*|\.dylib)$")
+SHARED_LIB_SUFFIXES = (".so", ".dylib")
 
 
 @dataclass(frozen=True)
@@ -361,12 +360,12 @@ class _StackBuilder:
         site = target / layout.site_dir()
         found: dict[str, Path] = {}
         for path in sorted(site.rglob("*")):
-            if not path.is_file() or path.is_symlink() or not _SHARED_LIB_RE.search(path.name):
+            # venvstacks' rule: every *.so and *.dylib but extension modules (which Python
+            # imports); versioned names (libx.so.1) are reached through their own rpaths
+            if path.suffix not in SHARED_LIB_SUFFIXES or not path.is_file() or path.is_symlink():
                 continue
-            if EXTENSION_RE.search(path.name) or not (
-                path.name.startswith("lib") or ".so." in path.name or path.suffix == ".dylib"
-            ):
-                continue  # an extension module, imported by Python rather than linked
+            if EXTENSION_RE.search(path.name):
+                continue
             relative = path.relative_to(site).as_posix()
             if any(
                 fnmatch.fnmatch(relative, pattern)
