@@ -465,6 +465,20 @@ def test_launch_dependencies_are_read_not_run(tmp_path: Path) -> None:
     assert launch_dependencies([app, package]) == {"os", "alpha", "beta", "gamma", "delta"}
 
 
+def _native_stack(stack: Path, url: str, extra: str = "") -> Path:
+    """A runtime and a framework shipping extuser (and libshared, its library)."""
+    stack.mkdir()
+    spec = stack / "venvstacks.toml"
+    spec.write_text(
+        '[[runtimes]]\nname = "cpython-3.12"\npython_implementation = "cpython@3.12.1"\n'
+        'requirements = []\nplatforms = ["linux_x86_64"]\n\n'
+        '[[frameworks]]\nname = "native"\nruntime = "cpython-3.12"\nrequirements = ["extuser"]\n'
+        + extra
+        + index_table(url)
+    )
+    return spec
+
+
 @pytest.mark.slow
 def test_extension_and_its_library_in_one_layer(
     tmp_path: Path, local_index: SimpleIndex, runtime_mirror: RuntimeMirror, cli: Callable[..., Run]
@@ -472,14 +486,7 @@ def test_extension_and_its_library_in_one_layer(
     """extuser links libvlshared.so (from libshared) without an rpath; in the same layer the
     layer's own dynlib folder makes it loadable (and the build's import check passes)."""
     stack = tmp_path / "stack"
-    stack.mkdir()
-    spec = stack / "venvstacks.toml"
-    spec.write_text(
-        '[[runtimes]]\nname = "cpython-3.12"\npython_implementation = "cpython@3.12.1"\n'
-        'requirements = []\nplatforms = ["linux_x86_64"]\n\n'
-        '[[frameworks]]\nname = "native"\nruntime = "cpython-3.12"\nrequirements = ["extuser"]\n'
-        + index_table(local_index.url)
-    )
+    spec = _native_stack(stack, local_index.url)
     run = cli("build", spec)
     assert run.code == 0, run.err
     python = stack / "_build" / "framework-native" / "bin" / "python"
@@ -500,14 +507,8 @@ def test_extension_whose_library_is_not_linked_is_a_warning(
 ) -> None:
     """The default check loads every extension module's shared libraries (no module code
     runs): with libvlshared.so left out of the dynlib folder, extuser cannot load."""
-    stack = tmp_path / "stack"
-    stack.mkdir()
-    spec = stack / "venvstacks.toml"
-    spec.write_text(
-        '[[runtimes]]\nname = "cpython-3.12"\npython_implementation = "cpython@3.12.1"\n'
-        'requirements = []\nplatforms = ["linux_x86_64"]\n\n'
-        '[[frameworks]]\nname = "native"\nruntime = "cpython-3.12"\nrequirements = ["extuser"]\n'
-        'dynlib_exclude = ["libshared/lib/libvlshared.so"]\n' + index_table(local_index.url)
+    spec = _native_stack(
+        tmp_path / "stack", local_index.url, 'dynlib_exclude = ["libshared/lib/libvlshared.so"]\n'
     )
     run = cli("build", spec)
     assert run.code == 0, run.err
