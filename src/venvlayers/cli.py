@@ -309,7 +309,7 @@ def cmd_deploy(args: argparse.Namespace, reporter: Reporter) -> Outcome:
     from venvlayers.downloads import Downloader, default_cache_dir
 
     if args.rollback:
-        if args.source or args.metadata or args.layers:
+        if args.source or args.metadata or args.layers or args.no_compile:
             raise VenvlayersError("deploy --rollback takes only --target (and --run)")
         result = rollback(args.target, reporter=reporter)
     else:
@@ -325,6 +325,7 @@ def cmd_deploy(args: argparse.Namespace, reporter: Reporter) -> Outcome:
             downloader=downloader,
             reporter=reporter,
             manifest_file=manifest,
+            compile_bytecode=not args.no_compile,
         )
         reporter.info(result.summary())
     reporter.set_output("deployment", result.deployment or "")

@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--cache", type=Path, metavar="DIR", help="download cache (default: user cache folder)")
     add("--rollback", action="store_true", help="make the previous deployment current again")
     add(
+        "--no-compile",
+        action="store_true",
+        help="do not precompile the unpacked layers' bytecode (Python writes it at first "
+        "import where the target is writable)",
+    )
+    add(
         "--deadline",
         type=positive_seconds,
         default=3600,

@@ -24,16 +24,15 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from venvlayers import postinstall
-from venvlayers.archive import extract_archive
-from venvlayers.bytecode import compile_layers
 from venvlayers.deploy_source import ArchiveSource, Source, find_manifest, select_layers
+from venvlayers.deploy_stage import StagePlan, home_link, sha256_of, stage_layers
 from venvlayers.downloads import Downloader
 from venvlayers.errors import DeployError, VenvlayersError
 from venvlayers.fsutil import sha256_file
@@ -46,7 +45,8 @@ from venvlayers.models import (
     read_model,
 )
 from venvlayers.platforms import host_platform
-from venvlayers.process import run_postinstall, run_process
+from venvlayers.process import run_process
+from venvlayers.runlock import run_lock_file
 
 STATE_DIR = ".venvlayers"
 DEPLOYMENTS = "deployments"
@@ -88,8 +88,12 @@ def deploy_stack(
     downloader: Downloader,
     reporter: Reporter,
     manifest_file: Path | None = None,
+    compile_bytecode: bool = True,
 ) -> DeployResult:
-    """Deploy ``layers`` (default: all) of this platform from ``source`` into ``target``."""
+    """Deploy ``layers`` (default: all) of this platform from ``source`` into ``target``.
+
+    ``compile_bytecode=False``: leave the unpacked layers' bytecode to Python (written at
+    first import where the deployment is writable)."""
     platform = str(host_platform())
     if manifest_file is not None:
         manifest = read_model(StackManifest, manifest_file, DeployError)
@@ -104,7 +108,7 @@ def deploy_stack(
     current = read_current(target, reporter)
     todo = [item for item in selected if not _reusable(item, current, target)]
     archives = _fetch(source, todo, downloader)  # everything checked before the target changes
-    with target_lock(target):
+    with target_lock(target, reporter):
         clean_debris(target, reporter)
         adopt_legacy(target, reporter)
         current = read_current(target, reporter)
@@ -119,7 +123,10 @@ def deploy_stack(
         }
         if todo or not same_set:
             _check_entries(target, selected)
-            record = _stage_and_switch(source, target, selected, todo, archives, platform, reporter)
+            plan = StagePlan(
+                selected, todo, archives, _current_dir(target), target, compile_bytecode
+            )
+            record = _stage_and_switch(source, target, plan, platform, reporter)
             result.deployment = record.id
         elif current is not None:
             result.deployment = current.id
@@ -133,9 +140,7 @@ def deploy_stack(
     return result
 
 
-def _sha(item: LayerMetadata) -> str:
-    assert item.archive_hashes is not None  # select_layers checked it
-    return item.archive_hashes.sha256
+_sha = sha256_of
 
 
 # ---------------------------------------------------------------------------
@@ -207,8 +212,18 @@ def _reusable(item: LayerMetadata, current: DeploymentRecord | None, target: Pat
         return False
     for layer in current.layers:
         if layer.install_target == item.install_target and layer.archive_sha256 == _sha(item):
-            return (target / STATE_DIR / CURRENT / item.install_target).is_dir()
+            folder = _current_dir(target)
+            return folder is not None and home_link(folder, item.install_target) is not None
     return False
+
+
+def _current_dir(target: Path) -> Path | None:
+    """``deployments/<id>`` of the current deployment (None: nothing is current)."""
+    link = target / STATE_DIR / CURRENT
+    if not link.is_symlink():
+        return None
+    folder = target / STATE_DIR / DEPLOYMENTS / os.path.basename(os.readlink(link))
+    return folder if folder.is_dir() else None
 
 
 def _check_entries(target: Path, selected: list[LayerMetadata]) -> None:
@@ -229,31 +244,15 @@ def _active_link(install_target: str) -> str:
     return f"{STATE_DIR}/{CURRENT}/{install_target}"
 
 
-@contextmanager
-def target_lock(target: Path) -> Iterator[None]:
-    """Hold ``TARGET/.venvlayers/lock``: two deploys into one target never interleave."""
+def target_lock(target: Path, reporter: Reporter) -> AbstractContextManager[None]:
+    """Hold ``TARGET/.venvlayers/lock``: two deploys into one target never interleave; the
+    second waits for the first (``runlock``)."""
     state = target / STATE_DIR
     try:
         state.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DeployError(f"{state}: cannot create ({exc.strerror})", path=state) from None
-    with (state / LOCK_NAME).open("a") as handle:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows: no advisory locks here
-            yield
-            return
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DeployError(
-                f"{target}: another deploy into this folder is running; wait for it to finish",
-                path=target,
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return run_lock_file(state / LOCK_NAME, what=f"deploy target {target}", notify=reporter.info)
 
 
 def clean_debris(target: Path, reporter: Reporter) -> None:
@@ -328,9 +327,7 @@ def _is_plain(name: str) -> bool:
 def _stage_and_switch(
     source: Source,
     target: Path,
-    selected: list[LayerMetadata],
-    todo: list[LayerMetadata],
-    archives: dict[str, Path],
+    plan: StagePlan,
     platform: str,
     reporter: Reporter,
 ) -> DeploymentRecord:
@@ -338,46 +335,18 @@ def _stage_and_switch(
     deployments.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=deployments))
     staging.chmod(0o755)
-    current_dir = target / STATE_DIR / CURRENT
     try:
-        for item in selected:  # lowest layers first
-            layer = staging / item.install_target
-            if item not in todo:
-                _link_tree(current_dir / item.install_target, layer)
-                continue
-            reporter.info(f"{item.install_target}: unpacking {item.archive_name}")
-            extract_archive(
-                archives[_sha(item)],
-                staging,
-                expected_root=item.install_target,
-                expected_size=item.archive_size,
-                expected_sha256=_sha(item),
-                # venvstacks' layers link bin/python_ to ../../<runtime>/bin/python
-                sibling_roots=_lower_layers(item, selected),
-            )
-            _postinstall(layer, target / item.install_target)
-        # the postinstalls' bytecode step for every unpacked layer at once, on every core
-        staged = {staging / i.install_target: target / i.install_target for i in todo}
-        compile_layers(list(staged), staged)
-        record = _new_record(source, selected, platform, deployments)
+        stage_layers(staging, plan, reporter.info)
+        record = _new_record(source, plan.layers, platform, deployments)
         record.write(staging / RECORD_NAME)
         final = deployments / record.id
         os.rename(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    switch_to(target, record.id, [i.install_target for i in selected], keep_previous=True)
+    switch_to(target, record.id, [i.install_target for i in plan.layers], keep_previous=True)
     reporter.info(f"{target}: deployment {record.id} is now current")
     return record
-
-
-def _lower_layers(item: LayerMetadata, selected: list[LayerMetadata]) -> set[str]:
-    """The deployed folders a layer's links may lead into: its runtime and frameworks."""
-    by_name = {i.layer_name: i.install_target for i in selected}
-    lower = {by_name.get(r, r) for r in item.required_layers or []}
-    if item.runtime_layer and item.runtime_layer != item.layer_name:
-        lower.add(by_name.get(item.runtime_layer, item.runtime_layer))
-    return lower
 
 
 def _new_record(
@@ -408,45 +377,6 @@ def _new_record(
     )
 
 
-def _link_tree(source: Path, destination: Path) -> None:
-    """A hard-linked copy of an unchanged layer (no data copied; nothing writes in place)."""
-
-    def link(src: str, dst: str) -> None:
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
-
-    shutil.copytree(source, destination, symlinks=True, copy_function=link)
-
-
-def _postinstall(layer: Path, deployed: Path) -> None:
-    """Link the staged ``layer`` for its final place ``deployed``, with the layer's own Python.
-
-    Its base Python is the staged runtime beside it, so even a first deploy or a runtime
-    update links and precompiles with the interpreter that will run the layer.
-    """
-    if not (layer / postinstall.LAYER_CONFIG).is_file():
-        raise DeployError(
-            f"{deployed.name}: the archive has no layer config ({postinstall.LAYER_CONFIG}); "
-            "it is not a deployable layer — publish it again; the target was left as it was"
-        )
-    try:
-        config = postinstall.load_config(layer)
-        base = postinstall.resolve(layer, config["base_python"])
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-        raise DeployError(
-            f"{deployed.name}: unreadable layer config ({type(exc).__name__}: {exc}); the "
-            "target was left as it was"
-        ) from None
-    if not base.exists():
-        raise DeployError(
-            f"{deployed.name}: its base Python {base.name} is not in the deployment "
-            "(deploy the runtime layer with it); the target was left as it was"
-        )
-    run_postinstall(layer, error=DeployError, deployed_path=deployed, compile_files=False)
-
-
 def _replace_link(link: Path, value: str) -> None:
     """Point ``link`` at ``value`` in one rename (readers see the old or the new link)."""
     temporary = link.with_name(f".link-{link.name}-{os.getpid()}")
@@ -471,18 +401,30 @@ def switch_to(target: Path, deployment: str, layers: list[str], *, keep_previous
 
 
 def _tidy(target: Path, active: set[str]) -> None:
-    """Drop links to layers no longer deployed and deployments neither current nor previous."""
+    """Drop links to layers no longer deployed, and deployments that neither current nor
+    previous reach (their layers linked into other deployments, transitively)."""
     state = target / STATE_DIR
     for entry in target.iterdir():
         ours = entry.is_symlink() and os.readlink(entry) == _active_link(entry.name)
         if ours and entry.name not in active:
             entry.unlink()
-    keep = {
+    deployments = state / DEPLOYMENTS
+    todo = [
         os.path.basename(os.readlink(state / name))
         for name in (CURRENT, PREVIOUS)
         if (state / name).is_symlink()
-    }
-    for folder in (state / DEPLOYMENTS).iterdir():
+    ]
+    keep: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in keep or not (deployments / name).is_dir():
+            continue
+        keep.add(name)
+        for entry in (deployments / name).iterdir():
+            home = home_link(deployments / name, entry.name) if entry.is_symlink() else None
+            if home is not None:
+                todo.append(home.split("/")[1])
+    for folder in deployments.iterdir():
         if folder.name not in keep and not folder.name.startswith("."):
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -497,7 +439,7 @@ def rollback(target: Path, *, reporter: Reporter) -> DeployResult:
             f"{target}: no previous deployment to roll back to (deploy an update first)",
             path=target,
         )
-    with target_lock(target):
+    with target_lock(target, reporter):
         clean_debris(target, reporter)
         previous = _read_record(state / PREVIOUS, reporter)
         if previous is None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
+import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
+from typing import IO
 
 from venvlayers.archive.formats import READ_SIZE, ArchiveFormat, detect_format
 from venvlayers.archive.read import CORRUPT, Member, corrupt, members
@@ -20,14 +23,26 @@ from venvlayers.fsutil import replace_dir
 # --- safe extraction --------------------------------------------------------------------
 
 
+# A source file's bytecode in __pycache__: <stem>.<cache tag>[.opt-N].pyc (PEP 3147/488)
+_PYC = r"\.[a-z]+-[0-9]+(?:\.opt-[0-9]+)?\.pyc"
+
+
 class _Extractor:
-    def __init__(self, archive: Path, stage: Path, root: str, sibling_roots: Collection[str]):
+    def __init__(
+        self,
+        archive: Path,
+        stage: Path,
+        root: str,
+        sibling_roots: Collection[str],
+        reuse_from: Path | None = None,
+    ):
         self.archive = archive
         self.stage = stage  # the temp folder that will become dest_parent/root
         self.root = root
         self.sibling_roots = frozenset(sibling_roots)
         self.seen: dict[tuple[str, ...], str] = {}
         self.real_dirs: set[tuple[str, ...]] = {()}
+        self.reuse = _Reuse(reuse_from) if reuse_from is not None else None
 
     def refuse(self, member: str, why: str) -> ArchiveError:
         return ArchiveError(
@@ -96,7 +111,7 @@ class _Extractor:
             return
         try:
             if m.kind == "file":
-                self.write_file(m, target)
+                self.write_file(m, target, parts)
             elif m.kind == "symlink":
                 self.check_symlink(m, parts)
                 os.symlink(m.linkname, target)
@@ -149,24 +164,145 @@ class _Extractor:
             )
         return self.stage.joinpath(*source)
 
-    def write_file(self, m: Member, target: Path) -> None:
+    def write_file(self, m: Member, target: Path, parts: tuple[str, ...]) -> None:
         assert m.open is not None
+        mode = 0o755 if m.mode & 0o111 else 0o644
+        old = self.reuse.candidate(parts, m.size, mode) if self.reuse is not None else None
+        try:
+            with m.open() as src:
+                if old is None:
+                    self.write_new(m, target, mode, src, ())
+                    return
+                with old:
+                    same, matched, piece = _same_bytes(src, old, m.size)
+                    if same and self.reuse is not None and self.reuse.link(old, target, parts):
+                        return
+                    # the bytes compared so far are the old file's: copy them, then the rest
+                    self.write_new(m, target, mode, src, _head(old, matched, piece))
+        except CORRUPT as exc:
+            raise corrupt(self.archive, exc, m.name) from exc
+
+    def write_new(
+        self, m: Member, target: Path, mode: int, src: IO[bytes], head: Iterable[bytes]
+    ) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
         flags |= getattr(os, "O_BINARY", 0)
-        mode = 0o755 if m.mode & 0o111 else 0o644
         fd = os.open(target, flags, 0o600)
         with os.fdopen(fd, "wb") as out:
             written = 0
-            try:
-                with m.open() as src:
-                    while piece := src.read(READ_SIZE):
-                        out.write(piece)
-                        written += len(piece)
-            except CORRUPT as exc:
-                raise corrupt(self.archive, exc, m.name) from exc
+            for piece in itertools.chain(head, iter(lambda: src.read(READ_SIZE), b"")):
+                out.write(piece)
+                written += len(piece)
             if written != m.size:
                 raise corrupt(self.archive, EOFError(f"{written} of {m.size} bytes"), m.name)
         os.chmod(target, mode)
+
+    def link_bytecode(self) -> None:
+        """Bring the bytecode of every reused source file along (see ``_Reuse``)."""
+        if self.reuse is not None:
+            self.reuse.link_bytecode(self.stage, self.seen)
+
+
+def _same_bytes(src: IO[bytes], old: IO[bytes], size: int) -> tuple[bool, int, bytes]:
+    """Read ``src`` while it equals ``old``: (equal to the end, bytes that matched, the
+    first piece that differed or b"")."""
+    matched = 0
+    while piece := src.read(READ_SIZE):
+        if old.read(len(piece)) != piece:
+            return False, matched, piece
+        matched += len(piece)
+    return matched == size and not old.read(1), matched, b""
+
+
+def _head(old: IO[bytes], length: int, piece: bytes) -> Iterator[bytes]:
+    """The first ``length`` bytes of ``old``, then ``piece``."""
+    old.seek(0)
+    while length > 0:
+        block = old.read(min(length, READ_SIZE))
+        if not block:
+            raise EOFError("the file compared with changed while it was read")
+        yield block
+        length -= len(block)
+    yield piece
+
+
+class _Reuse:
+    """Files of an earlier version of the same layer, deployed at the same path, that a new
+    member may be instead of a new copy.
+
+    A regular member whose path exists in ``root`` as a regular file (no link on the way)
+    with the same mode and the same bytes (compared with the member's own, never by size or
+    time alone) becomes a hard link to that file. Its ``__pycache__/<stem>.<tag>.pyc`` files
+    come along: same inode, so the same mtime and size the bytecode records, and the same
+    deployed path, so they stay valid and a compile pass finds them up to date. Nothing
+    here writes into ``root``: a later writer must replace, never write through, a link.
+    """
+
+    def __init__(self, root: Path):
+        self.root = os.path.realpath(root)
+        self.dirs: dict[tuple[str, ...], str | None] = {}
+        self.linked: list[tuple[str, ...]] = []
+
+    def folder(self, parts: tuple[str, ...]) -> str | None:
+        """The real folder at ``parts`` under the root, None if a link or nothing is there."""
+        if parts not in self.dirs:
+            path = os.path.join(self.root, *parts)
+            self.dirs[parts] = path if os.path.realpath(path) == path else None
+        return self.dirs[parts]
+
+    def candidate(self, parts: tuple[str, ...], size: int, mode: int) -> IO[bytes] | None:
+        folder = self.folder(parts[:-1])
+        if folder is None:
+            return None
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+        try:
+            fd = os.open(os.path.join(folder, parts[-1]), flags)
+        except OSError:
+            return None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != size or st.st_mode & 0o777 != mode:
+            os.close(fd)
+            return None
+        return os.fdopen(fd, "rb")
+
+    def link(self, old: IO[bytes], target: Path, parts: tuple[str, ...]) -> bool:
+        folder = self.folder(parts[:-1])
+        assert folder is not None
+        try:
+            os.link(os.path.join(folder, parts[-1]), target, follow_symlinks=False)
+        except OSError:
+            return False
+        if os.lstat(target).st_ino != os.fstat(old.fileno()).st_ino:  # replaced meanwhile
+            os.unlink(target)
+            return False
+        self.linked.append(parts)
+        return True
+
+    def link_bytecode(self, stage: Path, members: dict[tuple[str, ...], str]) -> None:
+        listings: dict[tuple[str, ...], list[str]] = {}
+        for parts in self.linked:
+            stem, suffix = os.path.splitext(parts[-1])
+            cache = (*parts[:-1], "__pycache__")
+            if suffix != ".py" or cache in members or self.folder(cache) is None:
+                continue
+            if cache not in listings:
+                try:
+                    listings[cache] = os.listdir(os.path.join(self.root, *cache))
+                except OSError:
+                    listings[cache] = []
+            pattern = re.compile(re.escape(stem) + _PYC)
+            for name in listings[cache]:
+                if pattern.fullmatch(name):
+                    self.link_one(stage, cache, name)
+
+    def link_one(self, stage: Path, cache: tuple[str, ...], name: str) -> None:
+        folder = stage.joinpath(*cache)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder, 0o755)
+        source = os.path.join(self.root, *cache, name)
+        with contextlib.suppress(OSError):
+            if stat.S_ISREG(os.lstat(source).st_mode):
+                os.link(source, folder / name, follow_symlinks=False)
 
 
 def _check_size(archive: Path, size: int | None) -> int:
@@ -221,6 +357,7 @@ def extract_archive(
     expected_sha256: str | None = None,
     replace: bool = False,
     sibling_roots: Collection[str] = (),
+    reuse_from: Path | None = None,
 ) -> Path:
     """Safely unpack ``archive_path`` to ``dest_parent/expected_root`` and return that path.
 
@@ -230,6 +367,10 @@ def extract_archive(
     symlinks must stay inside the layer, or lead straight into one of the
     ``sibling_roots`` folders beside it in ``dest_parent`` (links into lower layers).
     On any failure ``dest_parent`` is left exactly as it was.
+
+    ``reuse_from``: an earlier version of this layer, deployed at the path this one will
+    be deployed at; a file with the same path, mode and bytes there is hard-linked
+    instead of written, its bytecode with it (``_Reuse``). Nothing in it is changed.
     """
     check_root_name(expected_root, "Expected archive root folder")
     dest = dest_parent / expected_root
@@ -252,7 +393,7 @@ def extract_archive(
         )
         stage = scratch / expected_root
         os.mkdir(stage, 0o755)
-        extractor = _Extractor(archive_path, stage, expected_root, sibling_roots)
+        extractor = _Extractor(archive_path, stage, expected_root, sibling_roots, reuse_from)
         count = 0
         try:
             for member in members(archive_path, seen):
@@ -266,6 +407,7 @@ def extract_archive(
             _check_sha256(archive_path, expected_sha256, seen)
         if not count:
             raise ArchiveError(f"{archive_path}: the archive has no members; build it again.")
+        extractor.link_bytecode()
         os.chmod(stage, 0o755)
         replace_dir(stage, dest)
     except BaseException:
