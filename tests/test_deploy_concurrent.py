@@ -35,13 +35,11 @@ def test_two_deploys_into_one_target_never_interleave(versions: Versions, tmp_pa
     first = start("--from", versions.v1, "--target", target)
     second = start("--from", versions.v2, "--target", target)
     results = [(p.wait(), p.communicate()) for p in (first, second)]
-    codes = [code for code, _ in results]
-    assert all(code in (0, 2) for code in codes) and 0 in codes
-    for code, (_, err) in results:
-        if code == 2:  # the loser says why, in one line, and changed nothing
-            assert "another deploy into this folder is running" in err
-            assert "Traceback" not in err
-    # whatever won, the target is one whole deployment that tells the truth about itself
+    # the later one waits for the earlier (test_deploy_links shows it waiting) and then
+    # deploys its own version
+    assert [code for code, _ in results] == [0, 0], results
+    # whichever finished last, the target is one whole deployment that tells the truth
+    # about itself
     record = json.loads((target / ".venvlayers" / "current" / "deployment.json").read_text())
     layers = ("cpython-3.12", "framework-base", "app-one", "app-two")
     deployed = {layer["archive_name"] for layer in record["layers"]}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -119,21 +118,6 @@ def test_debris_of_killed_deploys_is_cleaned(versions: Versions, deployed_v1: Pa
     assert deploy("--from", versions.v2, "--target", deployed_v1) == 0
     assert not legacy.exists() and not staging.exists()
     assert run_app(deployed_v1, "app-one").startswith("one v2")
-
-
-def test_a_second_deploy_into_a_busy_target_fails_at_once(
-    versions: Versions, deployed_v1: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    before = snapshot(deployed_v1)
-    with (deployed_v1 / ".venvlayers" / "lock").open("a") as held:
-        fcntl.flock(held.fileno(), fcntl.LOCK_EX)  # as a running deploy holds it
-        capsys.readouterr()
-        assert deploy("--from", versions.v2, "--target", deployed_v1) == 2
-        err = capsys.readouterr().err.strip()
-        assert "another deploy into this folder is running" in err
-        assert deploy("--rollback", "--target", deployed_v1) == 2
-    assert snapshot(deployed_v1) == before
-    assert deploy("--from", versions.v2, "--target", deployed_v1) == 0
 
 
 def test_a_file_as_target_is_one_line(

@@ -25,8 +25,18 @@ from venvlayers.process import run_process
 # __pycache__ and links to folders skipped) feeding one pool; the .pyc name the deployed
 # path (a deploy compiles in staging), as the layer's postinstall does.
 _COMPILE_SCRIPT = """\
-import compileall, os, sys
+import compileall, importlib.util, os, struct, sys
 from concurrent.futures import ProcessPoolExecutor
+def up_to_date(path):
+    # compileall's own test (timestamp pyc: magic, flags 0, source mtime), made here so
+    # a pass over unchanged files starts no pool: reused files brought their bytecode
+    try:
+        mtime = int(os.stat(path).st_mtime)
+        with open(importlib.util.cache_from_source(path), "rb") as pyc:
+            head = pyc.read(12)
+    except (OSError, ValueError):
+        return False
+    return head == struct.pack("<4sLL", importlib.util.MAGIC_NUMBER, 0, mtime & 0xFFFFFFFF)
 jobs = []
 pairs = sys.argv[1:]
 for folder, deployed in zip(pairs[::2], pairs[1::2]):
@@ -34,6 +44,7 @@ for folder, deployed in zip(pairs[::2], pairs[1::2]):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
         ddir = os.path.join(deployed, os.path.relpath(root, folder))
         jobs += [(os.path.join(root, n), ddir) for n in sorted(names) if n.endswith(".py")]
+jobs = [job for job in jobs if not up_to_date(job[0])]
 def compile_one(job):
     return compileall.compile_file(job[0], ddir=os.path.normpath(job[1]), quiet=2)
 workers = min(len(jobs) // 64 + 1, os.cpu_count() or 1)
