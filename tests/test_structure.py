@@ -51,7 +51,10 @@ def test_entrypoint_runs_the_package_in_process() -> None:
     assert not any(module == "subprocess" for module, _ in _imports(entrypoint))
 
 
-def test_export_and_deploy_share_one_postinstall_runner() -> None:
-    from venvlayers import deploy, export, process
+def test_export_and_deploy_share_one_postinstall() -> None:
+    from venvlayers import deploy_stage, export, postinstall, process
 
-    assert export.run_postinstall is deploy.run_postinstall is process.run_postinstall
+    # export runs each layer's postinstall through the one runner; deploy links staged
+    # layers in process with the same code (bytecode is bytecode.compile_layers' job)
+    assert export.run_postinstall is process.run_postinstall
+    assert deploy_stage.postinstall is postinstall
