@@ -7,12 +7,14 @@ venvstacks' deployments expect)::
     TARGET/.venvlayers/current  -> deployments/<id>     (one link: the atomic switch)
     TARGET/.venvlayers/previous -> deployments/<id>     (what --rollback restores)
     TARGET/.venvlayers/deployments/<id>/<install_target>/ + deployment.json
+    TARGET/.venvlayers/deployments/<id>/<install_target> -> ../<other id>/<install_target>
 
 A deploy checks the manifest, fetches and verifies (size, sha256) every archive it needs
-before touching the target, then, holding the target's lock, builds the new deployment
-in a staging folder: layers whose archive did not change are hard-linked from the current
-deployment, the others are unpacked and linked (postinstall) for their final place. Only
-then is ``current`` switched, in one rename. Any failure before that leaves the target
+before touching the target, then, holding the target's lock (a second deploy waits),
+builds the new deployment in a staging folder (``deploy_stage``: unchanged layers linked
+to the deployment holding them, changed ones unpacked reusing identical files). Only
+then is ``current`` switched, in one rename; deployments that neither ``current`` nor
+``previous`` reach through their links are removed. Any failure before that leaves the target
 as it was; the record inside each deployment is written before it can become current, so
 it always tells the truth.
 """
