@@ -21,7 +21,9 @@ with its own caches, and runs, N times, alternating which tool goes first:
   venvstacks has no deploy command, so ``bench/peer_deploy.py`` does what its docs say:
   unpack every archive, run every ``postinstall.py``);
 - ``deploy (app-only update)``: the app's launch module changes, the stack is rebuilt and
-  published again (untimed), and the new output is deployed into that same target.
+  published again (untimed), and the new output is deployed into that same target;
+- ``deploy (first, no bytecode)``: venvlayers ``deploy --no-compile`` of that output into an
+  empty target, against the reference's normal first deploy (it has no such choice).
 
 Before the repetitions each tool runs lock + build once, untimed, so "warm" caches are warm
 on the first repetition too. Wall time is measured around each command; peak
@@ -159,10 +161,11 @@ class Tool:
             command += ["--format", fmt]
         return [*command, str(spec)]
 
-    def deploy(self, out: Path, target: Path) -> list[str]:
+    def deploy(self, out: Path, target: Path, *, no_compile: bool = False) -> list[str]:
         if self.name == VENVLAYERS:
             if self.deploy_from:
-                return [*self.prefix, "deploy", "--from", str(out), "--target", str(target)]
+                flags = ["--no-compile"] if no_compile else []
+                return [*self.prefix, "deploy", *flags, "--from", str(out), "--target", str(target)]
             metadata = out / "__venvstacks__"
             return [
                 *self.prefix,
@@ -239,6 +242,7 @@ ROWS = (
     "noop_one",
     "deploy_first",
     "deploy_update",
+    "deploy_first_nobc",
 )
 ROW_TITLES = {
     "lock_cold": "lock (cold cache)",
@@ -250,6 +254,7 @@ ROW_TITLES = {
     "noop_one": "no-op build --publish (1 command)",
     "deploy_first": "deploy (first)",
     "deploy_update": "deploy (app-only update)",
+    "deploy_first_nobc": "deploy (first, no bytecode; ref: its normal first deploy)",
 }
 
 
@@ -339,6 +344,12 @@ def step(run: StackRun, row: str, source: Path, rep: int) -> Sample | None:
             previous -= {digest for name, digest in previous_by_name(out).items() if app in name}
             forget_deployed(target, app)
         return measure_deploy(run, out, target, previous=previous)
+    if row == "deploy_first_nobc":
+        if tool.name != VENVLAYERS or not tool.deploy_from:
+            return None  # compared with the reference's deploy_first row
+        out, target = run.current / "_out-tar.xz", run.current / "_deployed-nobc"
+        shutil.rmtree(target, ignore_errors=True)
+        return measure_deploy(run, out, target, previous=set(), no_compile=True)
     raise ValueError(row)
 
 
@@ -358,12 +369,17 @@ def archive_digests(out: Path) -> set[str]:
     return set(previous_by_name(out).values())
 
 
-def measure_deploy(run: StackRun, out: Path, target: Path, previous: set[str]) -> Sample:
+def measure_deploy(
+    run: StackRun, out: Path, target: Path, previous: set[str], *, no_compile: bool = False
+) -> Sample:
     """Deploy ``out`` into ``target``; count the bytes written into the target and the archive
     bytes a remote deploy would fetch (archives not already deployed from ``previous``)."""
     before = file_states(target) if target.exists() else {}
     sample = run_measured(
-        run.tool.deploy(out, target), env=run.warm_env(), cwd=run.current or out, log=run.log
+        run.tool.deploy(out, target, no_compile=no_compile),
+        env=run.warm_env(),
+        cwd=run.current or out,
+        log=run.log,
     )
     after = file_states(target)
     sample.written_bytes = sum(
@@ -456,8 +472,9 @@ def bench_stack(
 def data_for_limits(run: StackRun, work: Path, say: Callable[[str], None]) -> None:
     """Measure what the physical limits need, on venvlayers' first tar.xz publish output."""
     assert run.current is not None
-    say("measuring the physical limits (tar bytes, one core's xz rates, disk write rate)")
+    say("measuring the physical limits (tar bytes, one core's xz rates, disk write rate, compile)")
     data = limits.read_tar_data(run.current / "_out-tar.xz")
+    deployed = run.current / "_deployed-nobc"
     rates = limits.xz_rates(data.sample)
     run.limits = {
         "tar_bytes": data.tar_bytes,
@@ -467,6 +484,8 @@ def data_for_limits(run: StackRun, work: Path, say: Callable[[str], None]) -> No
         "disk_write_bytes_per_s": limits.disk_write_rate(work),
         "cores": limits.cores(),
     }
+    if deployed.is_dir():  # what a first deploy's bytecode pass costs on this stack
+        run.limits["compile_cpu_s"] = limits.compile_cpu_seconds(deployed)
 
 
 # -- environments for a stack -----------------------------------------------------------------
@@ -554,6 +573,8 @@ def summarize(runs: dict[str, StackRun]) -> Table:
             samples = run.samples.get(row, [])
             if tool_name == REFERENCE and row == "publish_zst":
                 samples = run.samples.get("publish_xz", [])
+            if tool_name == REFERENCE and row == "deploy_first_nobc":
+                samples = run.samples.get("deploy_first", [])
             rss = median(samples, "rss_kib")
             table[row][tool_name] = {
                 "seconds": median(samples, "seconds"),
@@ -629,7 +650,8 @@ def limits_markdown(table: Table, measured: dict[str, float]) -> str:
         f"- publish tar.xz: {tar_bytes / 1e6:.1f} MB of tar / ({encode / 1e6:.1f} MB/s x "
         f"{cores:.0f}) = {publish_limit:.2f} s; {closeness('publish_xz', publish_limit)}",
     ]
-    for row in ("deploy_first", "deploy_update"):
+    compile_cpu = measured.get("compile_cpu_s")
+    for row in ("deploy_first", "deploy_update", "deploy_first_nobc"):
         written = table[row][VENVLAYERS]["written_bytes"]
         needed = table[row][VENVLAYERS]["archive_bytes"] or 0
         if written is None:
@@ -638,11 +660,20 @@ def limits_markdown(table: Table, measured: dict[str, float]) -> str:
         unpacked = needed * tar_bytes / max(measured["xz_bytes"], 1)
         disk_limit = written / disk
         decode_limit = unpacked / (decode * cores)
+        # a first deploy also compiles every module (on every core, beside the unpacking);
+        # an update compiles only its new modules (not counted)
+        compile_limit = compile_cpu / cores if compile_cpu and row == "deploy_first" else 0.0
+        compiling = (
+            f"; compiling bytecode: {compile_cpu:.1f} CPU s / {cores:.0f} cores = "
+            f"{compile_limit:.2f} s, with the decompression {decode_limit + compile_limit:.2f} s"
+            if compile_limit
+            else ""
+        )
         lines.append(
             f"- {ROW_TITLES[row]}: {written / 1e6:.1f} MB written / {disk / 1e6:.0f} MB/s = "
             f"{disk_limit:.2f} s (decompressing {needed / 1e6:.1f} MB of archives on every "
-            f"core: {decode_limit:.2f} s); "
-            f"{closeness(row, max(disk_limit, decode_limit))}"
+            f"core: {decode_limit:.2f} s{compiling}); "
+            f"{closeness(row, max(disk_limit, decode_limit + compile_limit))}"
         )
     return "\n".join(lines) + "\n"
 

@@ -5,7 +5,12 @@ in one app) from a counting HTTP server on 127.0.0.1 and times, with a fresh cac
 target each repetition:
 
 - ``deploy (first)``: ``venvlayers deploy --from <url>/v1`` into an empty target;
-- ``deploy (app-only update)``: then ``--from <url>/v2`` into the same target.
+- ``deploy (app-only update)``: then ``--from <url>/v2`` into the same target;
+- ``deploy (first, no bytecode)``: ``deploy --no-compile --from <url>/v1`` into another
+  empty target.
+
+venvlayers runs without ``PYTHONDONTWRITEBYTECODE`` (a user's installation has its
+bytecode; with the variable set every run would compile venvlayers and pydantic again).
 
 Each row reports wall seconds and the archive bytes the server sent. ``bench.py`` can call
 ``deploy_rows`` with its own publish outputs; run alone, this file builds the test rig's
@@ -31,10 +36,15 @@ sys.path.insert(0, str(BENCH_DIR.parent / "tests"))  # the offline rig
 
 from rig.file_server import FileServer  # noqa: E402
 
-ROWS = {"first": "deploy (first)", "update": "deploy (app-only update)"}
+ROWS = {
+    "first": "deploy (first)",
+    "update": "deploy (app-only update)",
+    "first_nobc": "deploy (first, no bytecode)",
+}
 
 
-def _deploy(url: str, target: Path, cache: Path) -> float:
+def _deploy(url: str, target: Path, cache: Path, *flags: str) -> float:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     start = time.perf_counter()
     subprocess.run(
         [
@@ -43,6 +53,7 @@ def _deploy(url: str, target: Path, cache: Path) -> float:
             "venvlayers",
             "-q",
             "deploy",
+            *flags,
             "--from",
             url,
             "--target",
@@ -52,6 +63,7 @@ def _deploy(url: str, target: Path, cache: Path) -> float:
         ],
         check=True,
         stdout=subprocess.DEVNULL,
+        env=env,
     )
     return time.perf_counter() - start
 
@@ -69,9 +81,16 @@ def deploy_rows(v1: Path, v2: Path, work: Path, *, reps: int = 3) -> dict[str, d
             run_dir = work / f"rep-{rep}"
             shutil.rmtree(run_dir, ignore_errors=True)
             target, cache = run_dir / "target", run_dir / "cache"
-            for row, version in (("first", "v1"), ("update", "v2")):
+            runs = (
+                ("first", "v1", ()),
+                ("update", "v2", ()),
+                ("first_nobc", "v1", ("--no-compile",)),
+            )
+            for row, version, flags in runs:
                 server.clear()
-                seconds = _deploy(server.url + version, target, cache)
+                if row == "first_nobc":
+                    target, cache = run_dir / "target-nobc", run_dir / "cache-nobc"
+                seconds = _deploy(server.url + version, target, cache, *flags)
                 archive_bytes = sum(
                     s.sent for s in server.log if s.path.endswith((".tar.xz", ".tar.zst", ".zip"))
                 )

@@ -3,7 +3,9 @@
 - publish: the uncompressed tar bytes of every layer divided by (one core's xz throughput,
   measured on a sample of that same tar data with venvlayers' filters, times the cores);
 - deploy: the bytes the deploy wrote divided by this disk's measured write throughput, and
-  the archive bytes it had to decompress divided by (one core's xz decode throughput x cores).
+  the archive bytes it had to decompress divided by (one core's xz decode throughput x cores);
+  a first deploy adds the CPU seconds of compiling every layer's bytecode (measured on a
+  deployment made without it) divided by the cores.
 
 Throughputs are CPU time of one thread (``time.thread_time``), so other work on a shared
 machine slows them less than it slows wall-clock rows; the limits are therefore on the
@@ -15,6 +17,9 @@ from __future__ import annotations
 import lzma
 import os
 import platform
+import resource
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -116,3 +121,20 @@ def disk_write_rate(folder: Path, total: int = 256 << 20) -> float:
 
 def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def compile_cpu_seconds(target: Path) -> float:
+    """CPU seconds (user + system, one process at a time) of compiling the bytecode of every
+    layer deployed at ``target`` (made with ``deploy --no-compile``), as a deploy would:
+    each ``TARGET/<layer>/lib`` with compileall; the bytecode is written there."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    for layer in sorted(p for p in target.iterdir() if not p.name.startswith(".")):
+        lib = layer / "lib"
+        if lib.is_dir():
+            subprocess.run(
+                [sys.executable, "-m", "compileall", "-q", "-j", "1", str(lib)],
+                check=False,
+                stdout=subprocess.DEVNULL,
+            )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
