@@ -11,8 +11,8 @@ made the cheapest way that stays correct:
   -> ``../../<runtime>/bin/python``) then resolve inside ``<home>``, whose lower layers
   are the same archives, and its configuration names ``TARGET/<layer>`` paths, which lead
   into the current deployment.
-- **hard-linked copy**: an unchanged layer over a changed lower layer needs a folder of its
-  own in the new deployment (its relative links must reach the new lower layer); its files
+- **hard-linked copy**: an unchanged layer over a changed (or copied) lower layer needs a
+  folder of its own in the new deployment (its relative links must reach the new lower layer); its files
   are hard links to the old ones (nothing writes through them).
 - **unpacked**: a changed layer. Files identical to the current deployment's version of
   the same layer are hard-linked from it with their bytecode (``extract_archive``'s
@@ -86,15 +86,17 @@ def home_link(current: Path, install_target: str) -> str | None:
 def stage_layers(staging: Path, plan: StagePlan, say: Callable[[str], None]) -> None:
     """Fill ``staging`` (a new folder in ``deployments``) with every layer of ``plan``."""
     changed = {i.install_target for i in plan.changed}
+    moved = set(changed)  # layers that are not where the current deployment has them
     jobs: list[Callable[[], object]] = []
-    for item in plan.layers:
+    for item in plan.layers:  # lowest first
         name = item.install_target
         home = home_link(plan.current, name) if plan.current is not None else None
         if name in changed or home is None:
             jobs.append(_unpack_job(staging, plan, item, say))
-        elif not lower_layers(item, plan.layers) & changed:
+        elif not lower_layers(item, plan.layers) & moved:
             os.symlink(home, staging / name, target_is_directory=True)
         else:
+            moved.add(name)
             jobs.append(_copy_job(staging / home, staging / name))
     if jobs:
         with ThreadPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
