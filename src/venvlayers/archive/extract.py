@@ -24,7 +24,7 @@ from venvlayers.fsutil import replace_dir
 
 
 # A source file's bytecode in __pycache__: <stem>.<cache tag>[.opt-N].pyc (PEP 3147/488)
-_PYC = r"\.[a-z]+-[0-9]+(?:\.opt-[0-9]+)?\.pyc"
+_PYC = re.compile(r"(.+?)\.[a-z]+-[0-9]+(?:\.opt-[0-9]+)?\.pyc")
 
 
 class _Extractor:
@@ -279,21 +279,20 @@ class _Reuse:
         return True
 
     def link_bytecode(self, stage: Path, members: dict[tuple[str, ...], str]) -> None:
-        listings: dict[tuple[str, ...], list[str]] = {}
+        by_stem: dict[tuple[str, ...], dict[str, list[str]]] = {}  # __pycache__ -> stem -> pycs
         for parts in self.linked:
             stem, suffix = os.path.splitext(parts[-1])
             cache = (*parts[:-1], "__pycache__")
             if suffix != ".py" or cache in members or self.folder(cache) is None:
                 continue
-            if cache not in listings:
-                try:
-                    listings[cache] = os.listdir(os.path.join(self.root, *cache))
-                except OSError:
-                    listings[cache] = []
-            pattern = re.compile(re.escape(stem) + _PYC)
-            for name in listings[cache]:
-                if pattern.fullmatch(name):
-                    self.link_one(stage, cache, name)
+            if cache not in by_stem:
+                by_stem[cache] = {}
+                with contextlib.suppress(OSError):
+                    for name in os.listdir(os.path.join(self.root, *cache)):
+                        if found := _PYC.fullmatch(name):
+                            by_stem[cache].setdefault(found[1], []).append(name)
+            for name in by_stem[cache].get(stem, []):
+                self.link_one(stage, cache, name)
 
     def link_one(self, stage: Path, cache: tuple[str, ...], name: str) -> None:
         folder = stage.joinpath(*cache)
