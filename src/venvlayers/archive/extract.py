@@ -41,7 +41,7 @@ class _Extractor:
         self.root = root
         self.sibling_roots = frozenset(sibling_roots)
         self.seen: dict[tuple[str, ...], str] = {}
-        self.real_dirs: set[tuple[str, ...]] = {()}
+        self.real_dirs: dict[tuple[str, ...], Path] = {(): stage}  # made by us, no links
         self.reuse = _Reuse(reuse_from) if reuse_from is not None else None
 
     def refuse(self, member: str, why: str) -> ArchiveError:
@@ -69,12 +69,17 @@ class _Extractor:
 
     def ensure_dir(self, parts: tuple[str, ...], member: str) -> Path:
         """Create (or check) a real folder at ``parts``, never following a symlink."""
+        known = self.real_dirs.get(parts)
+        if known is not None:
+            return known
         path = self.stage
         for depth in range(1, len(parts) + 1):
             prefix = parts[:depth]
-            path = path / prefix[-1]
-            if prefix in self.real_dirs:
+            known = self.real_dirs.get(prefix)
+            if known is not None:
+                path = known
                 continue
+            path = path / prefix[-1]
             kind = self.seen.get(prefix)
             if kind is not None and kind != "dir":
                 raise self.refuse(
@@ -87,7 +92,7 @@ class _Extractor:
                 if not stat.S_ISDIR(os.lstat(path).st_mode):
                     raise self.refuse(member, "its path goes through a non-folder") from None
             os.chmod(path, 0o755)
-            self.real_dirs.add(prefix)
+            self.real_dirs[prefix] = path
         return path
 
     def add(self, m: Member) -> None:
