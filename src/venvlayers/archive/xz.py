@@ -18,9 +18,10 @@ import os
 import struct
 import zlib
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from queue import SimpleQueue
 from typing import IO, Protocol, cast
 
 _HEADER_MAGIC = b"\xfd7zXZ\x00"
@@ -108,12 +109,31 @@ def find_streams(f: IO[bytes], size: int) -> list[Stream]:
     return streams
 
 
-def _decode(data: bytes, expected: int) -> bytes:
-    decoder = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
-    out = decoder.decompress(data, max_length=expected + 1)
-    if len(out) != expected or not decoder.eof:
-        raise lzma.LZMAError("an xz stream does not match its index")
-    return out
+_PIECE = 1 << 20  # a worker hands its stream's output on in pieces of this size
+_END = b""
+
+
+def _decode(data: bytes, expected: int, out: SimpleQueue[bytes | BaseException]) -> None:
+    """Decode one stream into ``out`` piece by piece (the reader starts on the first piece
+    while the rest is decoded), then ``_END``; a damaged stream puts its error."""
+    try:
+        decoder = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+        total = 0
+        piece = decoder.decompress(data, max_length=_PIECE)
+        del data
+        while piece:
+            total += len(piece)
+            if total > expected:
+                break
+            out.put(piece)
+            if decoder.eof:
+                break
+            piece = decoder.decompress(b"", max_length=_PIECE)
+        if total != expected or not decoder.eof:
+            raise lzma.LZMAError("an xz stream does not match its index")
+        out.put(_END)
+    except BaseException as exc:  # handed to the reader, which raises it
+        out.put(exc)
 
 
 class ParallelXzReader:
@@ -124,7 +144,7 @@ class ParallelXzReader:
         self._streams = iter(streams)
         self._digest = digest
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="unxz")
-        self._pending: deque[Future[bytes]] = deque()
+        self._pending: deque[SimpleQueue[bytes | BaseException]] = deque()
         self._window = threads + 1
         self._buffer = memoryview(b"")
         self._fill()
@@ -140,7 +160,9 @@ class ParallelXzReader:
                 raise lzma.LZMAError("the file ends inside a stream")
             if self._digest is not None:
                 self._digest.update(data)
-            self._pending.append(self._pool.submit(_decode, data, stream.uncompressed))
+            out: SimpleQueue[bytes | BaseException] = SimpleQueue()
+            self._pool.submit(_decode, data, stream.uncompressed, out)
+            self._pending.append(out)
 
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
@@ -148,16 +170,21 @@ class ParallelXzReader:
         while not self._buffer:
             if not self._pending:
                 return b""
-            self._buffer = memoryview(self._pending.popleft().result())
-            self._fill()
+            piece = self._pending[0].get()
+            if isinstance(piece, BaseException):
+                raise piece
+            if piece is _END or not piece:
+                self._pending.popleft()
+                self._fill()
+                continue
+            self._buffer = memoryview(piece)
         piece = bytes(self._buffer[:size])
         self._buffer = self._buffer[size:]
         return piece
 
     def close(self) -> None:
-        for future in self._pending:
-            future.cancel()
-        self._pool.shutdown(wait=True)
+        self._pending.clear()  # workers still running finish into queues nobody reads
+        self._pool.shutdown(wait=True, cancel_futures=True)
         self._file.close()
 
     def __enter__(self) -> ParallelXzReader:
