@@ -382,9 +382,10 @@ def measure_deploy(
         log=run.log,
     )
     after = file_states(target)
-    sample.written_bytes = sum(
-        state[2] for path, state in after.items() if before.get(path) != state
-    )
+    # a file whose inode (same mtime and size) was in the target before is a hard link or
+    # a directory link to existing bytes, not written; each new inode counts once
+    existing = set(before.values())
+    sample.written_bytes = sum(state[2] for state in set(after.values()) - existing)
     sample.archive_bytes = sum(
         p.stat().st_size
         for p in out.iterdir()
