@@ -45,13 +45,15 @@ COPY pyproject.toml uv.lock README.md /opt/venvlayers-src/
 COPY src /opt/venvlayers-src/src
 COPY entrypoint /opt/venvlayers-src/entrypoint
 
-# uv from PyPI (pinned), then the locked dependencies with hashes, then the builder itself.
+# uv from PyPI (pinned), then the locked dependencies with hashes, then the builder itself,
+# compiled now: PYTHONDONTWRITEBYTECODE means a run never writes bytecode, so without it every
+# command would compile pydantic and venvlayers again (0.2-0.4 s each).
 RUN python3 -m venv /opt/venvlayers \
     && /opt/venvlayers/bin/python -m pip install --no-cache-dir --disable-pip-version-check "uv==${UV_VERSION}" \
     && uv export --project /opt/venvlayers-src --frozen --no-dev --no-emit-project --quiet \
          --output-file /tmp/requirements.txt \
-    && uv pip install --python /opt/venvlayers/bin/python --require-hashes -r /tmp/requirements.txt \
-    && uv pip install --python /opt/venvlayers/bin/python --no-deps /opt/venvlayers-src \
+    && uv pip install --python /opt/venvlayers/bin/python --compile-bytecode --require-hashes -r /tmp/requirements.txt \
+    && uv pip install --python /opt/venvlayers/bin/python --compile-bytecode --no-deps /opt/venvlayers-src \
     && rm /tmp/requirements.txt \
     && venvlayers --version
 
