@@ -5,7 +5,7 @@ count. Entries are sorted by path, owners are root with empty names, modes are n
 and every timestamp is the caller's ``mtime``. Compression uses every core while the result
 stays a standard archive:
 
-- ``tar.xz``: the tar stream is cut into equal chunks (at most 16 MiB), each compressed as its own xz
+- ``tar.xz``: the tar stream is cut into fixed-size chunks, each compressed as its own xz
   stream (concatenated xz streams are a valid ``.xz`` file for xz, GNU tar and Python);
 - ``tar.zst``: one zstd frame written by zstd's own worker threads (its output does not
   depend on the worker count as long as there is at least one worker);

@@ -163,9 +163,9 @@ def _xz_chunk(
 
 
 def write_tar_xz(job: ArchiveJob, filters: list[dict[str, int]] = tuning.XZ_FILTERS) -> None:
-    """Chunks of the tar stream, each compressed as its own xz stream, in order.
+    """Fixed-size chunks of the tar stream, each compressed as its own xz stream, in order.
 
-    Same bytes as compressing the whole tar stream cut as ``xz_chunks`` says; workers
+    Same bytes as compressing the whole tar stream cut into ``XZ_CHUNK`` pieces; workers
     read their chunk's files themselves, so memory is the encoders plus a bounded number
     of compressed chunks waiting for their turn to be written."""
     out, progress = job.out, job.progress
@@ -179,26 +179,13 @@ def write_tar_xz(job: ArchiveJob, filters: list[dict[str, int]] = tuning.XZ_FILT
     threads = min(job.threads, tuning.XZ_MAX_THREADS)
     ordered: Ordered[tuple[bytes, int]] = Ordered(_xz_pool(threads), threads + 1, sink)
     try:
-        for begin, end in xz_chunks(total):
+        for begin in range(0, total, tuning.XZ_CHUNK):
+            end = min(begin + tuning.XZ_CHUNK, total)
             ordered.submit(functools.partial(_xz_chunk, parts, starts, begin, end, filters))
         ordered.drain()
     except BaseException:
         ordered.cancel()
         raise
-
-
-def xz_chunks(total: int) -> list[tuple[int, int]]:
-    """(begin, end) of each chunk of a ``total``-byte tar stream: as few chunks of at most
-    ``XZ_CHUNK`` as fit, all of one size (in tar blocks), so the cores that compress them
-    finish together (a 28 MiB runtime: two 14 MiB chunks, not 16 + 12). The cut depends
-    on the stream's size alone, never on the machine: same input, same bytes."""
-    if total <= 0:
-        return []
-    count = -(-total // tuning.XZ_CHUNK)
-    size = -(-total // count)
-    aligned = -(-size // TAR_BLOCK) * TAR_BLOCK
-    size = aligned if aligned <= tuning.XZ_CHUNK else size
-    return [(begin, min(begin + size, total)) for begin in range(0, total, size)]
 
 
 _XZ_POOLS: dict[int, ThreadPoolExecutor] = {}

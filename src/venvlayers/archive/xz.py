@@ -1,6 +1,6 @@
 """Reading a multi-stream ``.xz`` file on every core: streams decoded side by side, in order.
 
-Our tar.xz archives are the tar stream cut into equal chunks, each its own xz stream
+Our tar.xz archives are the tar stream cut into fixed-size chunks, each its own xz stream
 (see ``tar.write_tar_xz``). Every xz stream ends with a footer pointing back at its index,
 and the index gives the stream's size, so the streams can be found from the end of the
 file without decoding anything. ``open_xz`` then reads the file once, front to back
@@ -28,7 +28,7 @@ _HEADER_MAGIC = b"\xfd7zXZ\x00"
 _FOOTER_MAGIC = b"YZ"
 _HEADER = _FOOTER = 12
 # A stream bigger than this (uncompressed, by its index) is decoded by the plain reader:
-# workers hold a whole stream's output in memory. Ours are at most 16 MiB.
+# workers hold a whole stream's output in memory. Ours are 16 MiB.
 MAX_PARALLEL_STREAM = 64 << 20
 
 
