@@ -522,6 +522,39 @@ def test_extension_whose_library_is_not_linked_is_a_warning(
 
 
 @pytest.mark.slow
+def test_check_of_a_layer_with_thousands_of_extension_modules(
+    tmp_path: Path,
+    runtime_mirror: RuntimeMirror,
+    cli: Callable[..., Run],
+    simple_index_factory: Callable[..., SimpleIndex],
+) -> None:
+    """Their paths (over 128 KiB, one argument's limit on Linux) reach the check whole, and
+    the warning names the first problems and counts the rest."""
+    name = "x" * 60
+    modules: dict[str, str | bytes] = {"manyext/__init__.py": ""}
+    modules.update(
+        {f"manyext/{name}{i:04}.cpython-312-x86_64-linux-gnu.so": b"not ELF" for i in range(1200)}
+    )
+    build_wheel(
+        tmp_path / "wheels", "manyext", "1.0.0", modules=modules, tag="cp312-cp312-linux_x86_64"
+    )
+    index = simple_index_factory(tmp_path / "wheels")
+    stack = tmp_path / "stack"
+    stack.mkdir()
+    spec = stack / "venvstacks.toml"
+    spec.write_text(
+        '[[runtimes]]\nname = "cpython-3.12"\npython_implementation = "cpython@3.12.1"\n'
+        'requirements = []\nplatforms = ["linux_x86_64"]\n\n'
+        '[[frameworks]]\nname = "many"\nruntime = "cpython-3.12"\nrequirements = ["manyext"]\n'
+        'platforms = ["linux_x86_64"]\n' + index_table(index.url)
+    )
+    run = cli("build", spec)
+    assert run.code == 0, run.err
+    assert f"{name}0000.cpython-312-x86_64-linux-gnu.so (cannot load:" in run.err
+    assert "; and 1190 more" in run.err
+
+
+@pytest.mark.slow
 def test_include_builds_only_the_selected_layers_and_what_they_need(
     tmp_path: Path, local_index: SimpleIndex, runtime_mirror: RuntimeMirror, cli: Callable[..., Run]
 ) -> None:

@@ -27,6 +27,7 @@ from venvlayers.spec import module_name
 
 EXTENSION_RE = re.compile(r"\.(cpython-\d+[^.]*|abi3|pypy[^.]*)\.(so|dylib)$")
 _CHECK_MARKER = "venvlayers-import-check: "
+_SHOWN = 10  # problems named in the warning line; the rest are counted
 
 
 class CheckLevel(enum.Enum):
@@ -70,7 +71,9 @@ def check_layer(
     )
     mode = "import" if level is CheckLevel.IMPORT else "find"
     completed = run_process(
-        [python, "-c", _CHECK_SCRIPT, json.dumps([required, optional, mode, extensions])],
+        [python, "-c", _CHECK_SCRIPT],
+        # on standard input: a big layer's extension paths exceed one argument's 128 KiB
+        stdin=json.dumps([required, optional, mode, extensions]),
         what=f"{graph.path}: layer {layer.name}: import check of its python",
         timeout=600,
         error=BuildError,
@@ -96,19 +99,22 @@ def check_layer(
     failed = verdicts.get("optional", ["(the import check stopped before finishing)"])
     if failed:
         what = "do not import" if level is CheckLevel.IMPORT else "are not found or do not load"
+        shown = "; ".join(failed[:_SHOWN])
+        if len(failed) > _SHOWN:
+            shown += f"; and {len(failed) - _SHOWN} more"
         reporter.warning(
-            f"{layer.name}: built; these packages {what} (an optional dependency may be missing): {'; '.join(failed)}"
+            f"{layer.name}: built; these packages {what} (an optional dependency may be missing): {shown}"
         )
 
 
-# argv[1]: JSON [required, optional, mode, extensions]. Required names must be found (not
+# Standard input: JSON [required, optional, mode, extensions]. Required names must be found (not
 # imported: importing an app's dependency is the app's business). Optional ones are found
 # (mode "find") or imported (mode "import"); extension module files are dlopen'ed lazily
 # and locally, which loads the shared libraries they link but runs no module code. Imported
 # code may print without a newline, so each verdict starts its own line.
 _CHECK_SCRIPT = f"""\
 import importlib, importlib.util, json, os, sys
-required, optional, mode, extensions = json.loads(sys.argv[1])
+required, optional, mode, extensions = json.load(sys.stdin)
 missing = []
 for name in required:
     try:

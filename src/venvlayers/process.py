@@ -48,8 +48,11 @@ def run_process(
     capture: bool = True,
     timeout: float | None = None,
     error: type[VenvlayersError] = ProcessError,
+    stdin: str | None = None,
 ) -> ProcessResult:
     """Run ``args`` and return its result; ``what`` names the purpose for the error message.
+    ``stdin``: text for its standard input (data of any size; one argument is limited to
+    128 KiB on Linux).
 
     With ``check`` (the default) a non-zero exit raises ``error``: "{what} failed (exit N):
     {line}". A program that cannot start or a timeout raises ``error`` whatever ``check``
@@ -62,6 +65,7 @@ def run_process(
             cwd=cwd,
             env=dict(env) if env is not None else None,
             capture_output=capture,
+            input=stdin,
             text=True,
             timeout=timeout,
             check=False,
