@@ -115,7 +115,9 @@ def deploy_stack(
         adopt_legacy(target, reporter)
         current = read_current(target, reporter)
         todo = [item for item in selected if not _reusable(item, current, target)]
-        archives.update(_fetch(source, [i for i in todo if _sha(i) not in archives], downloader))
+        archives.update(
+            _fetch(source, [i for i in todo if sha256_of(i) not in archives], downloader)
+        )
         unchanged = [i.install_target for i in selected if i not in todo]
         result = DeployResult(target, [i.install_target for i in todo], unchanged, {})
         result.downloaded = list(downloader.counters.fetched)
@@ -142,9 +144,6 @@ def deploy_stack(
     return result
 
 
-_sha = sha256_of
-
-
 # ---------------------------------------------------------------------------
 # Fetching and verifying
 
@@ -158,7 +157,7 @@ def _fetch(source: Source, items: list[LayerMetadata], downloader: Downloader) -
         where: ArchiveSource = source.archive(item.archive_name, item)
         if where.local is not None:
             _verify_local(where.local, item)
-            found[_sha(item)] = where.local
+            found[sha256_of(item)] = where.local
         elif where.download is not None:
             downloads.append(where.download)
     found.update(downloader.fetch_all(downloads))
@@ -173,9 +172,9 @@ def _verify_local(archive: Path, item: LayerMetadata) -> None:
             path=archive,
         )
     digest = sha256_file(archive)
-    if digest != _sha(item):
+    if digest != sha256_of(item):
         raise DeployError(
-            f"{archive}: sha256 {digest} does not match the metadata ({_sha(item)}); refusing to unpack",
+            f"{archive}: sha256 {digest} does not match the metadata ({sha256_of(item)}); refusing to unpack",
             path=archive,
         )
 
@@ -213,7 +212,7 @@ def _reusable(item: LayerMetadata, current: DeploymentRecord | None, target: Pat
     if current is None:
         return False
     for layer in current.layers:
-        if layer.install_target == item.install_target and layer.archive_sha256 == _sha(item):
+        if layer.install_target == item.install_target and layer.archive_sha256 == sha256_of(item):
             folder = _current_dir(target)
             return folder is not None and home_link(folder, item.install_target) is not None
     return False
@@ -355,7 +354,7 @@ def _new_record(
     source: Source, selected: list[LayerMetadata], platform: str, deployments: Path
 ) -> DeploymentRecord:
     now = datetime.now(UTC)
-    digest = hashlib.sha256("\n".join(_sha(i) for i in selected).encode()).hexdigest()[:8]
+    digest = hashlib.sha256("\n".join(sha256_of(i) for i in selected).encode()).hexdigest()[:8]
     base = f"{now:%Y%m%dT%H%M%SZ}-{digest}"
     name, n = base, 1
     while (deployments / name).exists():
@@ -371,7 +370,7 @@ def _new_record(
                 install_target=i.install_target,
                 layer_name=i.layer_name,
                 archive_name=i.archive_name or "",
-                archive_sha256=_sha(i),
+                archive_sha256=sha256_of(i),
                 app_launch_module=i.app_launch_module,
             )
             for i in selected

@@ -36,6 +36,7 @@ from venvlayers import postinstall
 from venvlayers.archive import extract_archive
 from venvlayers.bytecode import compile_layers
 from venvlayers.errors import DeployError
+from venvlayers.fsutil import link_or_copy
 from venvlayers.models import LayerMetadata
 
 
@@ -134,15 +135,9 @@ def _unpack_job(
 
 
 def _copy_job(source: Path, destination: Path) -> Callable[[], object]:
-    """A hard-linked copy of an unchanged layer (no data copied; nothing writes in place)."""
-
-    def link(src: str, dst: str) -> None:
-        try:
-            os.link(src, dst, follow_symlinks=False)
-        except OSError:
-            shutil.copy2(src, dst, follow_symlinks=False)
-
-    return lambda: shutil.copytree(source, destination, symlinks=True, copy_function=link)
+    """A hard-linked copy of an unchanged layer (no data copied; nothing writes in place;
+    links are copied as links, so ``link_or_copy`` only sees regular files)."""
+    return lambda: shutil.copytree(source, destination, symlinks=True, copy_function=link_or_copy)
 
 
 def link_for(layer: Path, deployed: Path) -> None:

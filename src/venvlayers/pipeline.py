@@ -122,25 +122,16 @@ def _build_pipeline(
     from venvlayers.build import build_stack
     from venvlayers.lock import lock_stack, require_fresh_locks
 
+    locks = lock_stack(
+        graph,
+        check=locked,  # --locked: only check that the locks are fresh
+        include=include,
+        build_dir=build_dir,
+        reporter=reporter,
+        allow_missing=allow_missing,
+    )
     if locked:
-        require_fresh_locks(
-            lock_stack(
-                graph,
-                check=True,
-                include=include,
-                build_dir=build_dir,
-                reporter=reporter,
-                allow_missing=allow_missing,
-            )
-        )
-    else:
-        lock_stack(
-            graph,
-            include=include,
-            build_dir=build_dir,
-            reporter=reporter,
-            allow_missing=allow_missing,
-        )
+        require_fresh_locks(locks)
     built = build_stack(
         graph,
         include=include,
