@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from venvlayers.archive import ArchiveFormat, extract_archive, write_archive
-from venvlayers.platforms import host_platform
+from venvlayers.core.platforms import host_platform
 
 MTIME = 1_700_000_000
 DEFAULT_SOURCES = [

@@ -6,9 +6,9 @@ Used by both forms of the action:
   dashes kept (``INPUT_OUTPUT-DIR``).
 Both spellings are accepted. Given command-line arguments instead (``docker run IMAGE
 show venvstacks.toml``), it is simply the ``venvlayers`` command. Results become step outputs (GITHUB_OUTPUT), a markdown
-report (also appended to the step summary) and annotations, through ``venvlayers.gha``.
+report (also appended to the step summary) and annotations, through ``venvlayers.core.report``.
 
-The commands run in this process through ``venvlayers.cli.run`` (the CLI stays the one
+The commands run in this process through ``venvlayers.cli.commands.run`` (the CLI stays the one
 place that parses arguments); their ``--json`` documents come back as Python objects.
 Standard library plus venvlayers only: this file runs in the builder's own environment.
 """
@@ -25,11 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from venvlayers import cli
-from venvlayers.errors import VenvlayersError
-from venvlayers.gha import Reporter
-from venvlayers.platforms import host_platform
-from venvlayers.sbom import sbom_path
+from venvlayers.cli.commands import Outcome
+from venvlayers.cli.commands import main as cli_main
+from venvlayers.cli.commands import run as run_command
+from venvlayers.core.errors import VenvlayersError
+from venvlayers.core.platforms import host_platform
+from venvlayers.core.report import Reporter
+from venvlayers.publish.sbom import sbom_path
 
 COMMANDS = ("lock-check", "build", "publish", "merge", "release", "lock-diff", "show")
 FORMATS = ("tar.xz", "tar.zst", "zip")
@@ -198,12 +200,12 @@ class _Tee(io.TextIOBase):
 def run_cli(args: list[str]) -> Result:
     """Run ``venvlayers ARGS`` in this process; its output goes to the log as it is written."""
     tee = _Tee(sys.stdout)
-    outcome = cli.Outcome(2)
+    outcome = Outcome(2)
     with contextlib.redirect_stdout(tee):
         try:
-            outcome = cli.run(args)
+            outcome = run_command(args)
         except SystemExit as exc:  # argparse refused the arguments (it printed why)
-            outcome = cli.Outcome(exc.code if isinstance(exc.code, int) else 2)
+            outcome = Outcome(exc.code if isinstance(exc.code, int) else 2)
     tee.flush()
     return Result(code=outcome.code, command=args[0], data=outcome.document, text=tee.text())
 
@@ -278,7 +280,7 @@ def report_path(inputs: Inputs) -> Path:
 
 def main(argv: list[str]) -> int:
     if argv:  # `docker run IMAGE publish spec.toml ...`: the plain command line
-        return cli.main(argv)
+        return cli_main(argv)
     reporter = Reporter.from_env()
     inputs = Inputs.from_env()
     reporter.mask(inputs.token)

@@ -133,7 +133,7 @@ def simple_index_factory() -> Iterator[Callable[..., SimpleIndex]]:
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
     """``cli(*args)`` runs ``venvlayers`` in-process and returns its code and output."""
-    from venvlayers.cli import main
+    from venvlayers.cli.commands import main
 
     def run(*args: str | Path) -> Run:
         capsys.readouterr()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from rig.action_runner import ActionRunner, ExpressionError, condition, evaluate, parse_env_file
 
-from venvlayers.cliargs import build_parser
+from venvlayers.cli.args import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "basic"

@@ -17,7 +17,7 @@ import pytest
 from rig.action_runner import ActionResult, ActionRunner, StepLog
 from rig.runtime import RuntimeMirror
 
-from venvlayers.platforms import host_platform
+from venvlayers.core.platforms import host_platform
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "basic"

@@ -28,7 +28,7 @@ from venvlayers.archive import (
     iter_archive_members,
     write_archive,
 )
-from venvlayers.errors import ArchiveError
+from venvlayers.core.errors import ArchiveError
 
 if sys.version_info >= (3, 14):
     from compression import zstd

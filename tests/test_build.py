@@ -20,12 +20,12 @@ from rig.index import SimpleIndex
 from rig.runtime import RuntimeMirror
 from rig.wheels import build_wheel
 
-from venvlayers import postinstall
-from venvlayers.build import LayerLayout, layer_config, python_wrapper
-from venvlayers.cli import main
-from venvlayers.graph import load_stack
-from venvlayers.platforms import Platform
-from venvlayers.spec import LayerKind
+from venvlayers.build.environments import LayerLayout, layer_config, python_wrapper
+from venvlayers.cli.commands import main
+from venvlayers.core.platforms import Platform
+from venvlayers.layer_scripts import postinstall
+from venvlayers.stack.graph import load_stack
+from venvlayers.stack.spec import LayerKind
 
 SITE = "lib/python3.12/site-packages"
 
@@ -442,7 +442,7 @@ def test_shared_library_found_after_publish_and_deploy(built: Path, tmp_path: Pa
 
 def test_launch_dependencies_are_read_not_run(tmp_path: Path) -> None:
     """The build checks what an app imports without importing (and so running) the app."""
-    from venvlayers.buildcheck import launch_dependencies
+    from venvlayers.build.check import launch_dependencies
 
     app = tmp_path / "app.py"
     app.write_text(

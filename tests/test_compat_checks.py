@@ -23,8 +23,8 @@ from rig.index import SimpleIndex
 from rig.runtime import RuntimeMirror
 from rig.wheels import build_wheel
 
-from venvlayers.gha import GitHubReporter, Reporter
-from venvlayers.platforms import Platform, uncovered_platforms
+from venvlayers.core.platforms import Platform, uncovered_platforms
+from venvlayers.core.report import GitHubReporter, Reporter
 
 
 @pytest.fixture(autouse=True)

@@ -19,8 +19,8 @@ from rig.cli import Run, index_table
 from rig.index import SimpleIndex
 from rig.runtime import RuntimeMirror
 
-from venvlayers.cli import main
-from venvlayers.platforms import host_platform
+from venvlayers.cli.commands import main
+from venvlayers.core.platforms import host_platform
 
 pytestmark = pytest.mark.slow
 

@@ -30,7 +30,7 @@ from rig.peer import Peer
 from rig.runtime import RuntimeMirror
 from rig.wheels import build_wheel
 
-from venvlayers.cli import main
+from venvlayers.cli.commands import main
 
 pytestmark = pytest.mark.network
 

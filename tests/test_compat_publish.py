@@ -26,10 +26,10 @@ from rig.index import SimpleIndex
 from rig.peer import Peer
 from rig.runtime import RuntimeMirror
 
-from venvlayers.assets import sbom_name
-from venvlayers.cli import main
-from venvlayers.platforms import host_platform
-from venvlayers.runlock import LOCK_NAME
+from venvlayers.cli.commands import main
+from venvlayers.core.platforms import host_platform
+from venvlayers.core.runlock import LOCK_NAME
+from venvlayers.formats.assets import sbom_name
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from rig.runtime import RuntimeMirror
 
-from venvlayers.cliargs import build_parser
+from venvlayers.cli.args import build_parser
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
@@ -211,8 +211,8 @@ def test_builder_code_is_precompiled(buildah: Buildah, image: str) -> None:
     """The image sets PYTHONDONTWRITEBYTECODE, so bytecode missing at build time would be
     compiled again on every run (0.2-0.4 s of pydantic and venvlayers per command)."""
     probe = (
-        "import importlib.util, os, pydantic.main, venvlayers.cli\n"
-        "for m in (pydantic.main, venvlayers.cli):\n"
+        "import importlib.util, os, pydantic.main, venvlayers.cli.commands\n"
+        "for m in (pydantic.main, venvlayers.cli.commands):\n"
         "    print(os.path.isfile(importlib.util.cache_from_source(m.__file__)))"
     )
     with buildah.container(image) as ctr:

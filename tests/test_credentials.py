@@ -11,7 +11,7 @@ from rig.index import SimpleIndex
 from rig.runtime import RuntimeMirror
 from rig.wheels import Wheelhouse
 
-from venvlayers.cli import main
+from venvlayers.cli.commands import main
 
 SECRET = "s3cr3t-pa55word-for-tests"
 

@@ -13,9 +13,9 @@ from rig.deploy_stack import Versions
 from rig.github_double import GitHubDouble
 from rig.index import SimpleIndex
 
-from venvlayers.cli import main
-from venvlayers.gha import Reporter
-from venvlayers.release import release_directory
+from venvlayers.cli.commands import main
+from venvlayers.core.report import Reporter
+from venvlayers.release.create import release_directory
 
 pytestmark = pytest.mark.slow
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from venvlayers.deploy_source import FolderSource, find_manifest, open_source, select_layers
-from venvlayers.downloads import Downloader
-from venvlayers.errors import DeployError
-from venvlayers.gha import Reporter
-from venvlayers.models import StackManifest
+from venvlayers.core.errors import DeployError
+from venvlayers.core.report import Reporter
+from venvlayers.deploy.sources import FolderSource, find_manifest, open_source, select_layers
+from venvlayers.formats.models import StackManifest
+from venvlayers.net.downloads import Downloader
 
 SHA = "a" * 64
 
@@ -123,7 +123,7 @@ def test_sources_that_cannot_work_are_one_line(tmp_path: Path, text: str, messag
 def test_a_mirror_of_release_assets_is_read_with_githubs_names(tmp_path: Path) -> None:
     from rig.file_server import FileServer
 
-    from venvlayers.deploy_source import HttpSource
+    from venvlayers.deploy.sources import HttpSource
 
     served = tmp_path / "mirror"
     served.mkdir()

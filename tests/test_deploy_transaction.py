@@ -138,9 +138,9 @@ def test_rollback_without_a_previous_deployment(
 
 def test_importing_deploy_does_not_load_the_github_client() -> None:
     code = (
-        "import sys, venvlayers.deploy, venvlayers.deploy_source, venvlayers.downloads\n"
+        "import sys, venvlayers.deploy.deployment, venvlayers.deploy.sources, venvlayers.net.downloads\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('github', 'requests')\n"
-        "    or m == 'venvlayers.github')\n"
+        "    or m == 'venvlayers.net.github')\n"
         "print(loaded)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -17,8 +17,8 @@ from rig.index import SimpleIndex
 from rig.runtime import RuntimeMirror
 from rig.wheels import build_wheel
 
-from venvlayers.cli import main
-from venvlayers.platforms import Platform, host_platform, uv_python_platform
+from venvlayers.cli.commands import main
+from venvlayers.core.platforms import Platform, host_platform, uv_python_platform
 
 pytestmark = pytest.mark.slow
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from venvlayers.errors import SpecError
-from venvlayers.gha import GitHubReporter, Reporter
+from venvlayers.core.errors import SpecError
+from venvlayers.core.report import GitHubReporter, Reporter
 
 
 @pytest.fixture

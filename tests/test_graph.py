@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from venvlayers.errors import BuildError
-from venvlayers.graph import Layer, load_stack, run_in_stack_order
+from venvlayers.core.errors import BuildError
+from venvlayers.stack.graph import Layer, load_stack, run_in_stack_order
 
 DIAMOND = Path(__file__).parent / "data" / "diamond" / "venvstacks.toml"
 

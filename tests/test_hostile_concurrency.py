@@ -19,7 +19,7 @@ import pytest
 from rig.hello_stack import write_hello_stack
 from rig.runtime import RuntimeMirror
 
-from venvlayers.assets import archive_name_problem
+from venvlayers.formats.assets import archive_name_problem
 
 pytestmark = pytest.mark.slow
 
@@ -127,7 +127,7 @@ def test_concurrent_clean_builds_never_crash(stack: Stack) -> None:
 
 
 def test_a_second_run_waits_with_a_message(stack: Stack) -> None:
-    from venvlayers.runlock import run_lock
+    from venvlayers.core.runlock import run_lock
 
     held = threading.Event()
     release = threading.Event()

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from rig.github_double import Fault, GitHubDouble
 
-from venvlayers.cli import main
+from venvlayers.cli.commands import main
 
 TOKEN = "ghs_DoubleSecret0123456789abcdefXYZ"
 REPO = "octo-org/stacks"

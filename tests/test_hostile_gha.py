@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from rig.cli import Run
 
-from venvlayers.errors import VenvlayersError
-from venvlayers.gha import GitHubReporter, Reporter
+from venvlayers.core.errors import VenvlayersError
+from venvlayers.core.report import GitHubReporter, Reporter
 
 INJECTED = "rt\n::error title=Injected::pwned"
 SPEC = """

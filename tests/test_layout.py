@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from venvlayers.layout import MetadataSet, find_metadata_sets, find_publish_outputs
-from venvlayers.staging import published_time
+from venvlayers.formats.layout import MetadataSet, find_metadata_sets, find_publish_outputs
+from venvlayers.publish.staging import published_time
 
 
 def touch(path: Path) -> Path:

@@ -23,7 +23,7 @@ from rig.index import SimpleIndex
 from rig.runtime import RuntimeMirror
 from rig.wheels import build_wheel
 
-from venvlayers.cli import main
+from venvlayers.cli.commands import main
 
 RUNTIME_HEADER = """\
 [[runtimes]]

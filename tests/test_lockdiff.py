@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
-from venvlayers import lock
-from venvlayers.errors import LockError
-from venvlayers.fsutil import sha256_text
-from venvlayers.gha import Reporter
-from venvlayers.graph import load_stack
-from venvlayers.lockdiff import ChangeKind, PackageChange, diff_packages, lock_diff
+from venvlayers.core.errors import LockError
+from venvlayers.core.fsutil import sha256_text
+from venvlayers.core.report import Reporter
+from venvlayers.lock.diff import ChangeKind, PackageChange, diff_packages, lock_diff
+from venvlayers.lock.lockfiles import LockedPackage
+from venvlayers.lock.status import lock_metadata, lock_paths
+from venvlayers.stack.graph import load_stack
 
 ENVIRONMENTS = (
     "[\"platform_machine == 'aarch64' and sys_platform == 'linux'\","
@@ -128,10 +129,10 @@ def write_locks(
     graph = load_stack(spec_path)
     for layer in graph:
         text = pylock(locks[layer.name])
-        paths = lock.lock_paths(graph, layer.name)
+        paths = lock_paths(graph, layer.name)
         paths.folder.mkdir(parents=True, exist_ok=True)
         paths.pylock.write_text(text, encoding="utf-8")
-        lock.lock_metadata(
+        lock_metadata(
             graph,
             layer,
             text,
@@ -361,7 +362,7 @@ def test_folder_without_locks(repo: Path, tmp_path: Path) -> None:
 
 
 def _pkg(name: str, version: str, marker: str | None = None) -> Any:
-    return lock.LockedPackage(name, version, marker)
+    return LockedPackage(name, version, marker)
 
 
 def test_diff_packages_directions_and_names() -> None:

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from venvlayers.errors import MergeError
-from venvlayers.gha import Reporter
-from venvlayers.layout import MetadataSet, find_publish_outputs
-from venvlayers.merge import (
+from venvlayers.core.errors import MergeError
+from venvlayers.core.report import Reporter
+from venvlayers.formats.layout import MetadataSet, find_publish_outputs
+from venvlayers.release.merge import (
     INDEX_NAME,
     MergeConsistencyError,
     MergeReport,

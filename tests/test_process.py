@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from venvlayers.errors import BuildError, ProcessError
-from venvlayers.process import run_process
+from venvlayers.core.errors import BuildError, ProcessError
+from venvlayers.core.process import run_process
 
 FAIL = "import sys; print('progress'); print('Traceback...', file=sys.stderr); sys.exit('ValueError: bad wheel')"
 

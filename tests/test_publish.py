@@ -16,8 +16,8 @@ import pytest
 from rig.index import SimpleIndex
 from rig.runtime import RuntimeMirror
 
-from venvlayers.cli import main
-from venvlayers.platforms import host_platform
+from venvlayers.cli.commands import main
+from venvlayers.core.platforms import host_platform
 
 pytestmark = pytest.mark.slow
 
@@ -359,7 +359,7 @@ def test_merge_and_release_real_publish_outputs(
 ) -> None:
     from rig.github_double import GitHubDouble
 
-    from venvlayers.assets import github_asset_name
+    from venvlayers.formats.assets import github_asset_name
 
     linux = tmp_path / "artifacts" / "linux"
     shutil.copytree(published.out, linux, ignore=shutil.ignore_patterns("deployed"))
@@ -440,7 +440,7 @@ def test_deploy_compiles_what_each_layers_postinstall_would(
 
 
 def test_compile_layers_uses_each_layers_runtime(published: Stack, tmp_path: Path) -> None:
-    from venvlayers.bytecode import compile_layers
+    from venvlayers.deploy.bytecode import compile_layers
 
     target = tmp_path / "target"
     assert main(deploy_args(published, target)) == 0

@@ -1,4 +1,4 @@
-"""venvlayers.release against a real HTTP GitHub double, through the real PyGithub."""
+"""venvlayers.release.create against a real HTTP GitHub double, through the real PyGithub."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from rig.github_double import Fault, GitHubDouble
 
-from venvlayers.cli import main
-from venvlayers.errors import ReleaseError
-from venvlayers.gha import GitHubReporter, Reporter
-from venvlayers.release import (
+from venvlayers.cli.commands import main
+from venvlayers.core.errors import ReleaseError
+from venvlayers.core.report import GitHubReporter, Reporter
+from venvlayers.release.create import (
     SHA256SUMS_NAME,
     ReleaseOptions,
     ReleaseResult,

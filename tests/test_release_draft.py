@@ -13,10 +13,10 @@ import requests
 from rig.github_double import Fault, GitHubDouble
 from rig.release_output import ARCHIVES, merged_output
 
-from venvlayers.cli import main
-from venvlayers.errors import ReleaseError
-from venvlayers.gha import Reporter
-from venvlayers.release import ReleaseOptions, release_directory
+from venvlayers.cli.commands import main
+from venvlayers.core.errors import ReleaseError
+from venvlayers.core.report import Reporter
+from venvlayers.release.create import ReleaseOptions, release_directory
 
 TOKEN = "ghs_DraftSecret0123456789abcdefXYZ"
 REPO = "octo-org/stacks"

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from rig.runtime import RuntimeMirror
 
-from venvlayers.cli import main
-from venvlayers.runtime import install_runtime
-from venvlayers.runtime_mirror import downloads_entry, write_downloads_json
+from venvlayers.build.runtime import install_runtime
+from venvlayers.build.runtime_mirror import downloads_entry, write_downloads_json
+from venvlayers.cli.commands import main
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "basic"
 

@@ -22,7 +22,7 @@ from rig.index import SimpleIndex
 from rig.runtime import RuntimeMirror, find_patchelf, make_runtime_archive
 from rig.wheels import OTHER_PLATFORMS, Wheelhouse, build_sdist, build_wheel
 
-from venvlayers.runtime_mirror import (
+from venvlayers.build.runtime_mirror import (
     RuntimeMirrorError,
     downloads_entry,
     entry_key,
@@ -371,7 +371,7 @@ def test_runtime_mirror_command_lists_pbs_archives_for_uv(
     tmp_path: Path, runtime_mirror_session: RuntimeMirror, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`venvlayers runtime-mirror` turns downloaded PBS archives into an air-gapped mirror."""
-    from venvlayers.cli import main
+    from venvlayers.cli.commands import main
 
     source = runtime_mirror_session.archives["3.12.1"]
     mirror = tmp_path / "mirror"

@@ -30,11 +30,10 @@ from packaging.utils import canonicalize_name
 from rig.runtime import RuntimeMirror
 from test_merge import LINUX, make_publish_output
 
-from venvlayers.cli import main
-from venvlayers.errors import PublishError
-from venvlayers.gha import Reporter
-from venvlayers.merge import MergeConsistencyError, ProblemKind, merge_publish_outputs
-from venvlayers.sbom import (
+from venvlayers.cli.commands import main
+from venvlayers.core.errors import PublishError
+from venvlayers.core.report import Reporter
+from venvlayers.publish.sbom import (
     IN_LAYER,
     InstalledDist,
     LockedEntry,
@@ -42,6 +41,7 @@ from venvlayers.sbom import (
     read_lock_entries,
     sbom_name,
 )
+from venvlayers.release.merge import MergeConsistencyError, ProblemKind, merge_publish_outputs
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "basic"
@@ -334,7 +334,7 @@ def test_the_installed_wheel_is_found_by_its_tags(tmp_path: Path) -> None:
 
 
 def test_purls_follow_the_purl_spec() -> None:
-    from venvlayers.sbom import pypi_purl
+    from venvlayers.publish.sbom import pypi_purl
 
     assert pypi_purl("Fast_Lib", "1.0+local", "https://pypi.org/simple") == (
         "pkg:pypi/fast-lib@1.0%2Blocal"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from venvlayers.cli import main
+from venvlayers.cli.commands import main
 
 DIAMOND = Path(__file__).parent / "data" / "diamond" / "venvstacks.toml"
 

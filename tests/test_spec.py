@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from venvlayers.cli import main
-from venvlayers.graph import load_stack
-from venvlayers.platforms import Platform
+from venvlayers.cli.commands import main
+from venvlayers.core.platforms import Platform
+from venvlayers.stack.graph import load_stack
 
 SPECS = Path(__file__).parent / "specs"
 CORPUS = sorted(SPECS.glob("*.toml"))

@@ -43,7 +43,7 @@ def test_only_uv_and_the_runner_start_processes() -> None:
         for module, _ in _imports(path)
         if module == "subprocess"
     }
-    assert spawning == {"uv.py", "process.py"}
+    assert spawning == {"core/uv.py", "core/process.py"}
 
 
 def test_entrypoint_runs_the_package_in_process() -> None:
@@ -52,9 +52,12 @@ def test_entrypoint_runs_the_package_in_process() -> None:
 
 
 def test_export_and_deploy_share_one_postinstall() -> None:
-    from venvlayers import deploy_stage, export, postinstall, process
+    from venvlayers.core import process
+    from venvlayers.deploy import stage
+    from venvlayers.layer_scripts import postinstall
+    from venvlayers.publish import export
 
     # export runs each layer's postinstall through the one runner; deploy links staged
     # layers in process with the same code (bytecode is bytecode.compile_layers' job)
     assert export.run_postinstall is process.run_postinstall
-    assert deploy_stage.postinstall is postinstall
+    assert stage.postinstall is postinstall

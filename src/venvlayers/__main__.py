@@ -1,3 +1,3 @@
-from venvlayers.cli import main
+from venvlayers.cli.commands import main
 
 raise SystemExit(main())

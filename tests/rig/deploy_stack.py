@@ -71,7 +71,7 @@ def published_versions(root: Path, index_url: str) -> Versions:
     """Build and publish v1 and v2 under ``root`` (once per session)."""
     if "versions" in _built:
         return _built["versions"]
-    from venvlayers.cli import main
+    from venvlayers.cli.commands import main
 
     stack = root / "stack"
     (stack / "launch").mkdir(parents=True)
@@ -97,8 +97,8 @@ def published_versions(root: Path, index_url: str) -> Versions:
 
 def manifest_path(folder: Path) -> Path:
     """This platform's manifest in a publish output (whichever layout publish wrote)."""
-    from venvlayers.assets import manifest_candidates
-    from venvlayers.platforms import host_platform
+    from venvlayers.core.platforms import host_platform
+    from venvlayers.formats.assets import manifest_candidates
 
     for candidate in manifest_candidates(str(host_platform())):
         if (folder / candidate).is_file():
@@ -122,7 +122,7 @@ def archive(folder: Path, layer: str) -> Path:
 
 def deploy(*args: str | Path) -> int:
     """``venvlayers deploy ARGS…`` in process; its exit status."""
-    from venvlayers.cli import main
+    from venvlayers.cli.commands import main
 
     return main(["deploy", *map(str, args)])
 

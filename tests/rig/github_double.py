@@ -1,6 +1,6 @@
 """A stand-in for the GitHub releases REST API: a real threaded HTTP server on 127.0.0.1.
 
-It speaks the subset PyGithub and ``venvlayers.release`` use, with GitHub's JSON shapes
+It speaks the subset PyGithub and ``venvlayers.release.create`` use, with GitHub's JSON shapes
 and status codes, laid out like GitHub Enterprise Server (API at ``/api/v3``, uploads
 at ``/api/uploads``) so that clients must honour ``GITHUB_API_URL`` and the
 ``upload_url`` of the release JSON. A fault plan makes chosen requests fail the way

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import quote, unquote, urlsplit
 
-from venvlayers.fsutil import sha256_file
+from venvlayers.core.fsutil import sha256_file
 
 from .local_server import LocalHTTPServer
 from .wheels import normalize

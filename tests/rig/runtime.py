@@ -3,7 +3,7 @@
 Test machines cannot reach python-build-standalone on GitHub, so the rig repackages a local
 ``--enable-shared`` CPython build as an ``install_only`` archive (top folder ``python/``,
 rpaths made ``$ORIGIN``-relative with patchelf) and lists it in a uv downloads JSON through
-the product's own ``venvlayers.runtime_mirror``. ``uv python install`` then works offline.
+the product's own ``venvlayers.build.runtime_mirror``. ``uv python install`` then works offline.
 
 Building an archive takes seconds, so finished archives are cached across test sessions
 under ``~/.cache/venvlayers-tests/runtimes/<key>/`` (override with VENVLAYERS_TEST_CACHE).
@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from venvlayers.runtime_mirror import downloads_entry, write_downloads_json
+from venvlayers.build.runtime_mirror import downloads_entry, write_downloads_json
 
 #: Bump when the archive layout changes, so cached archives from older rigs are not reused.
 RIG_RUNTIME_VERSION = "2"

@@ -17,8 +17,8 @@ from typing import IO
 from venvlayers.archive.formats import READ_SIZE, ArchiveFormat, detect_format
 from venvlayers.archive.read import CORRUPT, Member, corrupt, members
 from venvlayers.archive.scan import check_root_name
-from venvlayers.errors import ArchiveError
-from venvlayers.fsutil import replace_dir
+from venvlayers.core.errors import ArchiveError
+from venvlayers.core.fsutil import replace_dir
 
 # --- safe extraction --------------------------------------------------------------------
 

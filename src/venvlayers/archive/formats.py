@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 
-from venvlayers.errors import ArchiveError
+from venvlayers.core.errors import ArchiveError
 
 if sys.version_info >= (3, 14):
     from compression import zstd as zstd

@@ -22,7 +22,7 @@ from venvlayers.archive.formats import (
     zstd,
 )
 from venvlayers.archive.xz import Digest, HashingFile, Owning, open_xz
-from venvlayers.errors import ArchiveError
+from venvlayers.core.errors import ArchiveError
 
 
 class _CountingReader:

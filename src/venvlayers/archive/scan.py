@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Generic, Literal, TypeVar
 
 from venvlayers.archive.formats import READ_SIZE, ExcludeCallback, ProgressCallback
-from venvlayers.errors import ArchiveError
+from venvlayers.core.errors import ArchiveError
 
 # --- scanning the source tree -----------------------------------------------------------
 

@@ -13,8 +13,8 @@ from venvlayers.archive.formats import ArchiveFormat, ArchiveInfo, ExcludeCallba
 from venvlayers.archive.scan import ArchiveJob, Progress, check_root_name, scan_tree, thread_count
 from venvlayers.archive.tar import write_tar_xz, write_tar_zst
 from venvlayers.archive.zip import write_zip
-from venvlayers.errors import ArchiveError
-from venvlayers.fsutil import atomic_path, sha256_file
+from venvlayers.core.errors import ArchiveError
+from venvlayers.core.fsutil import atomic_path, sha256_file
 
 # --- public writing API -----------------------------------------------------------------
 

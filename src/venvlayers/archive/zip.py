@@ -15,7 +15,7 @@ from typing import IO
 from venvlayers.archive import tuning
 from venvlayers.archive.formats import ZIP_UNIX
 from venvlayers.archive.scan import ArchiveJob, Entry, Ordered, member_name, read_pieces
-from venvlayers.errors import ArchiveError
+from venvlayers.core.errors import ArchiveError
 
 # --- zip writing ------------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""Building layer environments for this platform: runtimes, venvs, the post-build check."""

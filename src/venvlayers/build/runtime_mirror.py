@@ -1,0 +1,191 @@
+"""Describe local runtime archives as a uv "Python downloads" JSON file.
+
+Air-gapped builds cannot reach the python-build-standalone releases on GitHub. uv reads its
+list of installable Pythons from ``UV_PYTHON_DOWNLOADS_JSON_URL`` instead when it is set, so
+an internal mirror only needs the ``install_only`` archives plus one JSON file that lists
+them. This module writes that file; it never runs uv.
+
+uv silently skips entries it cannot parse (it only logs them at debug level), so every value
+is checked here against what uv accepts, and a mistake fails loudly with the archive named.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from venvlayers.core.errors import VenvlayersError
+from venvlayers.core.fsutil import sha256_file
+from venvlayers.formats.models import RuntimeDownloads
+
+#: Operating system names as uv spells them in its downloads JSON.
+KNOWN_OS = frozenset({"linux", "darwin", "windows"})
+#: Architecture families python-build-standalone publishes (uv also accepts a few more).
+KNOWN_ARCH = frozenset({"x86_64", "aarch64", "i686", "armv7", "ppc64le", "s390x", "riscv64"})
+#: libc names; "none" is what uv uses for macOS and Windows.
+KNOWN_LIBC = frozenset({"gnu", "gnueabi", "gnueabihf", "musl", "none"})
+#: Build variants uv understands ("default" is written as JSON null).
+KNOWN_VARIANTS = frozenset({"freethreaded", "debug", "freethreaded+debug"})
+
+_VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)((?:a|b|rc)\d+)?$")
+
+
+class RuntimeMirrorError(VenvlayersError):
+    """A runtime mirror entry cannot be described in a form uv accepts."""
+
+
+def parse_python_version(version: str) -> tuple[int, int, int, str]:
+    """Split ``3.12.1`` / ``3.13.0rc1`` into (major, minor, patch, prerelease)."""
+    match = _VERSION_RE.match(version.strip())
+    if match is None:
+        raise RuntimeMirrorError(
+            f"runtime version {version!r} is not a full CPython version; "
+            "give major.minor.patch, e.g. 3.12.1 or 3.13.0rc1"
+        )
+    major, minor, patch, pre = match.groups()
+    return int(major), int(minor), int(patch), pre or ""
+
+
+def entry_key(entry: Mapping[str, Any]) -> str:
+    """The key uv's own downloads JSON uses, e.g. ``cpython-3.12.1-linux-x86_64-gnu``."""
+    version = f"{entry['major']}.{entry['minor']}.{entry['patch']}{entry['prerelease'] or ''}"
+    if entry.get("variant"):
+        version = f"{version}+{entry['variant']}"
+    arch = entry["arch"]["family"]
+    if entry["arch"].get("variant"):
+        arch = f"{arch}_{entry['arch']['variant']}"
+    return f"{entry['name']}-{version}-{entry['os']}-{arch}-{entry['libc']}"
+
+
+def _check_choice(value: str, known: frozenset[str], what: str, archive: Path) -> None:
+    if value not in known:
+        choices = ", ".join(sorted(known))
+        raise RuntimeMirrorError(
+            f"{archive}: {what} {value!r} is not one uv understands; use one of {choices}",
+            path=archive,
+        )
+
+
+def _archive_url(archive: Path, url: str | None) -> str:
+    if url is None:
+        return archive.resolve().as_uri()
+    scheme = urlsplit(url).scheme
+    if scheme not in {"file", "http", "https"}:
+        raise RuntimeMirrorError(
+            f"{archive}: mirror URL {url!r} must be a file://, http:// or https:// URL",
+            path=archive,
+        )
+    return url
+
+
+def downloads_entry(
+    archive: Path,
+    *,
+    version: str,
+    url: str | None = None,
+    os_name: str = "linux",
+    arch: str = "x86_64",
+    libc: str = "gnu",
+    arch_variant: str | None = None,
+    variant: str | None = None,
+    build: str | None = None,
+) -> dict[str, Any]:
+    """Describe one python-build-standalone style ``install_only`` archive for uv.
+
+    ``archive`` must exist (its sha256 goes into the entry, and uv checks it after
+    downloading). ``url`` is where uv fetches it from; by default the archive's own
+    ``file://`` URL, which suits a mirror on a shared or local file system.
+    """
+    if not archive.is_file():
+        raise RuntimeMirrorError(
+            f"runtime archive {archive} does not exist; build or download it first",
+            path=archive,
+        )
+    major, minor, patch, prerelease = parse_python_version(version)
+    _check_choice(os_name, KNOWN_OS, "os", archive)
+    _check_choice(arch, KNOWN_ARCH, "arch", archive)
+    _check_choice(libc, KNOWN_LIBC, "libc", archive)
+    if variant is not None:
+        _check_choice(variant, KNOWN_VARIANTS, "variant", archive)
+    entry: dict[str, Any] = {
+        "name": "cpython",
+        "arch": {"family": arch, "variant": arch_variant},
+        "os": os_name,
+        "libc": libc,
+        "major": major,
+        "minor": minor,
+        "patch": patch,
+        "prerelease": prerelease,
+        "url": _archive_url(archive, url),
+        "sha256": sha256_file(archive),
+        "variant": variant,
+    }
+    if build is not None:
+        entry["build"] = build
+    return entry
+
+
+def downloads_document(entries: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Key entries the way uv does; two archives for the same key is a mistake."""
+    document: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        key = entry_key(entry)
+        if key in document:
+            raise RuntimeMirrorError(
+                f"two runtime archives describe {key} ({document[key]['url']} and "
+                f"{entry['url']}); keep one per Python version and platform"
+            )
+        document[key] = dict(entry)
+    return document
+
+
+def write_downloads_json(entries: Iterable[Mapping[str, Any]], path: Path) -> Path:
+    """Write the downloads JSON for ``entries`` to ``path`` (sorted, atomic) and return it.
+
+    Point uv at it with ``UV_PYTHON_DOWNLOADS_JSON_URL=<path or file:// URL>``.
+    """
+    RuntimeDownloads.model_validate(downloads_document(entries)).write(path)
+    return path
+
+
+# cpython-3.12.7+20241016-x86_64-unknown-linux-gnu-install_only[_stripped].tar.gz
+_PBS_NAME_RE = re.compile(
+    r"^cpython-(?P<version>\d+\.\d+\.\d+(?:(?:a|b|rc)\d+)?)(?:\+(?P<build>\d+))?"
+    r"-(?P<arch>[a-z0-9_]+)-(?P<triple>[a-z0-9_-]+?)-install_only(?:_stripped)?\.tar\.(?:gz|zst)$"
+)
+_TRIPLES = {
+    "unknown-linux-gnu": ("linux", "gnu"),
+    "unknown-linux-musl": ("linux", "musl"),
+    "apple-darwin": ("darwin", "none"),
+    "pc-windows-msvc": ("windows", "none"),
+}
+
+
+def entry_from_archive_name(archive: Path, *, base_url: str | None = None) -> dict[str, Any]:
+    """A downloads entry for a python-build-standalone archive, from its standard name.
+
+    ``base_url`` is where clients will fetch it (the archive's file name is appended);
+    without it, the archive's own ``file://`` URL is used.
+    """
+    match = _PBS_NAME_RE.match(archive.name)
+    if not match or match["triple"] not in _TRIPLES:
+        raise RuntimeMirrorError(
+            f"{archive.name} is not named like a python-build-standalone install_only archive"
+            " (cpython-X.Y.Z+BUILD-ARCH-TRIPLE-install_only.tar.gz)",
+            path=archive,
+        )
+    os_name, libc = _TRIPLES[match["triple"]]
+    arch = {"arm64": "aarch64", "amd64": "x86_64"}.get(match["arch"], match["arch"])
+    url = f"{base_url.rstrip('/')}/{archive.name}" if base_url else None
+    return downloads_entry(
+        archive,
+        version=match["version"],
+        url=url,
+        os_name=os_name,
+        arch=arch,
+        libc=libc,
+        build=match["build"],
+    )

@@ -1,0 +1,1 @@
+"""The command line: argument grammar, commands, and the stage chains they run."""

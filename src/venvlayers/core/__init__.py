@@ -1,0 +1,1 @@
+"""Infrastructure every stage uses: errors, files, processes, uv, reporting, run locks, platforms."""

@@ -1,0 +1,1 @@
+"""Installing published layers on a target: sources, staging, bytecode, the atomic switch."""

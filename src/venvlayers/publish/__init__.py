@@ -1,0 +1,1 @@
+"""Publishing built layers: staged deployed views, archives, metadata, SBOMs, local export."""

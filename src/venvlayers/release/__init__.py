@@ -1,0 +1,1 @@
+"""Several platforms' outputs merged and checked, and GitHub releases created from them."""
