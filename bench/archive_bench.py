@@ -25,7 +25,9 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from venvlayers.archive import ArchiveFormat, extract_archive, write_archive
+from venvlayers.archive.extract import extract_archive
+from venvlayers.archive.formats import ArchiveFormat
+from venvlayers.archive.write import write_archive
 from venvlayers.core.platforms import host_platform
 
 MTIME = 1_700_000_000

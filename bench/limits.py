@@ -26,10 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-try:  # the archive package (after the split) or the single module (before)
-    from venvlayers.archive import tuning as _tuning  # type: ignore[attr-defined,unused-ignore]
-except ImportError:  # pragma: no cover - older tree
-    from venvlayers import archive as _tuning
+from venvlayers.archive import tuning as _tuning
 
 XZ_FILTERS: list[dict[str, int]] = _tuning.XZ_FILTERS
 XZ_FILTERS_X86: list[dict[str, int]] = _tuning.XZ_FILTERS_X86

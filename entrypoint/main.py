@@ -31,7 +31,7 @@ from venvlayers.cli.commands import run as run_command
 from venvlayers.core.errors import VenvlayersError
 from venvlayers.core.platforms import host_platform
 from venvlayers.core.report import Reporter
-from venvlayers.publish.sbom import sbom_path
+from venvlayers.formats.sbom import sbom_path
 
 COMMANDS = ("lock-check", "build", "publish", "merge", "release", "lock-diff", "show")
 FORMATS = ("tar.xz", "tar.zst", "zip")

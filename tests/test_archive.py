@@ -19,15 +19,17 @@ from typing import Any
 
 import pytest
 
-from venvlayers import archive
-from venvlayers.archive import (
+from venvlayers.archive import scan, tuning
+from venvlayers.archive import tar as tar_writer
+from venvlayers.archive.extract import extract_archive
+from venvlayers.archive.formats import (
     ArchiveFormat,
+    ArchiveInfo,
     archive_suffix,
     default_format_for,
-    extract_archive,
-    iter_archive_members,
-    write_archive,
 )
+from venvlayers.archive.read import iter_archive_members
+from venvlayers.archive.write import write_archive
 from venvlayers.core.errors import ArchiveError
 
 if sys.version_info >= (3, 14):
@@ -72,7 +74,7 @@ def big_tree(root: Path) -> Path:
     return root
 
 
-def write(src: Path, dest: Path, fmt: ArchiveFormat, **kwargs: object) -> archive.ArchiveInfo:
+def write(src: Path, dest: Path, fmt: ArchiveFormat, **kwargs: object) -> ArchiveInfo:
     return write_archive(src, dest, root_name="layer", fmt=fmt, mtime=MTIME, **kwargs)  # type: ignore[arg-type]
 
 
@@ -131,11 +133,11 @@ def test_thread_count_does_not_change_bytes(
     tmp_path: Path, fmt: ArchiveFormat, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Small chunks so this small tree spans many xz streams / deflate chunks.
-    monkeypatch.setattr(archive.tuning, "XZ_CHUNK", 64 << 10)
-    monkeypatch.setattr(archive.tuning, "ZIP_CHUNK", 64 << 10)
-    monkeypatch.setattr(archive.tuning, "ZSTD_FEED", 64 << 10)
+    monkeypatch.setattr(tuning, "XZ_CHUNK", 64 << 10)
+    monkeypatch.setattr(tuning, "ZIP_CHUNK", 64 << 10)
+    monkeypatch.setattr(tuning, "ZSTD_FEED", 64 << 10)
     # our zstd jobs are 16 MiB (tuning.ZSTD_OPTIONS); 1 MiB jobs give several workers work here.
-    monkeypatch.setitem(archive.tuning.ZSTD_OPTIONS, zstd.CompressionParameter.job_size, 1 << 20)
+    monkeypatch.setitem(tuning.ZSTD_OPTIONS, zstd.CompressionParameter.job_size, 1 << 20)
     src = big_tree(tmp_path / "src")
     infos = {t: write(src, tmp_path / f"t{t}.out", fmt, threads=t) for t in (1, 2, 5)}
     assert len(set(infos.values())) == 1
@@ -172,8 +174,8 @@ def test_zstd_window_fits_the_layer(tmp_path: Path) -> None:
     assert window == 1 << 22
     assert tar_size <= window
     # The cap: a layer of any size needs at most 128 MiB, the default decoder limit.
-    entry = archive.scan.Entry(rel="x", kind="file", path=src, mode=0o644, size=5 << 30, target="")
-    assert archive.tar.zstd_window_log([entry]) == 27
+    entry = scan.Entry(rel="x", kind="file", path=src, mode=0o644, size=5 << 30, target="")
+    assert tar_writer.zstd_window_log([entry]) == 27
 
 
 def test_tar_metadata_is_normalized(tmp_path: Path) -> None:
@@ -345,8 +347,8 @@ def _tar_supports_zstd() -> bool:
 def test_standard_tools_read_the_archive(
     tmp_path: Path, fmt: ArchiveFormat, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(archive.tuning, "XZ_CHUNK", 64 << 10)  # several concatenated xz streams
-    monkeypatch.setattr(archive.tuning, "ZIP_CHUNK", 64 << 10)  # chunked deflate of big files
+    monkeypatch.setattr(tuning, "XZ_CHUNK", 64 << 10)  # several concatenated xz streams
+    monkeypatch.setattr(tuning, "ZIP_CHUNK", 64 << 10)  # chunked deflate of big files
     src = big_tree(tmp_path / "src")
     make_tree(src / "tree")
     out = tmp_path / f"a{archive_suffix(fmt)}"
@@ -718,7 +720,7 @@ def test_xz_chunks_are_independent_streams_of_the_tar_stream(
 ) -> None:
     """Workers read their chunk's files themselves; the bytes are still exactly the tar
     stream cut into XZ_CHUNK pieces, each compressed on its own (same bytes as buffering)."""
-    monkeypatch.setattr(archive.tuning, "XZ_CHUNK", 64 << 10)
+    monkeypatch.setattr(tuning, "XZ_CHUNK", 64 << 10)
     src = big_tree(tmp_path / "src")
     make_tree(src / "tree")
     (src / "exact.bin").write_bytes(b"x" * (64 << 10))  # a file ending on a chunk boundary
@@ -731,7 +733,7 @@ def test_xz_chunks_are_independent_streams_of_the_tar_stream(
             tar_stream[i : i + chunk],
             format=lzma.FORMAT_XZ,
             check=lzma.CHECK_CRC64,
-            filters=archive.tuning.XZ_FILTERS,
+            filters=tuning.XZ_FILTERS,
         )
         for i in range(0, len(tar_stream), chunk)
     )
@@ -745,7 +747,7 @@ def test_layers_written_at_once_give_the_bytes_of_layers_written_alone(
     """Concurrent archives share the xz encoders (at most one per core), not their bytes."""
     from concurrent.futures import ThreadPoolExecutor
 
-    monkeypatch.setattr(archive.tuning, "XZ_CHUNK", 64 << 10)
+    monkeypatch.setattr(tuning, "XZ_CHUNK", 64 << 10)
     sources = [big_tree(tmp_path / f"src{i}") for i in range(3)]
     for i, src in enumerate(sources):
         (src / "own.txt").write_text(f"layer {i}\n" * 1000)
@@ -768,7 +770,7 @@ def test_parallel_xz_decoding_unpacks_identical_files(
 ) -> None:
     from venvlayers.archive.xz import ParallelXzReader, find_streams, open_xz
 
-    monkeypatch.setattr(archive.tuning, "XZ_CHUNK", 64 << 10)
+    monkeypatch.setattr(tuning, "XZ_CHUNK", 64 << 10)
     src = big_tree(tmp_path / "src")
     make_tree(src / "tree")
     info = write(src, tmp_path / "a.tar.xz", ArchiveFormat.TAR_XZ)
@@ -809,7 +811,7 @@ def test_damaged_multi_stream_archive_is_refused_by_its_sha256(
 ) -> None:
     """The sha256 is checked as the archive is read once; a damaged archive is refused as
     damaged (not as "corrupt") and nothing is left behind."""
-    monkeypatch.setattr(archive.tuning, "XZ_CHUNK", 64 << 10)
+    monkeypatch.setattr(tuning, "XZ_CHUNK", 64 << 10)
     src = big_tree(tmp_path / "src")
     info = write(src, tmp_path / "a.tar.xz", ArchiveFormat.TAR_XZ)
     data = bytearray((tmp_path / "a.tar.xz").read_bytes())

@@ -20,7 +20,8 @@ from rig.index import SimpleIndex
 from rig.runtime import RuntimeMirror
 from rig.wheels import build_wheel
 
-from venvlayers.build.environments import LayerLayout, layer_config, python_wrapper
+from venvlayers.build.layout import LayerLayout, layer_config
+from venvlayers.build.python_wrapper import python_wrapper
 from venvlayers.cli.commands import main
 from venvlayers.core.platforms import Platform
 from venvlayers.layer_scripts import postinstall
@@ -418,15 +419,12 @@ def test_shared_library_found_after_publish_and_deploy(built: Path, tmp_path: Pa
     """The deployed wrapper names deployed folders (app-one is versioned: app-one@N)."""
     out, target = tmp_path / "out", tmp_path / "deployed"
     assert main(["-q", "publish", "--output-dir", str(out), str(built)]) == 0
-    meta = out / "__venvstacks__"
     assert (
         main(
             [
                 "-q",
                 "deploy",
-                "--metadata",
-                str(meta),
-                "--archives",
+                "--from",
                 str(out),
                 "--target",
                 str(target),

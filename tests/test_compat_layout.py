@@ -1,6 +1,5 @@
 """The published metadata layout on a real built stack (issue 11 part B, no venvstacks run):
-the per-platform folders earlier venvlayers versions wrote are still read (deploy, merge)
-and continued from (publish), a tagged archive name never gets other bytes, untagged
+continued from by publish, a tagged archive name never gets other bytes, untagged
 outputs merge, and every path argument (relative, '..', symlinked, with spaces) works or
 is a one-line error (``deploy --target ../x`` was an internal error)."""
 
@@ -92,21 +91,6 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def to_earlier_layout(out: Path) -> Path:
-    """Rewrite a tagged publish output as earlier venvlayers versions laid it out."""
-    meta = out / "__venvstacks__"
-    legacy = meta / PLATFORM
-    (legacy / "env_metadata").mkdir(parents=True)
-    (meta / f"venvstacks-{PLATFORM}.json").rename(legacy / "venvstacks.json")
-    (meta / f"venvlayers-publish-{PLATFORM}.json").rename(legacy / "venvlayers-publish.json")
-    for layer in LAYERS:
-        source = meta / "env_metadata" / f"{layer}-{PLATFORM}.json"
-        source.rename(legacy / "env_metadata" / f"{layer}.json")
-    (meta / "env_metadata").rmdir()
-    assert sorted(p.name for p in meta.iterdir()) == [PLATFORM]
-    return out
-
-
 def test_publish_writes_venvstacks_layout_and_values(published: Published) -> None:
     meta = published.tagged / "__venvstacks__"
     assert sorted(p.relative_to(meta).as_posix() for p in meta.rglob("*") if p.is_file()) == [
@@ -128,37 +112,6 @@ def test_publish_writes_venvstacks_layout_and_values(published: Published) -> No
     assert framework["lock_version"] == 1 and framework["archive_name"] == "framework-base.tar.xz"
     text = (plain / "venvstacks.json").read_text(encoding="utf-8")
     assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
-
-
-def test_earlier_layout_is_deployed_merged_and_continued(
-    published: Published, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    out = to_earlier_layout(Path(shutil.copytree(published.tagged, tmp_path / "old out")))
-    # deploy finds __venvstacks__/<platform>/venvstacks.json
-    target = tmp_path / "deployed"
-    assert vl("deploy", "--metadata", out, "--archives", out, "--target", target) == 0
-    run: list[str | Path] = [target / "app-hello@1/bin/python", "-m", "hello"]
-    assert subprocess.run(run, capture_output=True, text=True, check=True).stdout.startswith(
-        "hello"
-    )
-    # merge reads it and writes venvstacks' tagged names
-    merged = tmp_path / "merged"
-    assert vl("merge", out, "--output-dir", merged) == 0
-    merged_meta = merged / "__venvstacks__"
-    assert (merged_meta / f"venvstacks-{PLATFORM}.json").read_bytes() == (
-        out / "__venvstacks__" / PLATFORM / "venvstacks.json"
-    ).read_bytes()
-    assert (merged_meta / "env_metadata" / f"app-hello-{PLATFORM}.json").is_file()
-    # publish continues its archive_build and replaces it with venvstacks' layout
-    old_archives = {p.name: sha256(p) for p in out.glob("*.tar.xz")}
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")  # other mtimes: other bytes
-    assert vl("publish", "--tag-outputs", "--output-dir", out, published.spec) == 0
-    assert not (out / "__venvstacks__" / PLATFORM).exists()
-    for layer in LAYERS:
-        meta = metadata(out, layer)
-        assert meta["archive_build"] == 2, layer
-        assert sha256(out / str(meta["archive_name"])) == meta["archive_hashes"]["sha256"]  # type: ignore[index]
-    assert {name: sha256(out / name) for name in old_archives} == old_archives
 
 
 def test_a_tagged_archive_name_never_gets_other_bytes(published: Published, tmp_path: Path) -> None:
@@ -227,13 +180,10 @@ def test_every_path_argument_may_be_relative_dotted_symlinked_or_spaced(
     )
     assert result.code == 0, result.text
     # observation 12: a relative target with '..' was an internal error (exit 3)
-    result = cli(
-        "deploy", "--metadata", out, "--archives", out, "--target", "../x", "--run", "hello"
-    )
+    result = cli("deploy", "--from", out, "--target", "../x", "--run", "hello")
     assert result.code == 0, result.text
     assert (tmp_path / "x" / "app-hello@1").is_dir()
-    result = cli("deploy", "--metadata", f"{out}/__venvstacks__/venvstacks-{PLATFORM}.json",
-                 "--archives", out, "--target", "../link/../x")  # fmt: skip
+    result = cli("deploy", "--from", f"{out}/__venvstacks__", "--target", "../link/../x")
     assert result.code == 0, result.text
     assert cli("merge", out, "--output-dir", "../merged dir", "--report", "../m.md").code == 0
     assert (tmp_path / "merged dir" / "venvstacks-index.json").is_file()
@@ -246,11 +196,9 @@ def test_every_path_argument_may_be_relative_dotted_symlinked_or_spaced(
     assert hello.stdout.startswith("hello")
 
     # what does not exist (or is the wrong kind of thing) is one line, exit 2
-    assert "../nowhere" in one_line_error(
-        cli("deploy", "--metadata", "../nowhere", "--archives", out, "--target", "../y")
-    )
+    assert "../nowhere" in one_line_error(cli("deploy", "--from", "../nowhere", "--target", "../y"))
     (tmp_path / "a file").write_text("")
-    one_line_error(cli("deploy", "--metadata", out, "--archives", out, "--target", "../a file"))
+    one_line_error(cli("deploy", "--from", out, "--target", "../a file"))
     one_line_error(cli("merge", "../nowhere", "--output-dir", "../m3"))
     one_line_error(cli("publish", "--output-dir", out, "../nowhere/venvstacks.toml"))
     one_line_error(cli("publish", "--output-dir", "../a file", spec))

@@ -155,10 +155,9 @@ def test_venvstacks_output_deploys_and_its_apps_run(
     with tarfile.open(app_two) as tar:
         links = {m.name: m.linkname for m in tar.getmembers() if m.issym()}
     assert links["app-two/bin/python_"] == "../../cpython-3.12/bin/python"
-    # the output folder, or (as venvstacks users pass it) the manifest itself
-    manifest = published / "__venvstacks__" / f"venvstacks{'-' + PLATFORM if tagged else ''}.json"
-    metadata = published if tagged else manifest
-    assert vl("deploy", "--metadata", metadata, "--archives", published, "--target", target) == 0
+    # the output folder, or its __venvstacks__ folder
+    source = published if tagged else published / "__venvstacks__"
+    assert vl("deploy", "--from", source, "--target", target) == 0
     assert sorted(p.name for p in target.iterdir() if not p.name.startswith(".")) == sorted(
         m["install_target"] for m in layer_files(published).values()
     )

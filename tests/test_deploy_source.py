@@ -60,7 +60,6 @@ def manifest(platform: str = "linux_x86_64", **app: Any) -> dict[str, Any]:
     [
         "__venvstacks__/venvstacks-linux_x86_64.json",
         "__venvstacks__/venvstacks.json",
-        "__venvstacks__/linux_x86_64/venvstacks.json",
         "venvstacks-linux_x86_64.json",
     ],
 )

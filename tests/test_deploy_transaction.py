@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -110,13 +109,10 @@ def test_hostile_metadata_is_refused_before_anything_is_written(
 
 
 def test_debris_of_killed_deploys_is_cleaned(versions: Versions, deployed_v1: Path) -> None:
-    legacy = deployed_v1 / ".deploy-k1ll3d"
-    (legacy / "framework-base").mkdir(parents=True)
-    (legacy / "framework-base" / "big").write_bytes(b"x" * 1000)
     staging = deployed_v1 / ".venvlayers" / "deployments" / ".staging-k1ll3d"
     (staging / "app-one").mkdir(parents=True)
     assert deploy("--from", versions.v2, "--target", deployed_v1) == 0
-    assert not legacy.exists() and not staging.exists()
+    assert not staging.exists()
     assert run_app(deployed_v1, "app-one").startswith("one v2")
 
 
@@ -145,27 +141,3 @@ def test_importing_deploy_does_not_load_the_github_client() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
-
-
-def test_a_target_deployed_by_an_earlier_version_is_adopted(
-    versions: Versions, deployed_v1: Path
-) -> None:
-    """Earlier versions unpacked layers in place beside a .venvlayers-deployed.json."""
-    state = deployed_v1 / ".venvlayers"
-    record = json.loads((state / "current" / "deployment.json").read_text())
-    current = state / os.readlink(state / "current")
-    for layer in record["layers"]:
-        entry = deployed_v1 / layer["install_target"]
-        entry.unlink()
-        (current / layer["install_target"]).rename(entry)
-    shutil.rmtree(state)
-    legacy = {layer["install_target"]: layer["archive_sha256"] for layer in record["layers"]}
-    (deployed_v1 / ".venvlayers-deployed.json").write_text(json.dumps(legacy))
-    assert run_app(deployed_v1, "app-one").startswith("one v1")  # the old layout works
-
-    assert deploy("--from", versions.v2, "--target", deployed_v1) == 0
-    assert run_app(deployed_v1, "app-one").startswith("one v2")
-    assert run_app(deployed_v1, "app-two").startswith("two v1")
-    assert not (deployed_v1 / ".venvlayers-deployed.json").exists()
-    assert deploy("--rollback", "--target", deployed_v1) == 0
-    assert run_app(deployed_v1, "app-one").startswith("one v1")

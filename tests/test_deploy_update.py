@@ -135,13 +135,3 @@ def test_a_corrupted_archive_is_refused_and_the_target_untouched(
     assert snapshot(target) == before
     assert run_app(target, "app-one").startswith("one v1")
     assert list((cache / "partial").iterdir()) == []  # the bad bytes are not kept
-
-
-def test_old_metadata_and_archives_form_still_deploys(versions: Versions, tmp_path: Path) -> None:
-    target = tmp_path / "target"
-    meta = versions.v1 / "__venvstacks__"
-    assert deploy("--metadata", meta, "--archives", versions.v1, "--target", target) == 0
-    assert run_app(target, "app-two").startswith("two v1")
-    # and a folder source updates it in place, unpacking only the changed app
-    assert deploy("--from", versions.v2, "--target", target) == 0
-    assert run_app(target, "app-one").startswith("one v2")

@@ -71,9 +71,7 @@ def deploys_and_runs(out: Path, target: Path) -> None:
     code, text = finish(
         venvlayers(
             "deploy",
-            "--metadata",
-            out / "__venvstacks__",
-            "--archives",
+            "--from",
             out,
             "--target",
             target,

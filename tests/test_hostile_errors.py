@@ -76,9 +76,7 @@ def test_deploy_target_that_is_a_system_file(stack: Stack) -> None:
     code, text = venvlayers(
         "-q",
         "deploy",
-        "--metadata",
-        stack.out / "__venvstacks__",
-        "--archives",
+        "--from",
         stack.out,
         "--target",
         "/etc/passwd",

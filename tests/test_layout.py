@@ -30,13 +30,7 @@ def test_paths_are_venvstacks_own(tmp_path: Path) -> None:
         tmp_path / "__venvstacks__/env_metadata/cpython-3.12.json"
     )
     assert plain.platform is None and tagged.platform == "linux_x86_64"
-    legacy = MetadataSet.legacy(tmp_path, "win_amd64")
-    assert legacy.manifest == tmp_path / "__venvstacks__/win_amd64/venvstacks.json"
-    assert (
-        legacy.env_metadata("app-x")
-        == tmp_path / "__venvstacks__/win_amd64/env_metadata/app-x.json"
-    )
-    assert legacy.output_dir == tmp_path and legacy.platform == "win_amd64"
+    assert plain.output_dir == tmp_path
 
 
 def test_every_layout_is_found_from_any_of_its_folders(tmp_path: Path) -> None:
@@ -45,20 +39,19 @@ def test_every_layout_is_found_from_any_of_its_folders(tmp_path: Path) -> None:
     touch(meta / "venvstacks-linux_x86_64.json")
     touch(meta / "venvstacks-macosx_arm64.json")
     touch(meta / "venvstacks.json")
-    touch(meta / "win_amd64" / "venvstacks.json")  # an earlier venvlayers
+    touch(meta / "win_amd64" / "venvstacks.json")  # not venvstacks' layout: ignored
     touch(meta / "env_metadata" / "app-x-linux_x86_64.json")
     touch(meta / "venvstacks-index.json")  # never a manifest
     expected = [
         MetadataSet(meta, "-linux_x86_64"),
         MetadataSet(meta, "-macosx_arm64"),
         MetadataSet(meta, ""),
-        MetadataSet(meta, "", "win_amd64"),
     ]
     assert find_metadata_sets(out) == expected
     assert find_metadata_sets(meta) == expected
-    assert find_metadata_sets(meta / "win_amd64") == [MetadataSet(meta, "", "win_amd64")]
+    # a folder holding a manifest is read as a metadata folder
+    assert find_metadata_sets(meta / "win_amd64") == [MetadataSet(meta / "win_amd64", "")]
     assert find_metadata_sets(meta / "venvstacks-macosx_arm64.json") == [expected[1]]
-    assert find_metadata_sets(meta / "win_amd64" / "venvstacks.json") == [expected[3]]
     assert find_metadata_sets(meta / "venvstacks-index.json") == []
     assert find_metadata_sets(tmp_path / "missing") == []
     # download-artifact's folder per artifact; the merge output itself is skipped

@@ -14,8 +14,9 @@ from venvlayers.core.errors import LockError
 from venvlayers.core.fsutil import sha256_text
 from venvlayers.core.report import Reporter
 from venvlayers.lock.diff import ChangeKind, PackageChange, diff_packages, lock_diff
-from venvlayers.lock.lockfiles import LockedPackage
-from venvlayers.lock.status import lock_metadata, lock_paths
+from venvlayers.lock.hashes import lock_inputs, lock_metadata
+from venvlayers.lock.lockfiles import LockedPackage, read_packages
+from venvlayers.lock.status import lock_paths
 from venvlayers.stack.graph import load_stack
 
 ENVIRONMENTS = (
@@ -133,9 +134,8 @@ def write_locks(
         paths.folder.mkdir(parents=True, exist_ok=True)
         paths.pylock.write_text(text, encoding="utf-8")
         lock_metadata(
-            graph,
-            layer,
-            text,
+            lock_inputs(graph, layer),
+            read_packages(text),
             lock_version=lock_versions.get(layer.name, 1),
             locked_at="2026-11-24T10:01:17+00:00",
         ).write(paths.meta)

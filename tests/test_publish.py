@@ -17,7 +17,6 @@ from rig.index import SimpleIndex
 from rig.runtime import RuntimeMirror
 
 from venvlayers.cli.commands import main
-from venvlayers.core.platforms import host_platform
 
 pytestmark = pytest.mark.slow
 
@@ -201,16 +200,13 @@ def test_rebuild_elsewhere_gives_identical_archives(
 
 def test_deploy_runs_every_app(published: Stack, tmp_path: Path) -> None:
     target = tmp_path / "deployed"
-    meta = published.out / "__venvstacks__"
     result = subprocess.run(
         [
             sys.executable,
             "-m",
             "venvlayers",
             "deploy",
-            "--metadata",
-            str(meta),
-            "--archives",
+            "--from",
             str(published.out),
             "--target",
             str(target),
@@ -263,9 +259,7 @@ def test_deploy_refuses_damaged_archive_and_leaves_target(
     code = main(
         [
             "deploy",
-            "--metadata",
-            str(copy / "__venvstacks__"),
-            "--archives",
+            "--from",
             str(copy),
             "--target",
             str(target),
@@ -277,15 +271,13 @@ def test_deploy_refuses_damaged_archive_and_leaves_target(
     assert snapshot(target) == before
     # a target that does not exist yet is not created either
     fresh = tmp_path / "fresh"
-    meta = str(copy / "__venvstacks__")
-    code = main(["deploy", "--metadata", meta, "--archives", str(copy), "--target", str(fresh)])
+    code = main(["deploy", "--from", str(copy), "--target", str(fresh)])
     assert code == 2
     assert not fresh.exists()
 
 
 def deploy_args(published: Stack, target: Path) -> list[str]:
-    meta = str(published.out / "__venvstacks__")
-    return ["deploy", "--metadata", meta, "--archives", str(published.out), "--target", str(target)]
+    return ["deploy", "--from", str(published.out), "--target", str(target)]
 
 
 def test_deploy_with_an_unreadable_record_unpacks_again(
@@ -307,16 +299,14 @@ def test_deploy_with_an_unreadable_record_unpacks_again(
 def test_deploy_of_metadata_without_layers_fails(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    meta = tmp_path / "out" / "__venvstacks__" / str(host_platform())
+    meta = tmp_path / "out" / "__venvstacks__"
     meta.mkdir(parents=True)
     (meta / "venvstacks.json").write_text('{"layers": {}}')
     target = tmp_path / "target"
     code = main(
         [
             "deploy",
-            "--metadata",
-            str(meta),
-            "--archives",
+            "--from",
             str(tmp_path / "out"),
             "--target",
             str(target),

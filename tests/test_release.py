@@ -42,7 +42,7 @@ ARCHIVES = [
 ]
 INDEX = "venvstacks-index.json"
 MANIFEST = "venvstacks-linux_x86_64.json"
-MANIFEST_PATH = "__venvstacks__/linux_x86_64/venvstacks.json"
+MANIFEST_PATH = "__venvstacks__/venvstacks-linux_x86_64.json"
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ def out(tmp_path: Path) -> Path:
             "archive_name": name,
             "archive_size": 200_000 + 1000 * i,
             "sha256": hashlib.sha256((folder / name).read_bytes()).hexdigest(),
-            "metadata": f"__venvstacks__/linux_x86_64/env_metadata/{layer}.json",
+            "metadata": f"__venvstacks__/env_metadata/{layer}-linux_x86_64.json",
         }
         layers[layer] = {
             "category": "runtimes",

@@ -33,13 +33,13 @@ from test_merge import LINUX, make_publish_output
 from venvlayers.cli.commands import main
 from venvlayers.core.errors import PublishError
 from venvlayers.core.report import Reporter
+from venvlayers.formats.assets import sbom_name
 from venvlayers.publish.sbom import (
     IN_LAYER,
     InstalledDist,
     LockedEntry,
     installed_wheel,
     read_lock_entries,
-    sbom_name,
 )
 from venvlayers.release.merge import MergeConsistencyError, ProblemKind, merge_publish_outputs
 
@@ -195,7 +195,7 @@ def test_sboms_validate_against_the_cyclonedx_schema(
 def test_the_layer_carries_its_sbom_and_deploy_keeps_it(example: Published, tmp_path: Path) -> None:
     target = tmp_path / "deployed"
     out = example.first
-    run("deploy", "--metadata", out / "__venvstacks__", "--archives", out, "--target", target)
+    run("deploy", "--from", out, "--target", target)
     for path in sboms(out).values():
         install_target = json.loads(path.read_text())["metadata"]["component"]["name"]
         with tarfile.open(archive_of(path)) as tar:

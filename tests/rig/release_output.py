@@ -15,7 +15,7 @@ ARCHIVES = {
 
 def merged_output(folder: Path) -> Path:
     """A merge output in ``folder``: archives, index, the platform's manifest, a stray report."""
-    (folder / "__venvstacks__" / "linux_x86_64").mkdir(parents=True)
+    (folder / "__venvstacks__").mkdir(parents=True)
     rng = random.Random(7)
     layers = {}
     for layer, name in ARCHIVES.items():
@@ -32,12 +32,12 @@ def merged_output(folder: Path) -> Path:
                     "archive_name": name,
                     "archive_size": len(data),
                     "sha256": hashlib.sha256(data).hexdigest(),
-                    "metadata": f"__venvstacks__/linux_x86_64/env_metadata/{layer}.json",
+                    "metadata": f"__venvstacks__/env_metadata/{layer}-linux_x86_64.json",
                 }
             },
         }
     index = {"format_version": 1, "platforms": ["linux_x86_64"], "layers": layers}
     (folder / "venvstacks-index.json").write_text(json.dumps(index))
-    (folder / "__venvstacks__" / "linux_x86_64" / "venvstacks.json").write_text('{"layers": {}}')
+    (folder / "__venvstacks__" / "venvstacks-linux_x86_64.json").write_text('{"layers": {}}')
     (folder / "merge-report.md").write_text("# a report that is not for deployers\n")
     return folder

@@ -16,31 +16,8 @@ Extraction validates every member itself (it does not rely on tarfile's filters)
 into a temporary folder beside the destination and renames it into place only when
 complete, so a refused or broken archive leaves the destination untouched.
 
-Modules: ``formats`` (names, suffixes, detection), ``tuning`` (compression settings),
+Nothing is imported here, so a reader (deploy) never loads the writers. Modules:
+``formats`` (names, suffixes, detection), ``tuning`` (compression settings),
 ``scan`` (the source tree and what writers share), ``tar`` and ``zip`` (the writers),
 ``write`` (``write_archive``), ``read`` (members of any format), ``extract`` (safe unpacking).
 """
-
-from venvlayers.archive.extract import extract_archive
-from venvlayers.archive.formats import (
-    ArchiveFormat,
-    ArchiveInfo,
-    ProgressCallback,
-    archive_suffix,
-    default_format_for,
-    detect_format,
-)
-from venvlayers.archive.read import iter_archive_members
-from venvlayers.archive.write import write_archive
-
-__all__ = [
-    "ArchiveFormat",
-    "ArchiveInfo",
-    "ProgressCallback",
-    "archive_suffix",
-    "default_format_for",
-    "detect_format",
-    "extract_archive",
-    "iter_archive_members",
-    "write_archive",
-]

@@ -22,11 +22,11 @@ from pathlib import Path, PurePosixPath
 from venvlayers.core.errors import BuildError
 from venvlayers.core.process import run_process
 from venvlayers.core.report import Reporter
+from venvlayers.layer_scripts import check_imports
 from venvlayers.stack.graph import Layer, StackGraph
 from venvlayers.stack.spec import module_name
 
 EXTENSION_RE = re.compile(r"\.(cpython-\d+[^.]*|abi3|pypy[^.]*)\.(so|dylib)$")
-_CHECK_MARKER = "venvlayers-import-check: "
 _SHOWN = 10  # problems named in the warning line; the rest are counted
 
 
@@ -71,7 +71,8 @@ def check_layer(
     )
     mode = "import" if level is CheckLevel.IMPORT else "find"
     completed = run_process(
-        [python, "-c", _CHECK_SCRIPT],
+        # isolated (-I): the script's folder and the builder's PYTHON* settings stay out
+        [python, "-I", check_imports.__file__],
         # on standard input: a big layer's extension paths exceed one argument's 128 KiB
         stdin=json.dumps([required, optional, mode, extensions]),
         what=f"{graph.path}: layer {layer.name}: import check of its python",
@@ -81,8 +82,8 @@ def check_layer(
     )
     verdicts: dict[str, list[str]] = {}
     for line in completed.stdout.splitlines():
-        if line.startswith(_CHECK_MARKER):
-            kind, _, found = line[len(_CHECK_MARKER) :].partition(" ")
+        if line.startswith(check_imports.MARKER):
+            kind, _, found = line[len(check_imports.MARKER) :].partition(" ")
             verdicts[kind] = json.loads(found)
     if "required" not in verdicts:
         raise BuildError(
@@ -105,44 +106,6 @@ def check_layer(
         reporter.warning(
             f"{layer.name}: built; these packages {what} (an optional dependency may be missing): {shown}"
         )
-
-
-# Standard input: JSON [required, optional, mode, extensions]. Required names must be found (not
-# imported: importing an app's dependency is the app's business). Optional ones are found
-# (mode "find") or imported (mode "import"); extension module files are dlopen'ed lazily
-# and locally, which loads the shared libraries they link but runs no module code. Imported
-# code may print without a newline, so each verdict starts its own line.
-_CHECK_SCRIPT = f"""\
-import importlib, importlib.util, json, os, sys
-required, optional, mode, extensions = json.load(sys.stdin)
-missing = []
-for name in required:
-    try:
-        if importlib.util.find_spec(name) is None:
-            missing.append(f"{{name}} (not installed)")
-    except BaseException as exc:
-        missing.append(f"{{name}} ({{type(exc).__name__}}: {{exc}})")
-print("\\n{_CHECK_MARKER}required " + json.dumps(missing), flush=True)
-failed = []
-for name in optional:
-    try:
-        if mode == "import":
-            importlib.import_module(name)
-        elif importlib.util.find_spec(name) is None:
-            failed.append(f"{{name}} (not found)")
-    except BaseException as exc:
-        failed.append(f"{{name}} ({{type(exc).__name__}}: {{exc}})")
-try:
-    import ctypes
-except ImportError:  # a runtime built without ctypes: nothing to load with
-    extensions = []
-for path in extensions:
-    try:
-        ctypes.CDLL(path, mode=os.RTLD_LAZY | os.RTLD_LOCAL)
-    except OSError as exc:
-        failed.append(f"{{os.path.basename(path)}} (cannot load: {{exc}})")
-print("\\n{_CHECK_MARKER}optional " + json.dumps(failed), flush=True)
-"""
 
 
 def launch_dependencies(paths: Sequence[Path]) -> set[str]:

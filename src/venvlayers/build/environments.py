@@ -7,16 +7,16 @@ by install target, so the same ``postinstall.link_layer`` configures both.
 from __future__ import annotations
 
 import fnmatch
-import json
 import os
 import shutil
-import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from venvlayers import __version__
 from venvlayers.build.check import EXTENSION_RE, CheckLevel, check_layer
+from venvlayers.build.layout import DYNLIB_DIR, BuildFolder, LayerLayout, layer_config
+from venvlayers.build.python_wrapper import install_python_wrapper
 from venvlayers.build.runtime import install_runtime
 from venvlayers.build.scheduler import Steps, run_pipelined
 from venvlayers.core.errors import BuildError
@@ -26,80 +26,14 @@ from venvlayers.core.report import Reporter
 from venvlayers.core.uv import run_uv
 from venvlayers.formats.models import BuildStamp, LayerConfig
 from venvlayers.layer_scripts import postinstall
-from venvlayers.lock.status import git_ignored, lock_paths, module_hash
+from venvlayers.lock.hashes import git_ignored, module_hash
+from venvlayers.lock.status import lock_paths, read_pylock
 from venvlayers.stack.graph import Layer, StackGraph
+from venvlayers.stack.layer_uv import write_layer_uv_config
 from venvlayers.stack.pathrules import module_link_problem
-from venvlayers.stack.spec import LayerKind, module_name
+from venvlayers.stack.spec import LayerKind
 
-STAMP_DIR = "_stamps"
-DYNLIB_DIR = "share/venv/dynlib"
 SHARED_LIB_SUFFIXES = (".so", ".dylib")
-
-
-@dataclass(frozen=True)
-class LayerLayout:
-    """Where things live inside a layer on a given platform."""
-
-    platform: Platform
-    py_version: str
-
-    @property
-    def _xy(self) -> str:
-        return ".".join(self.py_version.split(".")[:2])
-
-    def python(self, kind: LayerKind) -> str:
-        if self.platform.is_windows:
-            return "python.exe" if kind is LayerKind.RUNTIME else "Scripts/python.exe"
-        return f"bin/python{self._xy}" if kind is LayerKind.RUNTIME else "bin/python"
-
-    def site_dir(self) -> str:
-        if self.platform.is_windows:
-            return "Lib/site-packages"
-        return f"lib/python{self._xy}/site-packages"
-
-    def dynlib_dir(self) -> str | None:
-        # Windows DLLs are found through os.add_dll_directory in sitecustomize instead
-        return None if self.platform.is_windows else DYNLIB_DIR
-
-    def scripts_dir(self) -> str:
-        return "Scripts" if self.platform.is_windows else "bin"
-
-
-def layer_config(
-    graph: StackGraph,
-    layer: Layer,
-    layout: LayerLayout,
-    folder: Callable[[str], str],
-    *,
-    present_dynlibs: set[str] | None = None,
-) -> LayerConfig:
-    """The venvstacks ``venvstacks_layer.json`` for ``layer``; ``folder`` maps layer names to
-    sibling folder names (build: layer name; deployed: install target)."""
-    python = layout.python(layer.kind)
-    runtime = graph[layer.runtime]
-    base_python = (
-        python
-        if layer.kind is LayerKind.RUNTIME
-        else f"../{folder(runtime.name)}/{layout.python(LayerKind.RUNTIME)}"
-    )
-    pylib_dirs = [f"../{folder(dep)}/{layout.site_dir()}" for dep in layer.dependencies]
-    dynlib_dirs: list[str] = []
-    dynlib = layout.dynlib_dir()
-    if dynlib is not None:
-        dynlib_dirs = [
-            f"../{folder(dep)}/{dynlib}"
-            for dep in layer.dependencies
-            if present_dynlibs is None or dep in present_dynlibs
-        ]
-    return LayerConfig(
-        python=python,
-        py_version=layer.py_version,
-        base_python=base_python,
-        site_dir=layout.site_dir(),
-        pylib_dirs=pylib_dirs,
-        dynlib_dirs=dynlib_dirs,
-        launch_module=module_name(layer.spec.launch_module) if layer.spec.launch_module else None,
-    )
 
 
 @dataclass
@@ -107,10 +41,6 @@ class BuildResult:
     built: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
-
-
-def build_dir_for(graph: StackGraph, build_dir: Path | None) -> Path:
-    return (build_dir or graph.spec.spec_dir / "_build").absolute()
 
 
 def build_stack(
@@ -126,7 +56,7 @@ def build_stack(
 ) -> BuildResult:
     """Build every selected layer that targets this platform; independent layers in parallel."""
     platform = host_platform()
-    root = build_dir_for(graph, build_dir)
+    folder = BuildFolder.of(graph, build_dir)
     selection = graph.select(include, allow_missing=allow_missing)
     result = BuildResult()
     wanted: list[Layer] = []
@@ -140,7 +70,7 @@ def build_stack(
             )
             continue
         wanted.append(layer)
-    builder = _StackBuilder(graph, root, platform, reporter, clean=clean, check=check)
+    builder = _StackBuilder(graph, folder, platform, reporter, clean=clean, check=check)
     rebuilt = run_pipelined(wanted, builder.build_layer, workers=jobs)
     for layer in wanted:  # report in stack order, whatever order they finished in
         (result.built if rebuilt[layer.name] else result.unchanged).append(layer.name)
@@ -151,7 +81,7 @@ class _StackBuilder:
     def __init__(
         self,
         graph: StackGraph,
-        root: Path,
+        folder: BuildFolder,
         platform: Platform,
         reporter: Reporter,
         *,
@@ -160,16 +90,11 @@ class _StackBuilder:
     ):
         self.check = check
         self.graph = graph
-        self.root = root
+        self.folder = folder
+        self.root = folder.root
         self.platform = platform
         self.reporter = reporter
         self.clean = clean
-
-    def layer_path(self, name: str) -> Path:
-        return self.root / name
-
-    def stamp_path(self, name: str) -> Path:
-        return self.root / STAMP_DIR / f"{name}.json"
 
     def layout(self, layer: Layer) -> LayerLayout:
         return LayerLayout(self.platform, layer.py_version)
@@ -207,8 +132,8 @@ class _StackBuilder:
     def build_layer(self, layer: Layer, steps: Steps) -> bool:
         """Build ``layer`` unless its stamp says nothing changed. True if built."""
         inputs = self.build_inputs(layer)
-        stamp = self.stamp_path(layer.name)
-        target = self.layer_path(layer.name)
+        stamp = self.folder.build_stamp(layer.name)
+        target = self.folder.layer(layer.name)
         if not self.clean and target.exists() and stamp.exists():
             try:
                 if BuildStamp.model_validate_json(stamp.read_bytes()) == inputs:
@@ -256,7 +181,7 @@ class _StackBuilder:
 
     def _build_layered(self, layer: Layer, target: Path, steps: Steps) -> None:
         layout = self.layout(layer)
-        runtime_python = self.layer_path(layer.runtime) / layout.python(LayerKind.RUNTIME)
+        runtime_python = self.folder.layer(layer.runtime) / layout.python(LayerKind.RUNTIME)
         run_uv(
             ["venv", "--quiet", "--python", str(runtime_python), str(target)],
             what=f"create the environment of {layer.name}",
@@ -275,9 +200,6 @@ class _StackBuilder:
 
     def _install_lock(self, layer: Layer, python: Path, *, system: bool) -> set[str]:
         pylock = lock_paths(self.graph, layer.name).pylock
-        from venvlayers.lock.resolve import write_layer_uv_config
-        from venvlayers.lock.status import read_pylock
-
         packages = {p.name for p in read_pylock(pylock)}
         if not packages:
             return packages
@@ -413,7 +335,7 @@ class _StackBuilder:
     def _relative_python_links(self, layer: Layer, target: Path, layout: LayerLayout) -> None:
         """uv links the venv's python with absolute paths; make them sibling-relative."""
         bin_dir = target / "bin"
-        runtime_python = self.layer_path(layer.runtime) / layout.python(LayerKind.RUNTIME)
+        runtime_python = self.folder.layer(layer.runtime) / layout.python(LayerKind.RUNTIME)
         real = bin_dir / runtime_python.name
         for item in bin_dir.iterdir():
             if item.name.startswith("python") and (item.is_symlink() or item.is_file()):
@@ -440,43 +362,6 @@ class _StackBuilder:
         )
 
 
-def install_python_wrapper(target: Path, layout: LayerLayout, dynlib_dirs: Sequence[str]) -> None:
-    """With shared libraries in its own or lower layers' dynlib folders, the layer's
-    ``bin/python`` (and ``python3``) set the loader path before running the real
-    interpreter (POSIX only). The layer's own folder serves extensions whose wheel
-    links a library of another wheel in the same layer without an rpath."""
-    own = (target / DYNLIB_DIR).is_dir()
-    if not (dynlib_dirs or own) or layout.platform.is_windows:
-        return
-    variable = "DYLD_LIBRARY_PATH" if layout.platform.is_macos else "LD_LIBRARY_PATH"
-    real = Path(layout.python(LayerKind.RUNTIME)).name
-    script = python_wrapper(variable, [d.removeprefix("../") for d in dynlib_dirs], real, own=own)
-    for alias in ("python", "python3"):
-        wrapper = target / "bin" / alias
-        wrapper.unlink(missing_ok=True)  # never write through a link (or a hard link)
-        wrapper.write_text(script, encoding="utf-8")
-        wrapper.chmod(0o755)
-
-
-def python_wrapper(
-    variable: str, dynlib_dirs: Sequence[str], real_python: str, *, own: bool = False
-) -> str:
-    """A POSIX sh wrapper that appends dynlib folders (its own layer's first, then the
-    lower layers', given relative to the folder holding the layers), then runs Python."""
-    lines = [
-        "#!/bin/sh",
-        "# venvlayers: make lower layers' shared libraries loadable, then run Python.",
-        "# Folders are appended, so a caller's own setting still wins.",
-        'here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)',
-        f'add() {{ case ":${{{variable}:-}}:" in *":$1:"*) ;; *) {variable}="${{{variable}:+${variable}:}}$1" ;; esac; }}',
-    ]
-    if own:
-        lines.append(f'add "$here/../{DYNLIB_DIR}"')
-    lines += [f'add "$here/../../{d}"' for d in dynlib_dirs]
-    lines += [f"export {variable}", f'exec "$here/{real_python}" "$@"', ""]
-    return "\n".join(lines)
-
-
 def _same_content(first: Path, second: Path) -> bool:
     return first.stat().st_size == second.stat().st_size and sha256_file(first) == sha256_file(
         second
@@ -496,17 +381,3 @@ def _module_filter(source: Path, ignored: set[Path]) -> Callable[[str, list[str]
         return skipped
 
     return ignore
-
-
-def built_layer_path(graph: StackGraph, build_dir: Path | None, name: str) -> Path:
-    return build_dir_for(graph, build_dir) / name
-
-
-def load_build_config(path: Path) -> Mapping[str, object]:
-    data: Mapping[str, object] = json.loads(
-        (path / postinstall.LAYER_CONFIG).read_text(encoding="utf-8")
-    )
-    return data
-
-
-__all__ = ["BuildResult", "LayerLayout", "build_stack", "layer_config", "python_wrapper", "sys"]

@@ -1,4 +1,4 @@
-"""The command line's grammar: every command, option and help text (``cli.py`` runs them)."""
+"""The command line's grammar: every command, option and help text (``commands`` runs them)."""
 
 from __future__ import annotations
 
@@ -108,8 +108,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = deploy.add_argument
     add("--from", dest="source", metavar="SOURCE", help="folder, http(s):// URL or github:O/R@TAG")
-    add("--metadata", type=Path, help="(older form) the publish output's __venvstacks__ folder")
-    add("--archives", type=Path, help="(older form) folder holding the archives")
     add("--target", type=Path, required=True, help="folder to deploy into")
     add("--cache", type=Path, metavar="DIR", help="download cache (default: user cache folder)")
     add("--rollback", action="store_true", help="make the previous deployment current again")

@@ -219,7 +219,7 @@ def cmd_platform(args: argparse.Namespace, reporter: Reporter) -> Outcome:
 
 
 def _publish_request(args: argparse.Namespace) -> PublishRequest:
-    from venvlayers.archive import ArchiveFormat
+    from venvlayers.archive.formats import ArchiveFormat
     from venvlayers.cli.pipeline import PublishRequest
 
     if args.output_dir is None:
@@ -305,26 +305,27 @@ def cmd_local_export(args: argparse.Namespace, reporter: Reporter) -> Outcome:
 
 def cmd_deploy(args: argparse.Namespace, reporter: Reporter) -> Outcome:
     from venvlayers.deploy.deployment import deploy_stack, rollback, run_app
-    from venvlayers.deploy.sources import source_from
+    from venvlayers.deploy.sources import open_source
     from venvlayers.net.downloads import Downloader, default_cache_dir
 
     if args.rollback:
-        if args.source or args.metadata or args.layers or args.no_compile:
+        if args.source or args.layers or args.no_compile:
             raise VenvlayersError("deploy --rollback takes only --target (and --run)")
         result = rollback(args.target, reporter=reporter)
     else:
         cache = args.cache or default_cache_dir()
         downloader = Downloader(cache, reporter=reporter, deadline_seconds=args.deadline)
-        source, manifest = source_from(
-            args.source, args.metadata, args.archives, downloader, reporter
-        )
+        if not args.source:
+            raise VenvlayersError(
+                "deploy needs --from SOURCE (a folder, an http(s):// URL or github:OWNER/REPO@TAG)"
+            )
+        source = open_source(args.source, downloader, reporter)
         result = deploy_stack(
             source,
             args.target,
             args.layers,
             downloader=downloader,
             reporter=reporter,
-            manifest_file=manifest,
             compile_bytecode=not args.no_compile,
         )
         reporter.info(result.summary())

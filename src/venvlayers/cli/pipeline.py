@@ -29,7 +29,7 @@ from venvlayers.stack.graph import StackGraph
 
 if TYPE_CHECKING:
     # imported where used: a command loads only its own stages (each import is startup time)
-    from venvlayers.archive import ArchiveFormat
+    from venvlayers.archive.formats import ArchiveFormat
     from venvlayers.build.environments import BuildResult
     from venvlayers.publish.archives import PublishResult
 
@@ -37,9 +37,9 @@ if TYPE_CHECKING:
 @contextmanager
 def holding_stack(graph: StackGraph, build_dir: Path | None, reporter: Reporter) -> Iterator[None]:
     """One run at a time per stack build folder; earlier runs' debris is cleaned first."""
-    from venvlayers.build.environments import build_dir_for
+    from venvlayers.build.layout import BuildFolder
 
-    folder = build_dir_for(graph, build_dir)
+    folder = BuildFolder.of(graph, build_dir).root
     with run_lock(folder, what=f"the build folder {folder}", notify=reporter.info):
         clean_build_folder(folder)
         clean_requirements(graph.spec.spec_dir)

@@ -11,7 +11,7 @@ venvstacks' deployments expect)::
 
 A deploy checks the manifest, fetches and verifies (size, sha256) every archive it needs
 before touching the target, then, holding the target's lock (a second deploy waits),
-builds the new deployment in a staging folder (``deploy_stage``: unchanged layers linked
+builds the new deployment in a staging folder (``stage``: unchanged layers linked
 to the deployment holding them, changed ones unpacked reusing identical files). Only
 then is ``current`` switched, in one rename; deployments that neither ``current`` nor
 ``previous`` reach through their links are removed. Any failure before that leaves the target
@@ -22,7 +22,6 @@ it always tells the truth.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -39,12 +38,11 @@ from venvlayers.core.process import run_process
 from venvlayers.core.report import Reporter
 from venvlayers.core.runlock import run_lock_file
 from venvlayers.deploy.sources import ArchiveSource, Source, find_manifest, select_layers
-from venvlayers.deploy.stage import StagePlan, home_link, sha256_of, stage_layers
+from venvlayers.deploy.stage import StagePlan, home_link, stage_layers
 from venvlayers.formats.models import (
     DeployedLayer,
     DeploymentRecord,
     LayerMetadata,
-    StackManifest,
     read_model,
 )
 from venvlayers.layer_scripts import postinstall
@@ -57,8 +55,6 @@ PREVIOUS = "previous"
 RECORD_NAME = "deployment.json"
 LOCK_NAME = "lock"
 _STAGING_PREFIX = ".staging-"
-_LEGACY_STAGING_PREFIX = ".deploy-"  # staging folders of earlier versions, left by kills
-LEGACY_RECORD = ".venvlayers-deployed.json"  # earlier versions: layers unpacked in place
 
 
 @dataclass
@@ -89,7 +85,6 @@ def deploy_stack(
     *,
     downloader: Downloader,
     reporter: Reporter,
-    manifest_file: Path | None = None,
     compile_bytecode: bool = True,
 ) -> DeployResult:
     """Deploy ``layers`` (default: all) of this platform from ``source`` into ``target``.
@@ -97,11 +92,7 @@ def deploy_stack(
     ``compile_bytecode=False``: leave the unpacked layers' bytecode to Python (written at
     first import where the deployment is writable)."""
     platform = str(host_platform())
-    if manifest_file is not None:
-        manifest = read_model(StackManifest, manifest_file, DeployError)
-        where = str(manifest_file)
-    else:
-        manifest, where = find_manifest(source, platform)
+    manifest, where = find_manifest(source, platform)
     selected = select_layers(manifest, layers, where, platform)
     # absolute and without ".." (`--target ../x`), symlinks kept: deploy where the user said
     target = Path(os.path.abspath(target))
@@ -112,11 +103,10 @@ def deploy_stack(
     archives = _fetch(source, todo, downloader)  # everything checked before the target changes
     with target_lock(target, reporter):
         clean_debris(target, reporter)
-        adopt_legacy(target, reporter)
         current = read_current(target, reporter)
         todo = [item for item in selected if not _reusable(item, current, target)]
         archives.update(
-            _fetch(source, [i for i in todo if sha256_of(i) not in archives], downloader)
+            _fetch(source, [i for i in todo if i.archive_sha256 not in archives], downloader)
         )
         unchanged = [i.install_target for i in selected if i not in todo]
         result = DeployResult(target, [i.install_target for i in todo], unchanged, {})
@@ -157,7 +147,7 @@ def _fetch(source: Source, items: list[LayerMetadata], downloader: Downloader) -
         where: ArchiveSource = source.archive(item.archive_name, item)
         if where.local is not None:
             _verify_local(where.local, item)
-            found[sha256_of(item)] = where.local
+            found[item.archive_sha256] = where.local
         elif where.download is not None:
             downloads.append(where.download)
     found.update(downloader.fetch_all(downloads))
@@ -172,9 +162,9 @@ def _verify_local(archive: Path, item: LayerMetadata) -> None:
             path=archive,
         )
     digest = sha256_file(archive)
-    if digest != sha256_of(item):
+    if digest != item.archive_sha256:
         raise DeployError(
-            f"{archive}: sha256 {digest} does not match the metadata ({sha256_of(item)}); refusing to unpack",
+            f"{archive}: sha256 {digest} does not match the metadata ({item.archive_sha256}); refusing to unpack",
             path=archive,
         )
 
@@ -212,7 +202,10 @@ def _reusable(item: LayerMetadata, current: DeploymentRecord | None, target: Pat
     if current is None:
         return False
     for layer in current.layers:
-        if layer.install_target == item.install_target and layer.archive_sha256 == sha256_of(item):
+        if (
+            layer.install_target == item.install_target
+            and layer.archive_sha256 == item.archive_sha256
+        ):
             folder = _current_dir(target)
             return folder is not None and home_link(folder, item.install_target) is not None
     return False
@@ -258,10 +251,10 @@ def target_lock(target: Path, reporter: Reporter) -> AbstractContextManager[None
 
 def clean_debris(target: Path, reporter: Reporter) -> None:
     """Remove what killed runs left: staging folders and half-made links (lock held)."""
-    leftovers = [p for p in target.glob(_LEGACY_STAGING_PREFIX + "*") if p.is_dir()]
+    leftovers: list[Path] = []
     deployments = target / STATE_DIR / DEPLOYMENTS
     if deployments.is_dir():
-        leftovers += [p for p in deployments.glob(_STAGING_PREFIX + "*")]
+        leftovers += deployments.glob(_STAGING_PREFIX + "*")
     leftovers += list((target / STATE_DIR).glob(".link-*"))
     for path in leftovers:
         reporter.info(f"{path}: removing what an interrupted deploy left")
@@ -269,56 +262,6 @@ def clean_debris(target: Path, reporter: Reporter) -> None:
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
-
-
-def adopt_legacy(target: Path, reporter: Reporter) -> None:
-    """Turn a target deployed by an earlier version (layers in place) into a deployment.
-
-    The layers move, unchanged, into ``deployments/legacy`` and their folders become
-    links; their configuration names ``TARGET/<layer>`` paths, which still lead to them.
-    Interrupted, it carries on at the next run (the old record goes last).
-    """
-    legacy = target / LEGACY_RECORD
-    if not legacy.is_file():
-        return
-    try:
-        recorded = json.loads(legacy.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        recorded = {}
-    if not isinstance(recorded, dict):
-        recorded = {}
-    folder = target / STATE_DIR / DEPLOYMENTS / "legacy"
-    folder.mkdir(parents=True, exist_ok=True)
-    layers = []
-    for name, sha in sorted(recorded.items()):
-        if not isinstance(sha, str) or not _is_plain(name):
-            continue
-        entry = target / name
-        if entry.is_dir() and not entry.is_symlink():
-            os.rename(entry, folder / name)
-            _replace_link(entry, _active_link(name))
-        if (folder / name).is_dir():
-            layers.append(
-                DeployedLayer(
-                    install_target=name, layer_name=name, archive_name="", archive_sha256=sha
-                )
-            )
-    DeploymentRecord(
-        id="legacy",
-        source=f"{target} (deployed by an earlier venvlayers version)",
-        platform=str(host_platform()),
-        deployed_at=datetime.fromtimestamp(legacy.stat().st_mtime, UTC).isoformat(
-            timespec="seconds"
-        ),
-        layers=layers,
-    ).write(folder / RECORD_NAME)
-    _replace_link(target / STATE_DIR / CURRENT, f"{DEPLOYMENTS}/legacy")
-    legacy.unlink()
-    reporter.info(f"{target}: layers deployed by an earlier version kept as deployment 'legacy'")
-
-
-def _is_plain(name: str) -> bool:
-    return bool(name) and "/" not in name and "\\" not in name and not name.startswith(".")
 
 
 # ---------------------------------------------------------------------------
@@ -354,7 +297,7 @@ def _new_record(
     source: Source, selected: list[LayerMetadata], platform: str, deployments: Path
 ) -> DeploymentRecord:
     now = datetime.now(UTC)
-    digest = hashlib.sha256("\n".join(sha256_of(i) for i in selected).encode()).hexdigest()[:8]
+    digest = hashlib.sha256("\n".join(i.archive_sha256 for i in selected).encode()).hexdigest()[:8]
     base = f"{now:%Y%m%dT%H%M%SZ}-{digest}"
     name, n = base, 1
     while (deployments / name).exists():
@@ -370,7 +313,7 @@ def _new_record(
                 install_target=i.install_target,
                 layer_name=i.layer_name,
                 archive_name=i.archive_name or "",
-                archive_sha256=sha256_of(i),
+                archive_sha256=i.archive_sha256,
                 app_launch_module=i.app_launch_module,
             )
             for i in selected

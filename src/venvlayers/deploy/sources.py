@@ -54,9 +54,8 @@ class Source(Protocol):
 class FolderSource:
     """A publish or merge output (or a release downloaded to a folder) on this machine."""
 
-    def __init__(self, root: Path, archives: Path | None = None) -> None:
+    def __init__(self, root: Path) -> None:
         self.root = root
-        self.archives = archives
         self.label = str(root)
 
     def read(self, relative: str) -> bytes | None:
@@ -67,11 +66,9 @@ class FolderSource:
             raise DeployError(f"{path}: cannot read ({exc.strerror})", path=path) from None
 
     def archive(self, name: str, meta: LayerMetadata) -> ArchiveSource:
-        folders = [self.archives] if self.archives else [self.root]
-        if self.archives is None and self.root.name == METADATA_DIR:
+        folders = [self.root]
+        if self.root.name == METADATA_DIR:
             folders = [self.root.parent]  # --from out/__venvstacks__
-        elif self.archives is None and self.root.parent.name == METADATA_DIR:
-            folders = [self.root.parent.parent]  # --from out/__venvstacks__/<platform>
         for folder in folders:
             for candidate in (name, github_asset_name(name)):
                 if (folder / candidate).is_file():
@@ -192,31 +189,9 @@ def open_source(
     return FolderSource(folder)
 
 
-def source_from(
-    text: str | None,
-    metadata: Path | None,
-    archives: Path | None,
-    downloader: Downloader,
-    reporter: Reporter,
-) -> tuple[Source, Path | None]:
-    """The source of ``deploy --from TEXT`` or of the older ``--metadata M --archives A``
-    (with the manifest file itself when M is one)."""
-    if text is not None:
-        if metadata is not None or archives is not None:
-            raise DeployError("deploy: use either --from SOURCE or --metadata/--archives")
-        return open_source(text, downloader, reporter), None
-    if metadata is None or archives is None:
-        raise DeployError(
-            "deploy needs --from SOURCE (a folder, an http(s):// URL or github:OWNER/REPO@TAG)"
-        )
-    if metadata.is_file():
-        return FolderSource(metadata.parent, archives), metadata
-    return FolderSource(metadata, archives), None
-
-
 def find_manifest(source: Source, platform: str) -> tuple[StackManifest, str]:
     """This platform's manifest in any layout the source may use, and where it was."""
-    candidates = [*manifest_candidates(platform), f"{platform}/venvstacks.json"]
+    candidates = manifest_candidates(platform)
     for relative in candidates:
         data = source.read(relative)
         if data is None:

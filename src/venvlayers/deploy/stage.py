@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from venvlayers.archive import extract_archive
+from venvlayers.archive.extract import extract_archive
 from venvlayers.core.errors import DeployError
 from venvlayers.core.fsutil import link_or_copy
 from venvlayers.deploy.bytecode import compile_layers
@@ -53,11 +53,6 @@ class StagePlan:
     """The current deployment's folder (``deployments/<id>``), if any."""
     target: Path
     compile_bytecode: bool = True
-
-
-def sha256_of(item: LayerMetadata) -> str:
-    assert item.archive_hashes is not None  # select_layers checked it
-    return item.archive_hashes.sha256
 
 
 def lower_layers(item: LayerMetadata, selected: Sequence[LayerMetadata]) -> set[str]:
@@ -120,11 +115,11 @@ def _unpack_job(
     def unpack() -> None:
         say(f"{name}: unpacking {item.archive_name}")
         extract_archive(
-            plan.archives[sha256_of(item)],
+            plan.archives[item.archive_sha256],
             staging,
             expected_root=name,
             expected_size=item.archive_size,
-            expected_sha256=sha256_of(item),
+            expected_sha256=item.archive_sha256,
             # venvstacks' layers link bin/python_ to ../../<runtime>/bin/python
             sibling_roots=lower_layers(item, plan.layers),
             # the deployed version of this layer, at the same TARGET/<install_target>

@@ -38,13 +38,12 @@ def manifest_candidates(platform: str) -> list[str]:
     """Where a publish, merge or release folder may hold ``platform``'s manifest, best first.
 
     venvstacks' layouts (``__venvstacks__/venvstacks-<platform>.json`` with
-    ``--tag-outputs``, ``__venvstacks__/venvstacks.json`` without), the per-platform
-    folders of earlier venvlayers versions, and the flat files of a release.
+    ``--tag-outputs``, ``__venvstacks__/venvstacks.json`` without), and the flat files of
+    a release.
     """
     tagged = platform_manifest_name(platform)
     return [
         f"{METADATA_DIR}/{tagged}",
-        f"{METADATA_DIR}/{platform}/{MANIFEST_NAME}",
         f"{METADATA_DIR}/{MANIFEST_NAME}",
         tagged,
         MANIFEST_NAME,

@@ -8,9 +8,7 @@ A publish (or local export) writes one *metadata set* into ``<output>/__venvstac
 beside its archives, exactly where venvstacks 0.8.0 writes them, so deployment code written
 for venvstacks finds ours and several platforms' tagged sets share one folder without
 colliding. venvlayers adds one file of its own per set, ``venvlayers-publish[-<platform>].json``
-(what the publish job ran, for ``merge``). Earlier venvlayers versions wrote a folder per
-platform, ``__venvstacks__/<platform>/venvstacks.json`` + ``env_metadata/<layer>.json``;
-those are still read (never written).
+(what the publish job ran, for ``merge``).
 """
 
 from __future__ import annotations
@@ -30,27 +28,15 @@ class MetadataSet:
     """One platform's manifest and per-layer files, as one publish (or export) wrote them."""
 
     meta_root: Path
-    """The ``__venvstacks__`` folder (archives sit in its parent)."""
+    """The ``__venvstacks__`` folder, holding the manifest and ``env_metadata/`` (archives sit
+    in its parent)."""
     platform_tag: str = ""
     """``""`` (untagged) or ``"-<platform>"`` (``--tag-outputs``)."""
-    legacy_platform: str | None = None
-    """Set for the per-platform folder earlier venvlayers versions wrote (read only)."""
 
     @classmethod
     def for_output(cls, output_dir: Path, tag_platform: str | None) -> MetadataSet:
         """The set a publish into ``output_dir`` writes (tagged when ``tag_platform`` is set)."""
         return cls(output_dir / METADATA_DIR, f"-{tag_platform}" if tag_platform else "")
-
-    @classmethod
-    def legacy(cls, output_dir: Path, platform: str) -> MetadataSet:
-        return cls(output_dir / METADATA_DIR, "", platform)
-
-    @property
-    def folder(self) -> Path:
-        """The folder holding the manifest and ``env_metadata/``."""
-        if self.legacy_platform is not None:
-            return self.meta_root / self.legacy_platform
-        return self.meta_root
 
     @property
     def output_dir(self) -> Path:
@@ -64,18 +50,18 @@ class MetadataSet:
     @property
     def platform(self) -> str | None:
         """The platform the file names say (None for an untagged set: read its metadata)."""
-        return self.platform_tag[1:] or self.legacy_platform
+        return self.platform_tag[1:] or None
 
     @property
     def manifest(self) -> Path:
-        return self.folder / f"venvstacks{self.platform_tag}.json"
+        return self.meta_root / f"venvstacks{self.platform_tag}.json"
 
     def env_metadata(self, layer_name: str) -> Path:
-        return self.folder / ENV_METADATA_DIR / f"{layer_name}{self.platform_tag}.json"
+        return self.meta_root / ENV_METADATA_DIR / f"{layer_name}{self.platform_tag}.json"
 
     @property
     def publish_info(self) -> Path:
-        return self.folder / f"venvlayers-publish{self.platform_tag}.json"
+        return self.meta_root / f"venvlayers-publish{self.platform_tag}.json"
 
     def relative(self, path: Path) -> str:
         """``path`` relative to the output folder, with '/' (for indexes and reports)."""
@@ -83,9 +69,8 @@ class MetadataSet:
 
 
 def _sets_in(meta_root: Path) -> list[MetadataSet]:
-    """Every metadata set in a ``__venvstacks__`` folder, current layout first, then legacy."""
+    """Every metadata set in a ``__venvstacks__`` folder."""
     found: list[MetadataSet] = []
-    legacy: list[MetadataSet] = []
     try:
         entries = sorted(meta_root.iterdir())
     except OSError:
@@ -97,29 +82,22 @@ def _sets_in(meta_root: Path) -> list[MetadataSet]:
             if platform in _NOT_PLATFORMS:
                 continue
             found.append(MetadataSet(meta_root, f"-{platform}" if platform else ""))
-        elif entry.name != ENV_METADATA_DIR and (entry / "venvstacks.json").is_file():
-            legacy.append(MetadataSet(meta_root, "", entry.name))
-    return found + legacy
+    return found
 
 
 def find_metadata_sets(path: Path) -> list[MetadataSet]:
     """The metadata sets at ``path``: a publish output folder, its ``__venvstacks__`` folder,
-    an earlier venvlayers per-platform folder, or a manifest file itself."""
+    or a manifest file itself."""
     if path.is_file():
         match = _MANIFEST.match(path.name)
         if match is None or match.group("platform") in _NOT_PLATFORMS:
             return []
         platform = match.group("platform")
-        parent = path.parent
-        if platform is None and parent.parent.name == METADATA_DIR:
-            return [MetadataSet(parent.parent, "", parent.name)]
-        return [MetadataSet(parent, f"-{platform}" if platform else "")]
+        return [MetadataSet(path.parent, f"-{platform}" if platform else "")]
     if not path.is_dir():
         return []
     if (path / METADATA_DIR).is_dir():
         return _sets_in(path / METADATA_DIR)
-    if path.parent.name == METADATA_DIR and (path / "venvstacks.json").is_file():
-        return [MetadataSet(path.parent, "", path.name)]
     return _sets_in(path)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
+from pydantic import BaseModel, ConfigDict, RootModel, ValidationError
 
 from venvlayers.core.errors import VenvlayersError
 from venvlayers.core.fsutil import write_json_atomic
@@ -108,6 +108,13 @@ class LayerMetadata(VenvstacksFile):
     target_platform: str | None = None
     archive_size: int | None = None
     archive_hashes: ArchiveHashes | None = None
+
+    @property
+    def archive_sha256(self) -> str:
+        """The archive's sha256 (deploy refuses metadata without one before using this)."""
+        if self.archive_hashes is None:
+            raise ValueError(f"{self.layer_name}: the metadata has no archive_hashes")
+        return self.archive_hashes.sha256
 
 
 class StackManifest(VenvstacksFile):
@@ -232,83 +239,3 @@ class DeploymentRecord(FileModel):
     platform: str
     deployed_at: str
     layers: list[DeployedLayer]
-
-
-# --- CycloneDX SBOM (the subset ``sbom.py`` writes; see https://cyclonedx.org/docs/1.6/json/)
-
-
-class CdxModel(BaseModel):
-    """CycloneDX objects: JSON names (``bom-ref``, ``dependsOn``) are the field aliases."""
-
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-
-
-class CdxHash(CdxModel):
-    alg: str
-    content: str
-
-
-class CdxProperty(CdxModel):
-    name: str
-    value: str
-
-
-class CdxExternalReference(CdxModel):
-    type: str
-    url: str
-    hashes: list[CdxHash] | None = None
-
-
-class CdxComponent(CdxModel):
-    type: str
-    bom_ref: str = Field(alias="bom-ref")
-    name: str
-    version: str | None = None
-    purl: str | None = None
-    cpe: str | None = None
-    hashes: list[CdxHash] | None = None
-    external_references: list[CdxExternalReference] | None = Field(
-        default=None, alias="externalReferences"
-    )
-    properties: list[CdxProperty] | None = None
-
-    def property(self, name: str) -> str | None:
-        return next((p.value for p in self.properties or [] if p.name == name), None)
-
-
-class CdxLifecycle(CdxModel):
-    phase: str
-
-
-class CdxTools(CdxModel):
-    components: list[CdxComponent]
-
-
-class CdxMetadata(CdxModel):
-    timestamp: str
-    lifecycles: list[CdxLifecycle] | None = None
-    tools: CdxTools | None = None
-    component: CdxComponent
-
-
-class CdxDependency(CdxModel):
-    ref: str
-    depends_on: list[str] | None = Field(default=None, alias="dependsOn")
-
-
-class CycloneDxBom(FileModel):
-    """``<archive stem>.cdx.json`` beside each archive (and inside the layer): its SBOM."""
-
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-
-    schema_url: str | None = Field(default=None, alias="$schema")
-    bom_format: str = Field(default="CycloneDX", alias="bomFormat")
-    spec_version: str = Field(alias="specVersion")
-    serial_number: str | None = Field(default=None, alias="serialNumber")
-    version: int = 1
-    metadata: CdxMetadata
-    components: list[CdxComponent] = []
-    dependencies: list[CdxDependency] = []
-
-    def dump(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_none=True, by_alias=True)

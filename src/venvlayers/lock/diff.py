@@ -23,14 +23,9 @@ from venvlayers.core.process import ProcessResult, run_process
 from venvlayers.core.report import Reporter
 from venvlayers.formats.models import LockMetadata
 from venvlayers.lock import lockfiles
-from venvlayers.lock.resolve import (
-    REQUIREMENTS_DIR,
-    LockedPackage,
-    LockResult,
-    lock_paths,
-    lock_stack,
-    read_pylock_text,
-)
+from venvlayers.lock.lockfiles import LockedPackage
+from venvlayers.lock.resolve import LockResult, lock_stack
+from venvlayers.lock.status import REQUIREMENTS_DIR, lock_paths, read_pylock_text
 from venvlayers.stack.graph import StackGraph, load_stack
 
 

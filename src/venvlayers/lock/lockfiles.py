@@ -1,4 +1,4 @@
-"""The lock files of venvstacks 0.8.0: names, the four metadata hashes, the amended pylock.
+"""The lock files of venvstacks 0.8.0: their names, the amended pylock, the package summary.
 
 A project switches between venvstacks and venvlayers without relocking, so every file
 under ``requirements/<layer>/`` is read and written here exactly as venvstacks 0.8.0
@@ -9,21 +9,20 @@ reads and writes it (README, "Compatibility with venvstacks"):
   lower layer provides stay listed with ``and sys_platform == 'from_lower_layer'`` added
   to their marker (never true, so installers skip them) and no wheels or index, and
   source-build entries (sdist, archive, directory, vcs) are removed.
-- ``pylock.<…>.meta.json``: ``requirements_hash`` (of the lock's packages, wheels and
+- ``pylock.<…>.meta.json`` (see ``hashes``): ``requirements_hash`` (of the lock's packages, wheels and
   hashes), ``lock_input_hash`` (of the declared requirements), ``other_inputs_hash``
   (python X.Y, targets, lower layers' names), ``version_inputs_hash`` (name, versioned,
   launch/support module hashes), ``lock_version`` and ``locked_at``.
 - ``requirements-<…>.in`` (declared requirements) and ``packages-<layer>.txt`` (summary).
 
-This module is pure: text in, text out (the module hash reads the module's files).
+This module is pure: text in, text out. The hashes in ``.meta.json`` are ``hashes``' job.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tomllib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -37,8 +36,6 @@ SHARED_MARKER = "from_lower_layer"
 SHARED_CLAUSE = f"sys_platform == '{SHARED_MARKER}'"
 _SHARED_SUFFIX = f" and {SHARED_CLAUSE}"
 _SOURCE_KEYS = ("archive", "directory", "sdist", "vcs")
-DEFAULT_LINUX_TARGET = "glibc@2.28"
-DEFAULT_MACOSX_TARGET = "13.0"
 
 
 class LockFormatError(ValueError):
@@ -69,30 +66,10 @@ def summary_name(layer_name: str) -> str:
     return f"packages-{layer_name}.txt"
 
 
-# -- hashing --------------------------------------------------------------------------
+# -- declared requirements ----------------------------------------------------------
 
 
-def hash_strings(items: Iterable[str]) -> str:
-    """sha256 over the items' UTF-8 bytes, concatenated with no separator."""
-    digest = hashlib.sha256()
-    for item in items:
-        digest.update(item.encode())
-    return f"sha256:{digest.hexdigest()}"
-
-
-def _file_digest(path: Path, *, lf: bool = False) -> str:
-    """``sha256:<hex>`` of the file's bytes (``lf``: with CRLF read as LF)."""
-    if lf:
-        data = path.read_bytes().replace(b"\r\n", b"\n")
-        return f"sha256:{hashlib.sha256(data).hexdigest()}"
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return f"sha256:{digest.hexdigest()}"
-
-
-def _requirement_lines(lines: Iterable[str]) -> list[str]:
+def requirement_lines(lines: Iterable[str]) -> list[str]:
     """Requirement lines as a flat requirements file is read: comments, blanks, hashes out."""
     kept = []
     for line in lines:
@@ -107,13 +84,9 @@ def declared_requirements(requirements: Sequence[str]) -> list[str]:
     return [str(Requirement(r)) for r in requirements]
 
 
-def lock_input_hash(requirements: Sequence[str]) -> str:
-    return hash_strings(_requirement_lines(declared_requirements(requirements)))
-
-
 def project_dependencies(requirements: Sequence[str]) -> list[str]:
     """The dependencies of the generated lock project (sorted, as read back from the .in)."""
-    return _requirement_lines(declared_requirements(requirements))
+    return requirement_lines(declared_requirements(requirements))
 
 
 def inputs_text(requirements: Sequence[str]) -> str:
@@ -125,89 +98,6 @@ def inputs_text(requirements: Sequence[str]) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def other_inputs_hash(
-    *,
-    py_version: str,
-    linux_target: str | None,
-    macosx_target: str | None,
-    lower_names: Sequence[str],
-) -> str:
-    """``linux_target``/``macosx_target``: the spec's text, None when no such platform is
-    targeted; ``lower_names``: the runtime's layer name, then framework spec names (C3)."""
-    items = [f"py_version={'.'.join(py_version.split('.')[:2])}"]
-    if linux_target is not None:
-        items.append(f"linux_target={linux_target}")
-    if macosx_target is not None:
-        items.append(f"macosx_target={macosx_target}")
-    return hash_strings([*items, *lower_names])
-
-
-def default_macosx_target() -> str:
-    return os.environ.get("MACOSX_DEPLOYMENT_TARGET") or DEFAULT_MACOSX_TARGET
-
-
-def version_inputs_hash(layer_name: str, *, versioned: bool, module_hashes: Sequence[str]) -> str:
-    return hash_strings(
-        [f"env_name={layer_name}", f"is_versioned_layer={versioned}", *module_hashes]
-    )
-
-
-def git_root(start: Path) -> Path | None:
-    """The nearest folder at or above ``start`` holding a ``.git`` folder (not a file)."""
-    for folder in (start, *start.parents):
-        if (folder / ".git").is_dir():
-            return folder
-    return None
-
-
-def module_hash(
-    path: Path, *, ignored: set[Path] | None = None, repo: Path | None = None, lf: bool = False
-) -> str:
-    """A launch/support module's hash as published in ``app_launch_module_hash``.
-
-    A file: sha256 of its name then of ``sha256:<hex of its bytes>``. A folder:
-    ``sha256/`` then the sha256 over every folder's name and each file's name and
-    ``sha256:<hex>``, walked top-down in name order. Inside a git work tree (``repo``) the
-    files git ignores (``ignored``, resolved paths) and ``.git*`` entries are left out, and
-    a folder outside ``repo`` hashes as empty; elsewhere ``__pycache__`` is left out.
-    ``lf`` reads CRLF as LF (venvstacks does not: only to recognise a Windows checkout).
-    """
-    if path.is_file():
-        digest = hashlib.sha256()
-        digest.update(path.name.encode())
-        digest.update(_file_digest(path, lf=lf).encode())
-        return f"sha256:{digest.hexdigest()}"
-    digest = hashlib.sha256()
-    for folder, files in _walk_module(path, ignored or set(), repo):
-        digest.update(folder.name.encode())
-        for name in files:
-            digest.update(name.encode())
-            digest.update(_file_digest(folder / name, lf=lf).encode())
-    return f"sha256/{digest.hexdigest()}"
-
-
-def _walk_module(
-    top: Path, ignored: set[Path], repo: Path | None
-) -> Iterator[tuple[Path, list[str]]]:
-    def skipped(folder: Path, name: str) -> bool:
-        if repo is None:
-            return name == "__pycache__"
-        return name.startswith(".git") or (folder / name).resolve() in ignored
-
-    if repo is not None:
-        absolute = Path.cwd() / top
-        if not absolute.resolve().is_relative_to(repo.resolve()) or skipped(
-            absolute.parent, absolute.name
-        ):
-            return
-    elif top.name == "__pycache__":
-        return
-    for folder_text, subdirs, files in os.walk(top):
-        folder = Path(folder_text)
-        subdirs[:] = sorted(d for d in subdirs if not skipped(folder, d))
-        yield folder, sorted(f for f in files if not skipped(folder, f))
 
 
 # -- reading a pylock -----------------------------------------------------------------
@@ -306,16 +196,6 @@ def read_packages(text: str, origin: str = "pylock.toml") -> list[LockedPackage]
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise LockFormatError(f"{origin}: 'packages' is not a list of tables")
     return [_package(entry, origin) for entry in entries]
-
-
-def requirements_hash(packages: Sequence[LockedPackage]) -> str:
-    """Over ``name==version[ ; marker] from <index>`` and ``<wheel>:<algorithm>:<hash>``, sorted."""
-    items = []
-    for package in packages:
-        items.append(f"{package.requirement()} from {package.index or 'unspecified index'}")
-        for wheel in package.wheels:
-            items += [f"{wheel.name}:{algorithm}:{value}" for algorithm, value in wheel.hashes]
-    return hash_strings(sorted(items))
 
 
 def summary_text(layer_name: str, packages: Sequence[LockedPackage]) -> str:

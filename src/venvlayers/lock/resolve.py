@@ -3,7 +3,7 @@
 Each layer is resolved by ``uv lock`` (universal, fresh on every relock) in a generated
 project holding the layer's requirements, the spec's uv settings and, as constraints,
 what every lower layer pins; the export is amended as venvstacks amends it (see
-``lockformat``): packages lower layers provide stay listed but are marked never to be
+``lockfiles``): packages lower layers provide stay listed but are marked never to be
 installed from this layer. Lock validity is venvstacks' own (the four hashes in
 ``.meta.json``), plus a check that the lower layers still pin what this lock shares.
 """
@@ -11,7 +11,6 @@ installed from this layer. Lock validity is venvstacks' own (the four hashes in
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,40 +27,18 @@ from venvlayers.core.report import Reporter
 from venvlayers.core.uv import run_uv, translate_lock_failure
 from venvlayers.formats.models import LockMetadata, read_model
 from venvlayers.lock import lockfiles
+from venvlayers.lock.hashes import LockInputs, lock_inputs, lock_metadata
 from venvlayers.lock.lockfiles import LockedPackage, LockFormatError
-from venvlayers.lock.status import (
-    REQUIREMENTS_DIR,
-    LayerLockStatus,
-    LockInputs,
-    LockPaths,
-    hash_reasons,
-    lock_metadata,
-    lock_paths,
-    lock_status,
-    lower_drift,
-    module_hash,
-    other_inputs_hash,
-    read_pylock,
-    read_pylock_text,
-    version_inputs_hash,
-)
+from venvlayers.lock.status import LockPaths, hash_reasons, lock_paths, lower_drift
 from venvlayers.stack import uvsettings
 from venvlayers.stack.graph import Layer, StackGraph, run_in_stack_order
+from venvlayers.stack.layer_uv import (
+    PROJECT_UV_KEYS,
+    exclude_newer,
+    layer_uv_settings,
+    uv_config_text,
+)
 from venvlayers.stack.spec import LayerKind
-
-# Lock-file reading lives in lockcheck; these names stay importable from here.
-__all__ = [
-    "REQUIREMENTS_DIR",
-    "LayerLockStatus",
-    "LockedPackage",
-    "lock_metadata",
-    "lock_paths",
-    "lock_stack",
-    "lock_status",
-    "module_hash",
-    "read_pylock",
-    "read_pylock_text",
-]
 
 
 @dataclass
@@ -102,11 +79,6 @@ class LockResult:
         return [state.layer.name for state in self.layers if state.changed]
 
 
-def exclude_newer(graph: StackGraph) -> str | None:
-    value = os.environ.get("UV_EXCLUDE_NEWER") or graph.spec.uv_config.get("exclude-newer")
-    return str(value) if value else None
-
-
 def _parse_time(value: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -116,44 +88,11 @@ def _parse_time(value: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.astimezone()
 
 
-# Settings venvlayers always decides itself; user values for these are ignored.
-_MANAGED_UV_SETTINGS = {"constraint-dependencies", "no-build", "package", "cache-keys"}
-
-
-def layer_uv_settings(graph: StackGraph, layer: Layer) -> dict[str, Any]:
-    """The spec's uv settings adjusted for one layer (priority_indexes, package_indexes)."""
-    settings = {k: v for k, v in graph.spec.uv_config.items() if k not in _MANAGED_UV_SETTINGS}
-    indexes = [dict(index) for index in settings.get("index", [])]
-    if layer.spec.priority_indexes:
-        by_name = {index.get("name"): index for index in indexes}
-        first = []
-        for name in layer.spec.priority_indexes:
-            promoted = dict(by_name[name])
-            promoted.pop("explicit", None)
-            first.append(promoted)
-        indexes = first + [i for i in indexes if i.get("name") not in layer.spec.priority_indexes]
-    if indexes:
-        settings["index"] = indexes
-    sources = dict(settings.get("sources", {}))
-    for package, index_name in layer.package_indexes.items():
-        sources[package] = {"index": index_name}
-    if sources:
-        settings["sources"] = sources
-    return settings
-
-
 def _lock_inputs(graph: StackGraph, layer: Layer, states: dict[str, LayerLockState]) -> LockInputs:
     # the runtime's lock first, then the frameworks' in C3 order (as venvstacks reads them)
     order = [layer.runtime, *layer.frameworks] if layer.kind is not LayerKind.RUNTIME else []
     lower = lockfiles.lower_constraints([states[name].own for name in order])
-    return LockInputs(
-        requirements=tuple(layer.spec.requirements),
-        lower=tuple(lower),
-        lock_input_hash=lockfiles.lock_input_hash(layer.spec.requirements),
-        other_inputs_hash=other_inputs_hash(graph, layer),
-        version_inputs_hash=version_inputs_hash(graph, layer),
-        version_inputs_hash_lf=version_inputs_hash(graph, layer, lf=True),
-    )
+    return lock_inputs(graph, layer, lower, crlf_tolerant=True)
 
 
 def lock_stack(
@@ -251,37 +190,6 @@ def _assess(state: LayerLockState, inputs: LockInputs, cutoff: str | None, *, fo
             reasons.append(f"locked at {meta.locked_at}, after exclude-newer {cutoff}")
 
 
-# [tool.uv] keys uv reads as part of the project itself. Every other key is a resolver
-# setting, which uv drops under --no-config unless it comes from an explicit --config-file.
-_PROJECT_UV_KEYS = {
-    "sources",
-    "override-dependencies",
-    "build-constraint-dependencies",
-    "dev-dependencies",
-    "conflicts",
-    "default-groups",
-    "workspace",
-    "managed",
-    "environments",
-    "required-environments",
-}
-
-
-def _config_file(settings: dict[str, Any]) -> str:
-    """The ``uv.toml`` passed with --config-file: the resolver settings of the layer."""
-    config = {k: v for k, v in settings.items() if k not in _PROJECT_UV_KEYS}
-    config["no-build"] = True
-    import tomlkit  # only for writing TOML (reading uses tomllib): not on every start
-
-    return tomlkit.dumps(config)
-
-
-def write_layer_uv_config(graph: StackGraph, layer: Layer, path: Path) -> Path:
-    """Write the layer's resolver settings as a uv.toml (for --config-file); returns ``path``."""
-    write_text_atomic(path, _config_file(layer_uv_settings(graph, layer)))
-    return path
-
-
 def _project_file(layer: Layer, inputs: LockInputs, settings: dict[str, Any]) -> str:
     import tomlkit
 
@@ -296,7 +204,7 @@ def _project_file(layer: Layer, inputs: LockInputs, settings: dict[str, Any]) ->
     tool_uv: dict[str, Any] = {
         # Indexes go in both files: uv looks up the index a source names among the
         # project's own indexes, but resolves against those of the --config-file.
-        **{k: v for k, v in settings.items() if k in _PROJECT_UV_KEYS or k == "index"},
+        **{k: v for k, v in settings.items() if k in PROJECT_UV_KEYS or k == "index"},
         "constraint-dependencies": [p.requirement() for p in inputs.lower],
     }
     doc["tool"] = {"uv": tool_uv}
@@ -329,7 +237,7 @@ def _relock(
             line=layer.spec.line,
         )
     settings = layer_uv_settings(graph, layer)
-    if not inputs.requirements and not any(k in settings for k in _PROJECT_UV_KEYS - {"sources"}):
+    if not inputs.requirements and not any(k in settings for k in PROJECT_UV_KEYS - {"sources"}):
         # Nothing to resolve (typical for runtimes): the export is known without running uv
         exported = _empty_export(layer)
     else:
@@ -365,7 +273,7 @@ def _resolve(
     workspace = build_dir / "_lock" / layer.name
     workspace.mkdir(parents=True, exist_ok=True)
     write_text_atomic(workspace / "pyproject.toml", _project_file(layer, inputs, settings))
-    write_text_atomic(workspace / "uv.toml", _config_file(settings))
+    write_text_atomic(workspace / "uv.toml", uv_config_text(settings))
     config = ["--config-file", str(workspace / "uv.toml")]
     env = {"MACOSX_DEPLOYMENT_TARGET": "{}.{}".format(*layer.macosx_target)}
     reporter.info(f"{layer.name}: resolving for {', '.join(str(p) for p in layer.platforms)}")
@@ -467,12 +375,6 @@ def _record_lock(
     paths = state.paths
     previous = state.metadata
     entries = lockfiles.read_packages(lock_text, str(paths.pylock))
-    hashes = dict(
-        requirements_hash=lockfiles.requirements_hash(entries),
-        lock_input_hash=inputs.lock_input_hash,
-        other_inputs_hash=inputs.other_inputs_hash,
-        version_inputs_hash=inputs.version_inputs_hash,
-    )
     limit = _parse_time(cutoff) if cutoff else None
     still_valid = (
         previous is not None
@@ -488,8 +390,11 @@ def _record_lock(
         last = previous.lock_version if previous is not None else _legacy_version(state)
         if layer.spec.versioned and last is not None:
             lock_version = last + 1
-        meta = LockMetadata(
-            **hashes, lock_version=lock_version, locked_at=locked_at.astimezone(UTC).isoformat()
+        meta = lock_metadata(
+            inputs,
+            entries,
+            lock_version=lock_version,
+            locked_at=locked_at.astimezone(UTC).isoformat(),
         )
     changed = write_text_atomic(paths.pylock, lock_text)
     changed = write_text_atomic(paths.inputs, lockfiles.inputs_text(inputs.requirements)) or changed

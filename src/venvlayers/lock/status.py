@@ -1,4 +1,4 @@
-"""Which locks are valid: lock file paths, the lock inputs' hashes, venvstacks' validity.
+"""Which locks are valid: lock file paths, reading locks, venvstacks' validity.
 
 Pure reads. ``lock`` decides what to relock from these; ``show`` prints ``lock_status``.
 Validity is venvstacks 0.8.0's (``hash_reasons``), so a lock either tool calls valid the
@@ -14,13 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from venvlayers.core.errors import LockError, ProcessError
-from venvlayers.core.process import run_process
-from venvlayers.formats.models import LockMetadata
+from venvlayers.core.errors import LockError
 from venvlayers.lock import lockfiles
+from venvlayers.lock.hashes import LockInputs, lock_inputs, requirements_hash
 from venvlayers.lock.lockfiles import LockedPackage, LockFormatError
-from venvlayers.stack.graph import Layer, StackGraph
-from venvlayers.stack.spec import LayerKind
+from venvlayers.stack.graph import StackGraph
 
 REQUIREMENTS_DIR = "requirements"
 
@@ -64,80 +62,6 @@ def read_pylock_text(text: str) -> list[LockedPackage]:
     return [p for p in lockfiles.read_packages(text) if not p.shared]
 
 
-def other_inputs_hash(graph: StackGraph, layer: Layer) -> str:
-    spec = layer.spec
-    lower: list[str] = []
-    if layer.kind is not LayerKind.RUNTIME:
-        lower = [layer.runtime, *(graph[name].spec.name for name in layer.frameworks)]
-    return lockfiles.other_inputs_hash(
-        py_version=layer.py_version,
-        linux_target=(spec.linux_target_text or lockfiles.DEFAULT_LINUX_TARGET)
-        if any(p.is_linux for p in layer.platforms)
-        else None,
-        macosx_target=(spec.macosx_target_text or lockfiles.default_macosx_target())
-        if any(p.is_macos for p in layer.platforms)
-        else None,
-        lower_names=lower,
-    )
-
-
-def version_inputs_hash(graph: StackGraph, layer: Layer, *, lf: bool = False) -> str:
-    spec = layer.spec
-    hashes: list[str] = []
-    if spec.kind is LayerKind.APPLICATION and spec.launch_module is not None:
-        base = graph.spec.spec_dir
-        modules = (spec.launch_module, *spec.support_modules)
-        hashes = [module_hash(base / m, lf=lf) for m in modules]
-    return lockfiles.version_inputs_hash(layer.name, versioned=spec.versioned, module_hashes=hashes)
-
-
-def module_hash(path: Path, *, lf: bool = False) -> str:
-    """venvstacks' hash of a launch/support module (git-ignored files left out in a repo)."""
-    repo = lockfiles.git_root(Path.cwd() / path.parent)
-    ignored = git_ignored(path) if repo is not None and path.is_dir() else set()
-    return lockfiles.module_hash(path, ignored=ignored, repo=repo, lf=lf)
-
-
-def git_ignored(source: Path) -> set[Path]:
-    """Files git ignores under ``source`` (empty when not in a git work tree)."""
-    command = ["git", "ls-files", "--others", "--ignored", "--exclude-standard", "--directory"]
-    try:
-        completed = run_process(
-            [*command, "-z", "."], what="list git-ignored files", cwd=source, check=False
-        )
-    except ProcessError:  # no git on this machine
-        return set()
-    if not completed.ok:
-        return set()
-    return {(source / entry).resolve() for entry in completed.stdout.split("\0") if entry}
-
-
-@dataclass(frozen=True)
-class LockInputs:
-    requirements: tuple[str, ...]
-    lower: tuple[LockedPackage, ...]
-    lock_input_hash: str
-    other_inputs_hash: str
-    version_inputs_hash: str
-    version_inputs_hash_lf: str = ""
-    """The same with the modules' CRLF read as LF: a lock made on Linux stays valid in a
-    Windows checkout (git autocrlf) for ``lock --check`` (venvstacks itself is stricter)."""
-
-
-def lock_metadata(
-    graph: StackGraph, layer: Layer, lock_text: str, *, lock_version: int, locked_at: str
-) -> LockMetadata:
-    """The metadata venvstacks (and venvlayers) records for ``lock_text`` as ``layer``'s lock."""
-    return LockMetadata(
-        requirements_hash=lockfiles.requirements_hash(lockfiles.read_packages(lock_text)),
-        lock_input_hash=lockfiles.lock_input_hash(layer.spec.requirements),
-        other_inputs_hash=other_inputs_hash(graph, layer),
-        version_inputs_hash=version_inputs_hash(graph, layer),
-        lock_version=lock_version,
-        locked_at=locked_at,
-    )
-
-
 def hash_reasons(
     meta: dict[str, Any], entries: Sequence[LockedPackage], inputs: LockInputs, versioned: bool
 ) -> list[str]:
@@ -145,13 +69,13 @@ def hash_reasons(
     reasons = []
     if meta.get("lock_input_hash") != inputs.lock_input_hash:
         reasons.append("requirements changed")
-    elif meta.get("requirements_hash") != lockfiles.requirements_hash(entries):
+    elif meta.get("requirements_hash") != requirements_hash(entries):
         reasons.append("lock file was edited after locking")
     if meta.get("other_inputs_hash") != inputs.other_inputs_hash:
         reasons.append("python version, platform targets or lower layers changed")
     if versioned and meta.get("version_inputs_hash") not in (
         inputs.version_inputs_hash,
-        inputs.version_inputs_hash_lf or inputs.version_inputs_hash,
+        inputs.version_inputs_hash_lf,
     ):
         reasons.append("launch or support modules changed")
     return reasons
@@ -179,13 +103,7 @@ def lock_status(graph: StackGraph) -> dict[str, LayerLockStatus]:
         except (OSError, ValueError):
             meta = None
         if isinstance(meta, dict):
-            inputs = LockInputs(
-                requirements=tuple(layer.spec.requirements),
-                lower=(),
-                lock_input_hash=lockfiles.lock_input_hash(layer.spec.requirements),
-                other_inputs_hash=other_inputs_hash(graph, layer),
-                version_inputs_hash=version_inputs_hash(graph, layer),
-            )
+            inputs = lock_inputs(graph, layer)
             valid = not hash_reasons(meta, entries, inputs, layer.spec.versioned)
             lock_version = meta.get("lock_version", 1)
         valid = valid and all(statuses[d].valid for d in layer.dependencies)

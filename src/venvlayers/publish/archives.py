@@ -1,6 +1,6 @@
 """Publishing: one reproducible archive per built layer plus venvstacks-format metadata.
 
-Each built layer is staged as its deployed view (``staging.py``, shared with export),
+Each built layer is staged as its deployed view (``staging``, shared with export),
 archived, and described by its metadata; unchanged archives are reused.
 """
 
@@ -16,12 +16,9 @@ from datetime import datetime
 from pathlib import Path
 
 from venvlayers import __version__
-from venvlayers.archive import ArchiveFormat, default_format_for, write_archive
-from venvlayers.build.environments import (
-    STAMP_DIR,
-    BuildResult,
-    build_dir_for,
-)
+from venvlayers.archive.formats import ArchiveFormat, ArchiveInfo, default_format_for
+from venvlayers.archive.write import write_archive
+from venvlayers.build.layout import BuildFolder
 from venvlayers.core.errors import PublishError
 from venvlayers.core.fsutil import sha256_file, sha256_text
 from venvlayers.core.platforms import Platform, host_platform
@@ -35,8 +32,9 @@ from venvlayers.formats.models import (
     PublishStamp,
     read_model,
 )
-from venvlayers.lock.resolve import lock_paths
-from venvlayers.publish.sbom import IN_LAYER, layer_sbom, sbom_path
+from venvlayers.formats.sbom import sbom_path
+from venvlayers.lock.status import lock_paths
+from venvlayers.publish.sbom import IN_LAYER, layer_sbom
 from venvlayers.publish.staging import (
     check_built,
     layer_metadata,
@@ -91,76 +89,30 @@ def publish_stack(
 ) -> PublishResult:
     """Archive every selected layer built for this platform; write the metadata."""
     platform = host_platform()
-    fmt = fmt or default_format_for(str(platform))
-    root = build_dir_for(graph, build_dir)
+    folder = BuildFolder.of(graph, build_dir)
     selection = graph.select(include, allow_missing=allow_missing)
     layers = [layer for layer in graph if layer.name in selection and layer.targets(platform)]
     output_dir = output_dir.absolute()
     if output_dir.exists() and not output_dir.is_dir():
         raise PublishError(f"{output_dir}: is not a folder; pass --output-dir a folder")
-    meta = MetadataSet.for_output(output_dir, str(platform) if tag_outputs else None)
-    legacy = MetadataSet.legacy(output_dir, str(platform))
-    check_built(graph, layers, root)
+    check_built(graph, layers, folder.root)
+    publisher = _LayerPublisher(
+        graph=graph,
+        platform=platform,
+        fmt=fmt or default_format_for(str(platform)),
+        folder=folder,
+        output_dir=output_dir,
+        meta=MetadataSet.for_output(output_dir, str(platform) if tag_outputs else None),
+        reporter=reporter,
+        progress=progress,
+    )
     output_dir.mkdir(parents=True, exist_ok=True)
-    stage_root = root / "_stage"
-
-    def publish_one(layer: Layer) -> PublishedLayer:
-        metadata = layer_metadata(graph, layer, platform)
-        previous = _previous_metadata(layer.name, meta, legacy)
-        # one stamp per output folder: publishing elsewhere must not invalidate this one
-        folder_key = sha256_text(str(output_dir))[:12]
-        stamp_path = root / STAMP_DIR / f"{layer.name}.publish-{folder_key}.json"
-        key = _publish_key(root, layer, metadata, fmt, tag_outputs)
-        pylock = lock_paths(graph, layer.name).pylock
-        sbom = layer_sbom(layer, metadata, root / layer.name, pylock, platform)
-        reused = _reuse_archive(stamp_path, key, previous, output_dir)
-        if reused is not None:
-            sbom.write(sbom_path(reused.archive))
-            reporter.info(f"{layer.name}: {reused.archive.name} unchanged")
-            return reused
-        stage = stage_root / metadata.install_target
-        stage_layer(graph, layer, root / layer.name, stage, platform)
-        sbom.write(stage / IN_LAYER)  # a new file: never written through a hard link
-        scratch = output_dir / f".{metadata.install_target}.partial{fmt_suffix(fmt)}"
-        lock = read_lock_metadata(graph, layer.name)
-        info = write_archive(
-            stage,
-            scratch,
-            root_name=metadata.install_target,
-            fmt=fmt,
-            mtime=archive_mtime(lock),
-            progress=(lambda done, total: progress(layer.name, done, total)) if progress else None,
-            x86_code=platform.is_x86_64,
-        )
-        build_number = _archive_build(previous, metadata, info.sha256)
-        if tag_outputs:
-            build_number = _unused_build(
-                output_dir, metadata, platform, fmt, build_number, info.sha256
-            )
-            base = f"{metadata.install_target}-{platform}-{build_number}"
-        else:
-            base = metadata.install_target  # venvstacks' untagged name: replaced in place
-        archive = output_dir / f"{base}{fmt_suffix(fmt)}"
-        os.replace(scratch, archive)
-        sbom.write(sbom_path(archive))
-        shutil.rmtree(stage, ignore_errors=True)
-        metadata.archive_build = build_number
-        metadata.archive_name = archive.name
-        metadata.target_platform = str(platform)
-        metadata.archive_size = info.size
-        metadata.archive_hashes = ArchiveHashes(sha256=info.sha256)
-        PublishStamp(key=key, archive=archive.name, mtime_ns=archive.stat().st_mtime_ns).write(
-            stamp_path
-        )
-        reporter.info(f"{layer.name}: {archive.name} ({info.size / 1e6:.1f} MB)")
-        return PublishedLayer(metadata, archive)
-
     # Compression dominates and each archive already compresses on every core; two layers
     # at a time keep the cores busy between archives without holding 4 sets of compressors
     # (~100 MiB each for xz) in memory.
     with ThreadPoolExecutor(max_workers=max(1, min(len(layers), 2))) as pool:
-        published = list(pool.map(publish_one, layers))
-
+        published = list(pool.map(publisher.publish, layers))
+    meta = publisher.meta
     write_stack_metadata(
         meta, [(layer, item.metadata) for item, layer in zip(published, layers, strict=True)]
     )
@@ -170,37 +122,97 @@ def publish_stack(
         platform=str(platform),
         layers=[layer.name for layer in graph if layer.targets(platform)],
     ).write(meta.publish_info)
-    if legacy.manifest.is_file():
-        # An earlier venvlayers' per-platform metadata: now stale (its archives may have been
-        # replaced above), and merge would read it as a second output for this platform.
-        shutil.rmtree(legacy.folder)
-        reporter.info(f"removed {legacy.folder} (the metadata layout of earlier venvlayers)")
     return PublishResult(platform, meta.meta_root, meta.manifest, published)
 
 
-def _previous_metadata(
-    layer_name: str, meta: MetadataSet, legacy: MetadataSet
-) -> LayerMetadata | None:
-    """What the last publish into this folder (by venvstacks or venvlayers) wrote."""
-    for candidate in (meta.env_metadata(layer_name), legacy.env_metadata(layer_name)):
-        if candidate.is_file():
-            return read_model(LayerMetadata, candidate, PublishError)
-    return None
+@dataclass(frozen=True)
+class _LayerPublisher:
+    """Publishes one layer at a time into one output folder (called from several threads)."""
 
+    graph: StackGraph
+    platform: Platform
+    fmt: ArchiveFormat
+    folder: BuildFolder
+    output_dir: Path
+    meta: MetadataSet
+    reporter: Reporter
+    progress: Callable[[str, int, int], None] | None
 
-def _publish_key(
-    root: Path, layer: Layer, metadata: LayerMetadata, fmt: ArchiveFormat, tag_outputs: bool
-) -> str:
-    """Everything an archive's bytes and name depend on: the build, metadata and options."""
-    build_stamp = root / STAMP_DIR / f"{layer.name}.json"
-    inputs = {
-        "build": build_stamp.read_text(encoding="utf-8") if build_stamp.exists() else "",
-        "metadata": metadata.dump(),
-        "format": str(fmt),
-        "tag_outputs": tag_outputs,
-        "epoch": os.environ.get("SOURCE_DATE_EPOCH", ""),
-    }
-    return sha256_text(json.dumps(inputs, sort_keys=True))
+    def publish(self, layer: Layer) -> PublishedLayer:
+        metadata = layer_metadata(self.graph, layer, self.platform)
+        previous = self._previous_metadata(layer.name)
+        # one stamp per output folder: publishing elsewhere must not invalidate this one
+        stamp_path = self.folder.publish_stamp(layer.name, sha256_text(str(self.output_dir))[:12])
+        key = self._publish_key(layer, metadata)
+        pylock = lock_paths(self.graph, layer.name).pylock
+        sbom = layer_sbom(layer, metadata, self.folder.layer(layer.name), pylock, self.platform)
+        reused = _reuse_archive(stamp_path, key, previous, self.output_dir)
+        if reused is not None:
+            sbom.write(sbom_path(reused.archive))
+            self.reporter.info(f"{layer.name}: {reused.archive.name} unchanged")
+            return reused
+        stage = self.folder.stage / metadata.install_target
+        stage_layer(self.graph, layer, self.folder.layer(layer.name), stage, self.platform)
+        sbom.write(stage / IN_LAYER)  # a new file: never written through a hard link
+        archive, info = self._archive(layer, metadata, stage, previous)
+        sbom.write(sbom_path(archive))
+        shutil.rmtree(stage, ignore_errors=True)
+        metadata.archive_name = archive.name
+        metadata.target_platform = str(self.platform)
+        metadata.archive_size = info.size
+        metadata.archive_hashes = ArchiveHashes(sha256=info.sha256)
+        PublishStamp(key=key, archive=archive.name, mtime_ns=archive.stat().st_mtime_ns).write(
+            stamp_path
+        )
+        self.reporter.info(f"{layer.name}: {archive.name} ({info.size / 1e6:.1f} MB)")
+        return PublishedLayer(metadata, archive)
+
+    def _archive(
+        self, layer: Layer, metadata: LayerMetadata, stage: Path, previous: LayerMetadata | None
+    ) -> tuple[Path, ArchiveInfo]:
+        """Archive ``stage`` under a scratch name, then rename it to its published name
+        (which takes the build number: ``metadata.archive_build`` is set here)."""
+        suffix = fmt_suffix(self.fmt)
+        scratch = self.output_dir / f".{metadata.install_target}.partial{suffix}"
+        progress = self.progress
+        info = write_archive(
+            stage,
+            scratch,
+            root_name=metadata.install_target,
+            fmt=self.fmt,
+            mtime=archive_mtime(read_lock_metadata(self.graph, layer.name)),
+            progress=(lambda done, total: progress(layer.name, done, total)) if progress else None,
+            x86_code=self.platform.is_x86_64,
+        )
+        build_number = _archive_build(previous, metadata, info.sha256)
+        if self.meta.tagged:
+            build_number = _unused_build(
+                self.output_dir, metadata, self.platform, self.fmt, build_number, info.sha256
+            )
+            base = f"{metadata.install_target}-{self.platform}-{build_number}"
+        else:
+            base = metadata.install_target  # venvstacks' untagged name: replaced in place
+        archive = self.output_dir / f"{base}{suffix}"
+        os.replace(scratch, archive)
+        metadata.archive_build = build_number
+        return archive, info
+
+    def _previous_metadata(self, layer_name: str) -> LayerMetadata | None:
+        """What the last publish into this folder (by venvstacks or venvlayers) wrote."""
+        candidate = self.meta.env_metadata(layer_name)
+        return read_model(LayerMetadata, candidate, PublishError) if candidate.is_file() else None
+
+    def _publish_key(self, layer: Layer, metadata: LayerMetadata) -> str:
+        """Everything an archive's bytes and name depend on: the build, metadata and options."""
+        build_stamp = self.folder.build_stamp(layer.name)
+        inputs = {
+            "build": build_stamp.read_text(encoding="utf-8") if build_stamp.exists() else "",
+            "metadata": metadata.dump(),
+            "format": str(self.fmt),
+            "tag_outputs": self.meta.tagged,
+            "epoch": os.environ.get("SOURCE_DATE_EPOCH", ""),
+        }
+        return sha256_text(json.dumps(inputs, sort_keys=True))
 
 
 def _reuse_archive(
@@ -257,14 +269,3 @@ def _unused_build(
         if not existing.exists() or sha256_file(existing) == sha256:
             return build
         build += 1
-
-
-def check_archive(path: Path, metadata: LayerMetadata) -> None:
-    size = path.stat().st_size
-    if metadata.archive_size is not None and size != metadata.archive_size:
-        raise PublishError(f"{path}: size {size} does not match metadata {metadata.archive_size}")
-    if metadata.archive_hashes and sha256_file(path) != metadata.archive_hashes.sha256:
-        raise PublishError(f"{path}: sha256 does not match its metadata")
-
-
-__all__ = ["BuildResult", "PublishResult", "publish_stack", "stage_layer"]

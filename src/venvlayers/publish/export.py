@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from venvlayers.build.environments import build_dir_for
+from venvlayers.build.layout import BuildFolder
 from venvlayers.core.errors import PublishError
 from venvlayers.core.fsutil import replace_dir
 from venvlayers.core.platforms import Platform, host_platform
@@ -40,7 +40,7 @@ def export_stack(
     allow_missing: bool = False,
 ) -> ExportResult:
     platform = host_platform()
-    root = build_dir_for(graph, build_dir)
+    root = BuildFolder.of(graph, build_dir).root
     output_dir = output_dir.absolute()
     selection = graph.select(include, allow_missing=allow_missing)
     layers = [layer for layer in graph if layer.name in selection and layer.targets(platform)]

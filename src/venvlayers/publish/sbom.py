@@ -28,14 +28,14 @@ from urllib.parse import quote, urlsplit
 
 from packaging.tags import Tag, parse_tag
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
-from pydantic import ValidationError
 
 from venvlayers import __version__
-from venvlayers.build.environments import LayerLayout
+from venvlayers.build.layout import LayerLayout
 from venvlayers.core.errors import PublishError
 from venvlayers.core.platforms import Platform
-from venvlayers.formats.assets import sbom_name
-from venvlayers.formats.models import (
+from venvlayers.formats.models import LayerMetadata
+from venvlayers.formats.sbom import (
+    SBOM_PROPERTY,
     CdxComponent,
     CdxDependency,
     CdxExternalReference,
@@ -45,7 +45,6 @@ from venvlayers.formats.models import (
     CdxProperty,
     CdxTools,
     CycloneDxBom,
-    LayerMetadata,
 )
 from venvlayers.stack.graph import Layer
 from venvlayers.stack.spec import LayerKind
@@ -58,17 +57,12 @@ IN_LAYER = "share/venv/metadata/sbom.cdx.json"
 PYPI_SIMPLE = ("https://pypi.org/simple", "https://pypi.org/simple/")
 # serial numbers are UUID5s in this namespace over the document's content
 SERIAL_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/venvlayers/venvlayers#sbom")
-PROPERTY = "venvlayers:"
 
 _COMPONENT_TYPE = {
     LayerKind.RUNTIME: "platform",
     LayerKind.FRAMEWORK: "framework",
     LayerKind.APPLICATION: "application",
 }
-
-
-def sbom_path(archive: Path) -> Path:
-    return archive.with_name(sbom_name(archive.name))
 
 
 # --- what the lock pins and what the build installed ------------------------------------
@@ -183,7 +177,7 @@ def _hashes(sha256: str) -> list[CdxHash] | None:
 
 def _properties(values: dict[str, str | None]) -> list[CdxProperty]:
     return [
-        CdxProperty(name=PROPERTY + key, value=value)
+        CdxProperty(name=SBOM_PROPERTY + key, value=value)
         for key, value in sorted(values.items())
         if value is not None
     ]
@@ -323,47 +317,3 @@ def layer_sbom(
     content = json.dumps(bom.dump(), sort_keys=True)
     bom.serial_number = f"urn:uuid:{uuid.uuid5(SERIAL_NAMESPACE, content)}"
     return bom
-
-
-# --- checking a published SBOM (merge) ------------------------------------------------------
-
-
-def check_sbom(archives_dir: Path, metadata: LayerMetadata, *, required: bool) -> str | None:
-    """What is wrong with the SBOM published beside ``metadata``'s archive (None: nothing).
-
-    ``required``: venvlayers wrote this output, so the SBOM must be there (venvstacks'
-    own outputs have none; theirs are checked only when present).
-    """
-    if not metadata.archive_name:
-        return None  # the archive itself is reported missing
-    path = archives_dir / sbom_name(metadata.archive_name)
-    if not path.is_file():
-        if not required:
-            return None
-        return f"SBOM {path.name} is missing from {archives_dir}; upload it with the archive"
-    try:
-        bom = CycloneDxBom.model_validate_json(path.read_bytes())
-    except (OSError, ValidationError) as exc:
-        return f"{path}: not a CycloneDX SBOM ({str(exc).splitlines()[0]}); republish this platform"
-    component = bom.metadata.component
-    expected = {
-        "bomFormat": (bom.bom_format, "CycloneDX"),
-        "metadata.component.name": (component.name, metadata.install_target),
-        "metadata.component.version": (component.version, str(metadata.lock_version)),
-        "requirements-hash": (
-            component.property(PROPERTY + "requirements-hash"),
-            metadata.requirements_hash,
-        ),
-        "target-platform": (
-            component.property(PROPERTY + "target-platform"),
-            metadata.target_platform,
-        ),
-        "locked-at": (component.property(PROPERTY + "locked-at"), metadata.locked_at),
-    }
-    for field, (found, wanted) in expected.items():
-        if wanted is not None and found != wanted:
-            return (
-                f"{path}: {field} is {found!r} but the layer metadata says {wanted!r};"
-                " republish this platform"
-            )
-    return None

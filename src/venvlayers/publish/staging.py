@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from venvlayers.build.environments import LayerLayout, install_python_wrapper, layer_config
+from venvlayers.build.layout import LayerLayout, layer_config
+from venvlayers.build.python_wrapper import install_python_wrapper
 from venvlayers.core.errors import PublishError
 from venvlayers.core.fsutil import link_or_copy
 from venvlayers.core.platforms import Platform
@@ -27,7 +28,8 @@ from venvlayers.formats.models import (
     read_model,
 )
 from venvlayers.layer_scripts import postinstall
-from venvlayers.lock.resolve import lock_paths, module_hash
+from venvlayers.lock.hashes import module_hash
+from venvlayers.lock.status import lock_paths
 from venvlayers.stack.graph import Layer, StackGraph
 from venvlayers.stack.spec import LayerKind, module_name
 

@@ -236,7 +236,7 @@ def upload_release(
     if options.make_latest not in MAKE_LATEST:
         raise ReleaseError(f"make-latest {options.make_latest!r}: use true, false or legacy")
     pairs = [item if isinstance(item, tuple) else (item, item.name) for item in assets]
-    locals_ = [
+    local_assets = [
         LocalAsset(path, name, size, sha256_file(path))
         for path, name, size in check_local_assets(pairs)
     ]
@@ -252,7 +252,9 @@ def upload_release(
     def run() -> ReleaseResult:
         try:
             with reporter.group(f"Release {tag} in {repo}"):
-                return _run(client, tag, locals_, replace=replace, options=options, notes=notes)
+                return _release(
+                    client, tag, local_assets, replace=replace, options=options, notes=notes
+                )
         finally:
             client.close()
 
@@ -266,80 +268,24 @@ def upload_release(
     return run_within(deadline_seconds, run, too_late)
 
 
-def _run(
+def _release(
     client: GitHubClient,
     tag: str,
-    locals_: list[LocalAsset],
+    assets: list[LocalAsset],
     *,
     replace: bool,
     options: ReleaseOptions,
     notes: Callable[[GitHubClient], str] | None,
 ) -> ReleaseResult:
-    reporter = client.reporter
+    """Open (or create) the draft, plan, upload, verify, then publish: each phase can be
+    interrupted and the next run carries on from what GitHub holds."""
     uploader = _Uploader(client, tag)
-    existing_release = client.find_release(tag)
-    body = options.body
-    if body is None and existing_release is None and notes is not None:
-        body = notes(client)
-    name = options.name or tag
-    release, created = (
-        (existing_release, False)
-        if existing_release is not None
-        else client.find_or_create_draft(
-            tag, name=name, body=body or "", prerelease=options.prerelease
-        )
-    )
-    state = "draft " if release.draft else ""
-    reporter.info(f"{'created' if created else 'using existing'} {state}release {release.html_url}")
+    release, created, body = _open_release(client, tag, options, notes)
     existing = client.list_assets(release) if not created else {}
-
-    # plan everything before changing anything, so a conflict leaves the release as it was
-    plan: list[tuple[LocalAsset, _Action | None, RemoteAsset | None]] = []
-    conflicts: list[str] = []
-    for local in locals_:
-        remote = existing.get(local.name)
-        if remote is None:
-            plan.append((local, "upload", None))
-        elif remote.state != "uploaded":
-            reporter.info(f"{local.name}: removing a half-finished upload (state {remote.state!r})")
-            plan.append((local, "retry-upload", remote))
-        elif remote.size == local.size and client.remote_sha256(remote) == local.sha256:
-            plan.append((local, None, remote))
-        elif replace:
-            plan.append((local, "replace", remote))
-        else:
-            conflicts.append(local.name)
-    if conflicts and not release.draft:
-        raise ReleaseError(
-            f"release {tag} is already published with other {', '.join(conflicts)}; release "
-            "under a new tag (--replace works only where releases are not immutable)"
-        )
-    if conflicts:
-        raise uploader.conflict(conflicts)
-    if not release.draft and any(action is not None for _, action, _ in plan):
-        reporter.warning(
-            f"release {tag} is already published; uploading to it (repositories with "
-            "immutable releases refuse this)"
-        )
-
-    result = ReleaseResult(html_url=release.html_url, uploaded=[], skipped=[], replaced=[])
-    for local, action, remote in plan:
-        if action is None:
-            reporter.info(f"{local.name}: already on the release with the same sha256, skipped")
-            result.skipped.append(local.name)
-            continue
-        uploader.put_asset(release, local, action, remote)
-        if action == "replace":
-            reporter.info(f"{local.name}: replaced ({local.size} bytes)")
-            result.replaced.append(local.name)
-        else:
-            reporter.info(f"{local.name}: uploaded ({local.size} bytes)")
-            result.uploaded.append(local.name)
-
+    plan = _plan_uploads(client, uploader, release, assets, existing, replace=replace)
+    result = _upload(client.reporter, uploader, release, plan)
     changed = result.uploaded or result.replaced
-    _verify(
-        client, uploader, release, locals_, client.list_assets(release) if changed else existing
-    )
+    _verify(client, uploader, release, assets, client.list_assets(release) if changed else existing)
     if release.draft and not options.draft:
         published = client.publish_draft(
             release,
@@ -348,9 +294,105 @@ def _run(
             prerelease=options.prerelease,
             make_latest=options.make_latest,
         )
-        reporter.info(f"published release {published.html_url}")
+        client.reporter.info(f"published release {published.html_url}")
         result.html_url = published.html_url
         result.published = True
+    return result
+
+
+def _open_release(
+    client: GitHubClient,
+    tag: str,
+    options: ReleaseOptions,
+    notes: Callable[[GitHubClient], str] | None,
+) -> tuple[RemoteRelease, bool, str | None]:
+    """The release of ``tag`` (a new draft unless one exists), whether it was created, and
+    the notes to publish it with (made only for a new release)."""
+    existing_release = client.find_release(tag)
+    body = options.body
+    if body is None and existing_release is None and notes is not None:
+        body = notes(client)
+    if existing_release is not None:
+        release, created = existing_release, False
+    else:
+        release, created = client.find_or_create_draft(
+            tag, name=options.name or tag, body=body or "", prerelease=options.prerelease
+        )
+    state = "draft " if release.draft else ""
+    client.reporter.info(
+        f"{'created' if created else 'using existing'} {state}release {release.html_url}"
+    )
+    return release, created, body
+
+
+@dataclass(frozen=True)
+class _Planned:
+    local: LocalAsset
+    action: _Action | None
+    """None: already on the release with the same bytes."""
+    remote: RemoteAsset | None
+
+
+def _plan_uploads(
+    client: GitHubClient,
+    uploader: _Uploader,
+    release: RemoteRelease,
+    assets: list[LocalAsset],
+    existing: dict[str, RemoteAsset],
+    *,
+    replace: bool,
+) -> list[_Planned]:
+    """What each asset needs, decided before anything changes: a conflict leaves the
+    release as it was."""
+    plan: list[_Planned] = []
+    conflicts: list[str] = []
+    for local in assets:
+        remote = existing.get(local.name)
+        if remote is None:
+            plan.append(_Planned(local, "upload", None))
+        elif remote.state != "uploaded":
+            client.reporter.info(
+                f"{local.name}: removing a half-finished upload (state {remote.state!r})"
+            )
+            plan.append(_Planned(local, "retry-upload", remote))
+        elif remote.size == local.size and client.remote_sha256(remote) == local.sha256:
+            plan.append(_Planned(local, None, remote))
+        elif replace:
+            plan.append(_Planned(local, "replace", remote))
+        else:
+            conflicts.append(local.name)
+    if conflicts and not release.draft:
+        raise ReleaseError(
+            f"release {uploader.tag} is already published with other {', '.join(conflicts)}; "
+            "release under a new tag (--replace works only where releases are not immutable)"
+        )
+    if conflicts:
+        raise uploader.conflict(conflicts)
+    if not release.draft and any(item.action is not None for item in plan):
+        client.reporter.warning(
+            f"release {uploader.tag} is already published; uploading to it (repositories "
+            "with immutable releases refuse this)"
+        )
+    return plan
+
+
+def _upload(
+    reporter: Reporter, uploader: _Uploader, release: RemoteRelease, plan: list[_Planned]
+) -> ReleaseResult:
+    result = ReleaseResult(html_url=release.html_url, uploaded=[], skipped=[], replaced=[])
+    for item in plan:
+        name = item.local.name
+        if item.action is None:
+            reporter.info(f"{name}: already on the release with the same sha256, skipped")
+            result.skipped.append(name)
+            continue
+        uploader.put_asset(release, item.local, item.action, item.remote)
+        if item.action == "replace":
+            reporter.info(f"{name}: replaced ({item.local.size} bytes)")
+            result.replaced.append(name)
+        else:
+            reporter.info(f"{name}: uploaded ({item.local.size} bytes)")
+            result.uploaded.append(name)
     return result
 
 
@@ -358,12 +400,12 @@ def _verify(
     client: GitHubClient,
     uploader: _Uploader,
     release: RemoteRelease,
-    locals_: list[LocalAsset],
+    assets: list[LocalAsset],
     remote: dict[str, RemoteAsset],
 ) -> None:
     """Every asset is on the release, complete, with our sha256; a draft holds nothing else."""
     problems = []
-    for local in locals_:
+    for local in assets:
         asset = remote.get(local.name)
         if asset is None or asset.state != "uploaded":
             problems.append(f"{local.name} is missing")
@@ -373,7 +415,7 @@ def _verify(
         raise ReleaseError(
             f"release {uploader.tag} was not published: {'; '.join(problems)} — re-run"
         )
-    ours = {local.name for local in locals_}
+    ours = {local.name for local in assets}
     for name, asset in sorted(remote.items()):
         if name in ours:
             continue

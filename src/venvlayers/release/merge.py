@@ -33,7 +33,7 @@ from venvlayers.formats.models import (
     StackManifest,
     read_model,
 )
-from venvlayers.publish.sbom import check_sbom
+from venvlayers.formats.sbom import check_sbom
 from venvlayers.release.merge_report import (
     MergeConsistencyError,
     MergeReport,
@@ -446,9 +446,8 @@ def _missing_layers(jobs: list[PlatformJob]) -> set[str]:
 
 def _merged_set(job: PlatformJob, jobs: list[PlatformJob], output_dir: Path) -> MetadataSet:
     """Where a job's metadata goes in the merged output: venvstacks' layout, platform-tagged
-    (as ``--tag-outputs`` names it) unless it was one untagged output (an earlier venvlayers'
-    per-platform folder becomes the tagged names)."""
-    tagged = job.meta.tagged or job.meta.legacy_platform is not None or len(jobs) > 1
+    (as ``--tag-outputs`` names it) unless it was one untagged output."""
+    tagged = job.meta.tagged or len(jobs) > 1
     return MetadataSet.for_output(output_dir, job.platform if tagged else None)
 
 

@@ -14,7 +14,8 @@ from packaging.utils import canonicalize_name
 
 from venvlayers.core.errors import SpecError
 from venvlayers.core.platforms import ALL_PLATFORMS, DEFAULT_GLIBC, DEFAULT_MACOSX, Platform
-from venvlayers.stack.spec import LayerKind, LayerSpec, StackSpec, load_stack_spec
+from venvlayers.stack.spec import LayerKind, LayerSpec, StackSpec
+from venvlayers.stack.spec_file import load_stack_spec
 
 
 @dataclass(frozen=True)
