@@ -1,9 +1,12 @@
-"""The layout rules reviewers check: small modules, no private names across modules, one
-process runner, and a deploy that does not need the packing or locking code."""
+"""The layout rules reviewers check (docs/architecture.md, "Rules the tests enforce"):
+packages depend on each other one way only, small modules, no private names across
+modules, one process runner, and a deploy that does not need the packing or locking code."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "venvlayers"
@@ -61,3 +64,76 @@ def test_export_and_deploy_share_one_postinstall() -> None:
     # layers in process with the same code (bytecode is bytecode.compile_layers' job)
     assert export.run_postinstall is process.run_postinstall
     assert stage.postinstall is postinstall
+
+
+# What each package may import from venvlayers (besides itself and ``__version__``): data
+# flows spec -> lock -> build -> publish -> release / deploy, and core is below everything.
+ALLOWED: dict[str, set[str]] = {
+    "layer_scripts": set(),
+    "core": {"layer_scripts"},
+    "archive": {"core"},
+    "stack": {"core"},
+    "formats": {"core"},
+    "net": {"core", "formats"},
+    "lock": {"core", "stack", "formats"},
+    "build": {"core", "stack", "formats", "lock", "layer_scripts"},
+    "publish": {"core", "stack", "formats", "lock", "build", "archive", "layer_scripts"},
+    "release": {"core", "formats", "lock", "net"},
+    "deploy": {"core", "formats", "net", "archive", "layer_scripts"},
+    "cli": {
+        "core", "stack", "formats", "net", "lock", "build", "publish", "release", "deploy",
+        "archive", "layer_scripts",
+    },
+}  # fmt: skip
+
+
+def _package(path: Path) -> str:
+    parts = path.relative_to(SRC).parts
+    return parts[0] if len(parts) > 1 else ""
+
+
+def test_every_module_is_in_a_package_with_rules() -> None:
+    top_level = {p.name for p in MODULES if _package(p) == ""}
+    assert top_level == {"__init__.py", "__main__.py"}
+    assert {_package(p) for p in MODULES} - {""} == set(ALLOWED)
+
+
+def test_packages_import_only_what_their_rules_allow() -> None:
+    broken = []
+    for path in MODULES:
+        package = _package(path)
+        if not package:
+            continue
+        for module, name in _imports(path):
+            if module == "venvlayers":
+                used = name if name != "__version__" else package
+            elif module.startswith("venvlayers."):
+                used = module.split(".")[1]
+            else:
+                continue
+            if used != package and used not in ALLOWED[package]:
+                broken.append(f"{path.relative_to(SRC)}: {module} {name}".strip())
+    assert broken == []
+
+
+def test_layer_scripts_need_only_the_standard_library() -> None:
+    # they run under a layer's own interpreter, where venvlayers is not installed
+    for path in (SRC / "layer_scripts").glob("*.py"):
+        roots = {module.split(".")[0] for module, _ in _imports(path)}
+        assert roots <= set(sys.stdlib_module_names) | {"__future__"}, path.name
+
+
+def test_deploy_loads_no_archive_writer_and_no_build_code() -> None:
+    code = (
+        "import sys, venvlayers.deploy.deployment, venvlayers.deploy.sources\n"
+        "print(sorted(m for m in sys.modules if m.startswith('venvlayers.')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(eval(done.stdout))
+    packages = {m.split(".")[1] for m in loaded}
+    assert packages <= {"core", "formats", "net", "archive", "deploy", "layer_scripts"}
+    assert {
+        "venvlayers.archive.write",
+        "venvlayers.archive.tar",
+        "venvlayers.archive.zip",
+    }.isdisjoint(loaded)
