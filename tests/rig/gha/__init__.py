@@ -1,0 +1,7 @@
+"""A GitHub Actions runner for the tests: workflows, jobs and actions run on this host.
+
+``WorkflowRunner`` (workflow.py) runs a workflow file's jobs with the real code of the actions
+they use (``actions.ActionSources``: shared/gha-actions and registered repositories) against
+the doubles named by ``host.Services``. ``ActionRunner`` (action.py) runs one action as a
+job's only step. Expressions: expressions.py.
+"""

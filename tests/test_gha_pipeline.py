@@ -1,0 +1,68 @@
+"""build-stacks.yml run whole, as GitHub runs it: the real actions' code (checkout, setup-uv,
+cache, upload/download-artifact) under node 24 against local doubles of git, the results
+service (artifacts, caches), the REST API, the package index and the runtime downloads.
+
+Scenario (a): one runner. Lock check, publish, merge and, for a tag, the release, which
+``venvlayers deploy --from github:`` then installs and runs.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from rig.caller_repo import add_greeting, lock_stack, write_caller_workflow, write_stack
+from rig.gha.model import RunRecord
+from rig.runtime import RuntimeMirror
+from rig.workflow_stage import TOKEN, Stage
+from rig.gha_skips import require_runner
+
+pytestmark = [pytest.mark.slow, require_runner()]
+
+
+@pytest.fixture
+def stage(tmp_path: Path, runtime_mirror: RuntimeMirror) -> Iterator[Stage]:
+    with Stage(tmp_path / "stage", runtime_mirror.archives[runtime_mirror.version]) as stage:
+        yield stage
+
+
+def caller(stage: Stage, folder: Path, runners: str = '["ubuntu-24.04"]', extra: str = "") -> Path:
+    add_greeting(stage.packages)
+    spec = write_stack(folder, stage.index.url)
+    lock_stack(spec)
+    return write_caller_workflow(folder, stage.venvlayers_sha, runners, extra)
+
+
+def report(run: RunRecord) -> str:
+    return run.log + "\n".join(f"{j.name}: {j.result} {j.errors()}" for j in run.jobs)
+
+
+def test_one_runner_publishes_merges_and_releases(stage: Stage, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    workflow = caller(stage, repo)
+    sha = stage.publish_caller(repo, ["refs/heads/main", "refs/tags/v1.0.0"])
+    run = stage.run(workflow, stage.event(sha, ref="refs/tags/v1.0.0"))
+    results = {job.id: job.result for job in run.jobs}
+    assert results == {
+        "stacks/lock-check": "success",
+        "stacks/publish": "success",
+        "stacks/merge": "success",
+        "stacks/release": "success",
+        "stacks/attest": "skipped",
+        "stacks/attest-sboms": "skipped",
+    }, report(run)
+    release = stage.github.release_by_tag("v1.0.0")
+    assert release is not None and not release.draft
+    assert run.outputs["release-url"].endswith("/releases/tag/v1.0.0")
+    # what a target machine does with the release
+    target = tmp_path / "target"
+    env = {"GITHUB_API_URL": stage.github.api_url, "GITHUB_TOKEN": TOKEN}
+    done = subprocess.run(
+        ["venvlayers", "deploy", "--from", "github:octo-org/stacks@v1.0.0", "--target", str(target),
+         "--run", "hello"],
+        capture_output=True, text=True, env={**__import__("os").environ, **env}, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "hello from greeting" in done.stdout
