@@ -1,6 +1,6 @@
 """Say which runner/platform failed to publish (used by the build-stacks workflow's merge job).
 
-Each publish job uploads ``publish-status-<n>/publish-status.json`` ({"runner", "platform",
+Each publish job uploads ``publish-status.json`` as the artifact ``<prefix>-status-<n>`` ({"runner", "platform",
 "outcome"}) even when it fails. A matrix job's ``needs.publish.result`` only says that
 *something* failed; this turns the status files into a table (step summary) and one error
 annotation per failed runner. Exit 1 unless every publish job succeeded.
@@ -19,7 +19,8 @@ from pathlib import Path
 
 def load(status_dir: Path) -> list[dict[str, object]]:
     rows = []
-    for path in sorted(status_dir.glob("*/publish-status.json")):
+    # one status artifact is unpacked into STATUS_DIR itself, several into STATUS_DIR/<name>/
+    for path in sorted(status_dir.rglob("publish-status.json")):
         try:
             rows.append(json.loads(path.read_text(encoding="utf-8")))
         except ValueError:

@@ -16,8 +16,8 @@ import pytest
 from rig.caller_repo import add_greeting, lock_stack, write_caller_workflow, write_stack
 from rig.gha.model import RunRecord
 from rig.runtime import RuntimeMirror
-from rig.workflow_stage import TOKEN, Stage
 from rig.gha_skips import require_runner
+from rig.workflow_stage import TOKEN, Stage, describe
 
 pytestmark = [pytest.mark.slow, require_runner()]
 
@@ -53,6 +53,19 @@ def test_one_runner_publishes_merges_and_releases(stage: Stage, tmp_path: Path) 
         "stacks/attest": "skipped",
         "stacks/attest-sboms": "skipped",
     }, report(run)
+    # the per-runner table (publish_status.py found the one status artifact in _status/)
+    assert '| `"ubuntu-24.04"` | `linux_x86_64` | success |' in run.job("merge").summary
+    # the real actions ran, at the commits shared/gha-actions holds
+    ran = run.actions_ran()
+    assert set(ran) >= {
+        "actions/checkout", "astral-sh/setup-uv", "actions/cache/restore",
+        "actions/upload-artifact", "actions/download-artifact",
+    }, ran  # fmt: skip
+    print(describe(run, stage))
+    for method in ("CreateArtifact", "FinalizeArtifact", "ListArtifacts", "GetSignedArtifactURL"):
+        assert stage.results.count("ArtifactService", method) > 0, method
+    for method in ("GetCacheEntryDownloadURL",):  # a tag run only reads the cache
+        assert stage.results.count("CacheService", method) > 0, method
     release = stage.github.release_by_tag("v1.0.0")
     assert release is not None and not release.draft
     assert run.outputs["release-url"].endswith("/releases/tag/v1.0.0")

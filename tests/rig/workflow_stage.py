@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -109,3 +110,31 @@ class Stage:
         runner = WorkflowRunner(self.services, self.sources, self.root / f"run-{event.run_id}")
         return runner.run(workflow, event, call=call)
 
+
+
+def describe(run: RunRecord, stage: Stage) -> str:
+    """Which commit of each action ran, and which calls the doubles answered (for reports)."""
+    lines = ["actions that ran (commit):"]
+    lines += [f"  {action}: {', '.join(sorted(commits))}" for action, commits in sorted(run.actions_ran().items())]
+    counts: dict[str, int] = {}
+    for call in stage.results.calls:
+        name = f"{call.service}.{call.method} {call.status}"
+        counts[name] = counts.get(name, 0) + 1
+    lines.append("results service calls:")
+    lines += [f"  {name}: {n}" for name, n in sorted(counts.items())]
+    git_calls: dict[str, int] = {}
+    for request in stage.git.requests:
+        name = f"{request.repository} {request.service} {request.status}"
+        git_calls[name] = git_calls.get(name, 0) + 1
+    lines.append("git server requests:")
+    lines += [f"  {name}: {n}" for name, n in sorted(git_calls.items())]
+    api: dict[str, int] = {}
+    for request in stage.github.requests:
+        name = f"{request.method} {request.path.split('?')[0]}"
+        name = re.sub(r"/\d+", "/N", name)
+        api[name] = api.get(name, 0) + 1
+    lines.append("REST API double requests:")
+    lines += [f"  {name}: {n}" for name, n in sorted(api.items())]
+    lines.append(f"index double requests: {len(stage.index.requests)}; runtime downloads: "
+                 f"{len([s for s in stage.runtimes.log if s.path.endswith('.tar.gz')])}")
+    return "\n".join(lines)
