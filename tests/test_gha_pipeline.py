@@ -79,3 +79,36 @@ def test_one_runner_publishes_merges_and_releases(stage: Stage, tmp_path: Path) 
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "hello from greeting" in done.stdout
+
+
+def test_two_runners_of_one_platform_fail_the_merge_by_name(stage: Stage, tmp_path: Path) -> None:
+    """(b) Two matrix entries land on this host: the same platform twice must be refused."""
+    repo = tmp_path / "repo"
+    workflow = caller(stage, repo, runners='["ubuntu-24.04", "ubuntu-latest"]')
+    sha = stage.publish_caller(repo, ["refs/heads/main"])
+    run = stage.run(workflow, stage.event(sha))
+    assert [j.result for j in run.all("publish")] == ["success", "success"], report(run)
+    merge = run.job("merge")
+    assert merge.result == "failure", report(run)
+    errors = " ".join(merge.errors())
+    assert "published twice" in errors and "linux_x86_64" in errors, report(run)
+    assert run.job("release").result == "skipped"
+
+
+def test_a_failed_publish_job_is_named_with_its_platform(stage: Stage, tmp_path: Path) -> None:
+    """(c) One publish job fails: merge says which runner and which platform."""
+    repo = tmp_path / "repo"
+    workflow = caller(stage, repo)
+    # the index now serves other bytes under the locked file name: the locked hash refuses
+    # them when publish installs the layer (the lock check reads no package)
+    add_greeting(stage.packages, words="tampered")
+    sha = stage.publish_caller(repo, ["refs/heads/main"])
+    run = stage.run(workflow, stage.event(sha))
+    assert run.job("lock-check").result == "success", report(run)
+    assert run.job("publish").result == "failure", report(run)
+    merge = run.job("merge")
+    assert merge.result == "failure", report(run)
+    assert (
+        'publish failed on runner "ubuntu-24.04" (platform linux_x86_64): failure' in merge.errors()
+    ), report(run)
+    assert '| `"ubuntu-24.04"` | `linux_x86_64` | failure |' in merge.summary
