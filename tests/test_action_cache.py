@@ -21,7 +21,9 @@ from venvlayers.core.platforms import host_platform
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "basic"
-KEY = re.compile(r"venvlayers-cache-v1-(Linux|macOS|Windows)-(X64|ARM64)-uv0\.13\.9-[0-9a-f]{32}")
+KEY = re.compile(
+    r"venvlayers-cache-v1-(Linux|macOS|Windows)-(X64|ARM64)-uv0\.13\.9-show-[0-9a-f]{32}"
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="the action's steps need bash")
 

@@ -112,3 +112,27 @@ def test_a_failed_publish_job_is_named_with_its_platform(stage: Stage, tmp_path:
         'publish failed on runner "ubuntu-24.04" (platform linux_x86_64): failure' in merge.errors()
     ), report(run)
     assert '| `"ubuntu-24.04"` | `linux_x86_64` | failure |' in merge.summary
+
+
+def test_a_second_run_restores_the_caches_and_downloads_nothing_again(
+    stage: Stage, tmp_path: Path
+) -> None:
+    """(d) The same commit twice on a branch: the second publish job finds everything cached."""
+    repo = tmp_path / "repo"
+    workflow = caller(stage, repo)
+    sha = stage.publish_caller(repo, ["refs/heads/main"])
+    first = stage.run(workflow, stage.event(sha))
+    assert first.result == "success", report(first)
+    publish = first.job("publish")
+    assert publish.step("Save the uv cache and runtimes").outcome == "success", report(first)
+    second = stage.run(workflow, stage.event(sha))
+    assert second.result == "success", report(second)
+    publish = second.job("publish")
+    restore = publish.step("Restore the uv cache and runtimes")
+    assert restore.outputs["cache-hit"] == "true", report(second)
+    wheels = [
+        r.path for r in stage.index.log
+        if r.method == "GET" and r.path.endswith(".whl") and publish.during(r.at)
+    ]  # fmt: skip
+    runtimes = [s for s in stage.runtimes.log if s.path.endswith(".tar.gz") and publish.during(s.at)]
+    assert (wheels, runtimes) == ([], []), report(second)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 import socket
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ class Served:
     status: int
     sent: int
     authorized: bool
+    at: float = field(default_factory=time.monotonic)  # when it was answered
 
 
 @dataclass

@@ -15,8 +15,9 @@ import html
 import re
 import tarfile
 import threading
+import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.parser import HeaderParser
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
@@ -71,6 +72,7 @@ class Request:
     method: str
     path: str
     status: int
+    at: float = field(default_factory=time.monotonic)  # when it was answered
 
 
 @dataclass(frozen=True)
@@ -128,9 +130,17 @@ class SimpleIndex:
     """Threaded HTTP server for ``folder`` as a PEP 503 simple index (see module doc)."""
 
     def __init__(
-        self, folder: Path, *, username: str | None = None, password: str | None = None
+        self,
+        folder: Path,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        immutable_files: bool = False,
     ) -> None:
         self.folder = folder
+        # PyPI's files answer "Cache-Control: max-age=365000000, immutable, public": uv then
+        # reuses a cached wheel without asking again (the default double makes it revalidate)
+        self.immutable_files = immutable_files
         self.username = username
         self.password = password
         self.requests: list[str] = []  # request paths, in arrival order
@@ -263,6 +273,8 @@ def _make_handler(index: SimpleIndex) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(data)))
             if location is not None:
                 self.send_header("Location", location)
+            if index.immutable_files and path.startswith("/files/") and status == HTTPStatus.OK:
+                self.send_header("Cache-Control", "max-age=365000000, immutable, public")
             self.end_headers()
             if send_body:
                 self.wfile.write(data)

@@ -54,7 +54,7 @@ class Stage:
         self.results = ResultsService(root / "results")
         self.git = GitServer(root / "git")
         self.github = GitHubDouble(token=TOKEN, repo=CALLER)
-        self.index = SimpleIndex(self.packages)
+        self.index = SimpleIndex(self.packages, immutable_files=True)
         self.runtimes = FileServer(root / "runtimes")
         self.sources = ActionSources()
         self.venvlayers_sha = ""

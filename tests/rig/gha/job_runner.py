@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +47,12 @@ class JobRunner:
 
     def run(self, spec: JobSpec, executor: Executor | None = None) -> JobRecord:
         self.count += 1
-        base = self.root / f"{self.count:02d}-{_slug(spec.name)}"
+        # every job's runner has the same paths (as GitHub's /home/runner/work/...), fresh:
+        # cache versions hash the cached paths, so they must not differ from job to job
+        # (shared by every run under the same parent folder, as one runner machine image)
+        base = self.root.parent / "runner"
+        if base.exists():
+            shutil.rmtree(base)
         repo_name = spec.event.repository.split("/")[-1]
         workspace = base / "work" / repo_name / repo_name
         temp, home, files = base / "temp", base / "home", base / "files"
@@ -99,8 +106,10 @@ class JobRunner:
         except ExpressionError as exc:
             record.result, record.reason = "failure", f"env: {exc}"
             return record
+        record.started = time.monotonic()
         record.steps = run_steps(frame, list(spec.definition.get("steps") or []))
         record.steps.extend(run_posts(state))
+        record.finished = time.monotonic()
         record.result = state.status
         for key, value in (spec.definition.get("outputs") or {}).items():
             try:
@@ -110,4 +119,8 @@ class JobRunner:
                 record.reason += f" output {key}: {exc}"
         record.annotations = state.annotations
         record.summary = "".join(state.summary)
+        kept = self.root / f"{self.count:02d}-{_slug(spec.name)}"
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        base.rename(kept)  # for the test to look at; the next job starts afresh
+        record.workspace = str(kept / workspace.relative_to(base))
         return record

@@ -38,6 +38,11 @@ class JobRecord:
     summary: str = ""
     workspace: str = ""
     reason: str = ""  # why a job failed before its steps (runs-on, permissions...)
+    started: float = 0.0  # time.monotonic() when its first step started
+    finished: float = 0.0
+
+    def during(self, moment: float) -> bool:
+        return self.started <= moment <= self.finished
 
     @property
     def log(self) -> str:
