@@ -241,3 +241,27 @@ def test_publish_status_missing_reports(tmp_path: Path) -> None:
     write_status(status, 0, "macos-14", "macosx_arm64", "success")
     code, out, _ = report(status, "failure", tmp_path)
     assert code == 1 and "only 1 reported a result" in out
+
+
+# --- what the docs tell users to run ------------------------------------------------------
+
+
+def _verify_commands(text: str) -> list[str]:
+    """Each ``gh attestation verify`` command, continuation lines joined."""
+    joined = re.sub(r"\\\n[#\s]*", " ", text)
+    return re.findall(r"gh attestation verify [^\n`]*", joined)
+
+
+def test_attestation_checks_name_the_signing_workflow() -> None:
+    """Release assets are signed by build-stacks.yml in venvlayers' repository: ``--repo``
+    alone refuses every asset (the certificate's signer is not the caller's repository)."""
+    files = [ROOT / "README.md", ROOT / "docs" / "github-actions.md", *EXAMPLES]
+    commands = [
+        (path.name, command)
+        for path in files
+        for command in _verify_commands(path.read_text(encoding="utf-8"))
+        if "oci://" not in command  # the builder image is signed in venvlayers' own repository
+    ]
+    assert len(commands) >= 5, commands
+    for name, command in commands:
+        assert "--signer-workflow" in command or "--signer-repo" in command, (name, command)
