@@ -81,8 +81,8 @@ def test_actionlint() -> None:
 
 
 def test_zizmor_offline_finds_nothing_above_informational() -> None:
-    files = [str(p.relative_to(ROOT)) for p in [ACTION, *ALL_WORKFLOWS]]
-    done = run(tool("zizmor"), "--offline", "--no-progress", "--min-severity", "low", *files)
+    # the whole repository: workflows, action.yml, examples and .github/dependabot.yml
+    done = run(tool("zizmor"), "--offline", "--no-progress", "--min-severity", "low", ".")
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -265,3 +265,33 @@ def test_attestation_checks_name_the_signing_workflow() -> None:
     assert len(commands) >= 5, commands
     for name, command in commands:
         assert "--signer-workflow" in command or "--signer-repo" in command, (name, command)
+
+
+def github_filter(pattern: str) -> re.Pattern[str]:
+    """A branch/tag filter pattern as GitHub reads it: ``*`` any run of characters but ``/``,
+    ``**`` any, ``?``/``+`` zero-or-one/one-or-more of what precedes, ``[...]`` a class."""
+    out, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif pattern[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif pattern[i] in "?+":
+            out, i = out + pattern[i], i + 1
+        elif pattern[i] == "[":
+            end = pattern.index("]", i)
+            out, i = out + pattern[i : end + 1], end + 1
+        else:
+            out, i = out + re.escape(pattern[i]), i + 1
+    return re.compile(out)
+
+
+def test_release_runs_for_version_tags_only() -> None:
+    """The release job moves the major tag (v1): a v1 push must not start another release."""
+    tags = load_yaml(ROOT / ".github" / "workflows" / "release.yml")["on"]["push"]["tags"]
+
+    def fires(tag: str) -> bool:
+        return any(github_filter(p).fullmatch(tag) for p in tags)
+
+    assert fires("v1.2.3") and fires("v10.0.12") and fires("v1.2.3-rc.1")
+    assert not fires("v1") and not fires("v1.2") and not fires("vnext")
