@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from rig.caller_repo import add_greeting, lock_stack, write_caller_workflow, write_stack
 from rig.gha.model import RunRecord
-from rig.runtime import RuntimeMirror
 from rig.gha_skips import require_runner
+from rig.runtime import RuntimeMirror
 from rig.workflow_stage import TOKEN, Stage, describe
 
 pytestmark = [pytest.mark.slow, require_runner()]
@@ -134,5 +134,7 @@ def test_a_second_run_restores_the_caches_and_downloads_nothing_again(
         r.path for r in stage.index.log
         if r.method == "GET" and r.path.endswith(".whl") and publish.during(r.at)
     ]  # fmt: skip
-    runtimes = [s for s in stage.runtimes.log if s.path.endswith(".tar.gz") and publish.during(s.at)]
+    runtimes = [
+        s for s in stage.runtimes.log if s.path.endswith(".tar.gz") and publish.during(s.at)
+    ]
     assert (wheels, runtimes) == ([], []), report(second)

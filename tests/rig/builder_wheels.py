@@ -19,12 +19,19 @@ from pathlib import Path
 from . import uv_executable
 
 ROOT = Path(__file__).resolve().parents[2]
-PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "linux_x86_64")
+PLATFORMS = (
+    "manylinux_2_28_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "linux_x86_64",
+)
 
 
 def _cache_root() -> Path:
     override = os.environ.get("VENVLAYERS_TEST_CACHE")
-    return (Path(override) if override else Path.home() / ".cache" / "venvlayers-tests") / "builder-wheels"
+    return (
+        Path(override) if override else Path.home() / ".cache" / "venvlayers-tests"
+    ) / "builder-wheels"
 
 
 def export_requirements(project: Path = ROOT) -> str:
@@ -62,4 +69,3 @@ def builder_wheelhouse(project: Path = ROOT) -> Path:
     finally:
         shutil.rmtree(building, ignore_errors=True)
     return final
-

@@ -58,8 +58,12 @@ def add_newer_hatchling(index_folder: Path) -> Path:
     """A hatchling nobody locked, newer than the locked one (as a hijacked release would be):
     an unpinned ``hatchling>=1.25`` build requirement picks it; its backend fails loudly."""
     backend = "raise SystemExit('the unlocked hatchling 99.0 ran')\n"
-    return build_wheel(index_folder, "hatchling", "99.0", modules={"hatchling/build.py": backend,
-                                                                   "hatchling/__init__.py": ""})
+    return build_wheel(
+        index_folder,
+        "hatchling",
+        "99.0",
+        modules={"hatchling/build.py": backend, "hatchling/__init__.py": ""},
+    )
 
 
 def write_stack(folder: Path, index_url: str) -> Path:

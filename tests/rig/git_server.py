@@ -103,7 +103,9 @@ class GitServer:
         assert self._server is not None, "start() first"
         return f"http://github.localhost:{self._server.port}"
 
-    def create(self, name: str, *, private: bool = False, tokens: set[str] | None = None) -> Repository:
+    def create(
+        self, name: str, *, private: bool = False, tokens: set[str] | None = None
+    ) -> Repository:
         bare = self.root / name
         if not bare.exists():
             bare.mkdir(parents=True)
@@ -114,8 +116,15 @@ class GitServer:
         self.repositories[name.lower()] = repo
         return repo
 
-    def publish(self, name: str, folder: Path, refs: list[str], message: str = "snapshot",
-                files: list[str] | None = None, parent: str = "") -> str:
+    def publish(
+        self,
+        name: str,
+        folder: Path,
+        refs: list[str],
+        message: str = "snapshot",
+        files: list[str] | None = None,
+        parent: str = "",
+    ) -> str:
         """Commit ``folder`` (or only ``files`` of it) and point ``refs`` at it; the commit id."""
         repo = self.repositories[name.lower()]
         with tempfile.TemporaryDirectory(prefix="git-snapshot-") as tmp:
@@ -214,7 +223,9 @@ class _Handler(BaseHTTPRequestHandler):
             env["GIT_PROTOCOL"] = self.headers["Git-Protocol"]
         if self.headers.get("Content-Encoding"):
             env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
-        done = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True, check=False)
+        done = subprocess.run(
+            ["git", "http-backend"], input=body, env=env, capture_output=True, check=False
+        )
         head, _, payload = done.stdout.partition(b"\r\n\r\n")
         if not _:
             head, _, payload = done.stdout.partition(b"\n\n")

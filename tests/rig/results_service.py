@@ -165,7 +165,9 @@ class ResultsService:
             raise TwirpError(403, "permission_denied", "bad signature")
 
     # -- artifact service --------------------------------------------------------------
-    def artifact_call(self, method: str, body: dict[str, Any], ids: tuple[str, str]) -> dict[str, Any]:
+    def artifact_call(
+        self, method: str, body: dict[str, Any], ids: tuple[str, str]
+    ) -> dict[str, Any]:
         run, job = ids
         if body.get("workflow_run_backend_id", run) != run:
             raise TwirpError(403, "permission_denied", "the token belongs to another run")
@@ -174,7 +176,11 @@ class ResultsService:
             current = [a for a in self.artifacts.values() if a.run == run]
             if method == "CreateArtifact":
                 if any(a.name == name for a in current):
-                    raise TwirpError(409, "already_exists", f"an artifact with name {name!r} already exists on the workflow run")
+                    raise TwirpError(
+                        409,
+                        "already_exists",
+                        f"an artifact with name {name!r} already exists on the workflow run",
+                    )
                 artifact_id = self._next_id()
                 blob = f"blob/artifacts/{run}/{artifact_id}.zip"
                 self.artifacts[artifact_id] = Artifact(artifact_id, run, job, name, blob)
@@ -228,10 +234,16 @@ class ResultsService:
         with self._lock:
             same_version = [c for c in self.caches.values() if c.version == version]
             if method == "GetCacheEntryDownloadURL":
-                found = self._lookup(key, [str(k) for k in body.get("restore_keys") or []], same_version)
+                found = self._lookup(
+                    key, [str(k) for k in body.get("restore_keys") or []], same_version
+                )
                 if found is None:
                     return {"ok": False}
-                return {"ok": True, "signed_download_url": self.signed_url(found.blob), "matched_key": found.key}
+                return {
+                    "ok": True,
+                    "signed_download_url": self.signed_url(found.blob),
+                    "matched_key": found.key,
+                }
             if method == "CreateCacheEntry":
                 if any(c.key == key for c in same_version):
                     raise TwirpError(409, "already_exists", f"cache entry {key!r} already exists")
@@ -354,7 +366,9 @@ class _Handler(BaseHTTPRequestHandler):
         except TwirpError as exc:
             self._send(exc.status, b"")
             return
-        status = self.service.put_blob(blob, query, data, self.headers.get("x-ms-blob-content-type", ""))
+        status = self.service.put_blob(
+            blob, query, data, self.headers.get("x-ms-blob-content-type", "")
+        )
         self.service.calls.append(Call("blob", "PUT", blob, status))
         md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
         self._send(status, b"", {"ETag": '"0x1"', "Content-MD5": md5,

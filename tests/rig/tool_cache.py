@@ -12,7 +12,9 @@ from . import uv_executable
 
 
 def uv_version(uv: Path) -> str:
-    return subprocess.run([str(uv), "--version"], capture_output=True, text=True, check=True).stdout.split()[1]
+    return subprocess.run(
+        [str(uv), "--version"], capture_output=True, text=True, check=True
+    ).stdout.split()[1]
 
 
 def provision_uv(tool_cache: Path, uv: Path | None = None) -> str:

@@ -21,11 +21,11 @@ from venvlayers.build.runtime_mirror import downloads_entry, write_downloads_jso
 
 from .builder_wheels import builder_wheelhouse
 from .file_server import FileServer
-from .git_server import GitServer
 from .gha.actions import ActionSources
 from .gha.host import Event, Services
 from .gha.model import RunRecord
 from .gha.workflow import Call, WorkflowRunner
+from .git_server import GitServer
 from .github_double import GitHubDouble
 from .index import SimpleIndex
 from .results_service import ResultsService
@@ -40,7 +40,10 @@ TOKEN = "ghs_workflowRunnerTokenNotASecret0001"
 def checkout_files(root: Path = ROOT) -> list[str]:
     """This checkout's files as a commit would hold them (tracked and new, not ignored)."""
     done = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=root, capture_output=True, check=True
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+        cwd=root,
+        capture_output=True,
+        check=True,
     )
     return sorted(f for f in done.stdout.decode().split("\0") if f and (root / f).is_file())
 
@@ -75,7 +78,11 @@ class Stage:
         tokens = {self.private_venvlayers} if self.private_venvlayers else set()
         self.git.create(VENVLAYERS, private=bool(self.private_venvlayers), tokens=tokens)
         self.venvlayers_sha = self.git.publish(
-            VENVLAYERS, ROOT, ["refs/heads/main", "refs/tags/v1"], "venvlayers", files=checkout_files()
+            VENVLAYERS,
+            ROOT,
+            ["refs/heads/main", "refs/tags/v1"],
+            "venvlayers",
+            files=checkout_files(),
         )
         self.sources.register(VENVLAYERS, ROOT, self.venvlayers_sha)
         self.git.create(CALLER)
@@ -111,11 +118,13 @@ class Stage:
         return runner.run(workflow, event, call=call)
 
 
-
 def describe(run: RunRecord, stage: Stage) -> str:
     """Which commit of each action ran, and which calls the doubles answered (for reports)."""
     lines = ["actions that ran (commit):"]
-    lines += [f"  {action}: {', '.join(sorted(commits))}" for action, commits in sorted(run.actions_ran().items())]
+    lines += [
+        f"  {action}: {', '.join(sorted(commits))}"
+        for action, commits in sorted(run.actions_ran().items())
+    ]
     counts: dict[str, int] = {}
     for call in stage.results.calls:
         name = f"{call.service}.{call.method} {call.status}"
@@ -135,6 +144,8 @@ def describe(run: RunRecord, stage: Stage) -> str:
         api[name] = api.get(name, 0) + 1
     lines.append("REST API double requests:")
     lines += [f"  {name}: {n}" for name, n in sorted(api.items())]
-    lines.append(f"index double requests: {len(stage.index.requests)}; runtime downloads: "
-                 f"{len([s for s in stage.runtimes.log if s.path.endswith('.tar.gz')])}")
+    lines.append(
+        f"index double requests: {len(stage.index.requests)}; runtime downloads: "
+        f"{len([s for s in stage.runtimes.log if s.path.endswith('.tar.gz')])}"
+    )
     return "\n".join(lines)

@@ -31,6 +31,13 @@ def run_composite(
     }
     outcome = "failure" if inner.status == "failure" else "success"
     return StepRecord(
-        step_id, name, outcome, outcome, "", outputs, uses=action.uses, commit=action.commit,
+        step_id,
+        name,
+        outcome,
+        outcome,
+        "",
+        outputs,
+        uses=action.uses,
+        commit=action.commit,
         children=children,
     )

@@ -38,7 +38,9 @@ def _slug(text: str) -> str:
 
 
 class JobRunner:
-    def __init__(self, services: Services, sources: ActionSources, node: Path | None, root: Path) -> None:
+    def __init__(
+        self, services: Services, sources: ActionSources, node: Path | None, root: Path
+    ) -> None:
         self.services = services
         self.sources = sources
         self.node = node
@@ -71,9 +73,7 @@ class JobRunner:
         github = spec.event.github_context(machine_env, self.services.token)
         github["job"] = machine_env["GITHUB_JOB"]
         github["workflow"] = machine_env["GITHUB_WORKFLOW"]
-        contexts = {
-            key: value for key, value in spec.contexts.items() if key != "workflow_name"
-        }
+        contexts = {key: value for key, value in spec.contexts.items() if key != "workflow_name"}
         contexts["github"] = github
         contexts["runner"] = {
             "os": "Linux", "arch": "X64", "name": machine_env["RUNNER_NAME"],
@@ -97,7 +97,9 @@ class JobRunner:
         state.default_shell = str(defaults.get("shell", ""))
         state.default_working_directory = str(defaults.get("working-directory", ""))
         frame = Frame(state, contexts.get("inputs") or {})
-        record = JobRecord(spec.id, spec.name, "success", dict(contexts.get("matrix") or {}), spec.runner)
+        record = JobRecord(
+            spec.id, spec.name, "success", dict(contexts.get("matrix") or {}), spec.runner
+        )
         record.workspace = str(workspace)
         try:
             for env_source in (spec.workflow_env, spec.definition.get("env") or {}):

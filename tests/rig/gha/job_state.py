@@ -21,11 +21,15 @@ from .expressions import Scope
 class Executor(Protocol):
     """Runs a step's process: on this host, or inside a job's container."""
 
-    def run(self, argv: list[str], env: Mapping[str, str], cwd: Path, timeout: float) -> tuple[int, str]: ...
+    def run(
+        self, argv: list[str], env: Mapping[str, str], cwd: Path, timeout: float
+    ) -> tuple[int, str]: ...
 
 
 class HostExecutor:
-    def run(self, argv: list[str], env: Mapping[str, str], cwd: Path, timeout: float) -> tuple[int, str]:
+    def run(
+        self, argv: list[str], env: Mapping[str, str], cwd: Path, timeout: float
+    ) -> tuple[int, str]:
         try:
             done = subprocess.run(
                 argv,

@@ -96,7 +96,9 @@ def finish_process(
     return ("success" if code == 0 else "failure"), parse_env_file(files["GITHUB_OUTPUT"])
 
 
-def _runner_env(frame: Frame, files: dict[str, Path], env_context: Mapping[str, str]) -> dict[str, str]:
+def _runner_env(
+    frame: Frame, files: dict[str, Path], env_context: Mapping[str, str]
+) -> dict[str, str]:
     env = frame.job.process_env(env_context)
     env.update({key: str(path) for key, path in files.items() if key != "GITHUB_STATE"})
     if frame.action is not None:
@@ -123,7 +125,9 @@ def _run_step(
     argv = [str(script) if part == "{0}" else part for part in template]
     directory = step.get("working-directory") or job.default_working_directory or "."
     cwd = job.workspace / interpolate(directory, scope)
-    code, output = job.executor.run(argv, _runner_env(frame, files, env_context), cwd, _timeout(job, step))
+    code, output = job.executor.run(
+        argv, _runner_env(frame, files, env_context), cwd, _timeout(job, step)
+    )
     outcome, outputs = finish_process(job, files, code, output)
     if code != 0:
         output += f"Error: Process completed with exit code {code}.\n"
@@ -148,7 +152,9 @@ def _uses_step(
         return run_composite(frame, action, step_id, name, given, env_context)
     if action.using.startswith("node"):
         return run_node_action(frame, action, step_id, name, given, env_context)
-    raise ValueError(f"{action.uses}: runs.using {action.using!r} is not supported by the test runner")
+    raise ValueError(
+        f"{action.uses}: runs.using {action.using!r} is not supported by the test runner"
+    )
 
 
 def action_inputs(frame: Frame, action: ResolvedAction, given: Mapping[str, str]) -> dict[str, str]:
@@ -197,7 +203,15 @@ def run_node_action(
     record.id, record.name, record.children = step_id, name, logs
     if runs.get("post"):
         job.posts.append(
-            PostStep(action, f"Post {name}", inputs, env_context, state, str(runs.get("post-if") or "always()"), step_id)
+            PostStep(
+                action,
+                f"Post {name}",
+                inputs,
+                env_context,
+                state,
+                str(runs.get("post-if") or "always()"),
+                step_id,
+            )
         )
     return record
 
@@ -221,11 +235,20 @@ def node_process(
     env["GITHUB_ACTION_REF"] = action.ref
     env.pop("GITHUB_ACTION_PATH", None)
     main = action.directory / script
-    code, output = job.executor.run([str(job.node), str(main)], env, job.workspace, job.step_timeout)
+    code, output = job.executor.run(
+        [str(job.node), str(main)], env, job.workspace, job.step_timeout
+    )
     state.update(parse_env_file(files["GITHUB_STATE"]))
     outcome, outputs = finish_process(job, files, code, output)
     return StepRecord(
-        "", "", outcome, outcome, mask(output, job.masks), outputs, uses=action.uses, commit=action.commit
+        "",
+        "",
+        outcome,
+        outcome,
+        mask(output, job.masks),
+        outputs,
+        uses=action.uses,
+        commit=action.commit,
     )
 
 
@@ -234,12 +257,27 @@ def run_posts(job: JobState) -> list[StepRecord]:
     records = []
     for post in reversed(job.posts):
         if not condition(post.condition, Frame(job, {}, status=job.status).scope()):
-            records.append(StepRecord(post.step_id, post.name, "skipped", "skipped", phase="post", uses=post.action.uses))
+            records.append(
+                StepRecord(
+                    post.step_id,
+                    post.name,
+                    "skipped",
+                    "skipped",
+                    phase="post",
+                    uses=post.action.uses,
+                )
+            )
             continue
-        record = node_process(job, post.action, post.action.definition["runs"]["post"], post.inputs, post.env, post.state)
+        record = node_process(
+            job,
+            post.action,
+            post.action.definition["runs"]["post"],
+            post.inputs,
+            post.env,
+            post.state,
+        )
         record.id, record.name, record.phase = post.step_id, post.name, "post"
         records.append(record)
         if record.outcome == "failure":
             job.status = "failure"
     return records
-

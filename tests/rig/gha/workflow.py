@@ -69,7 +69,9 @@ def aggregate(results: list[str]) -> str:
 
 
 class WorkflowRunner:
-    def __init__(self, services: Services, sources: ActionSources, root: Path, node: Path | None = None) -> None:
+    def __init__(
+        self, services: Services, sources: ActionSources, root: Path, node: Path | None = None
+    ) -> None:
         self.services = services
         self.sources = sources
         self.jobs = JobRunner(services, sources, node or node_binary(), root)
@@ -95,9 +97,15 @@ class WorkflowRunner:
         name = str(document.get("name") or path.name)
         inputs = self._inputs(document, call)
         for job_id, job in jobs.items():
-            error = excess(job_id, job.get("permissions", document.get("permissions")), call.permissions)
+            error = excess(
+                job_id, job.get("permissions", document.get("permissions")), call.permissions
+            )
             if error and "uses" not in job:
-                record.jobs.append(JobRecord(call.prefix + job_id, call.name_prefix + job_id, "failure", reason=error))
+                record.jobs.append(
+                    JobRecord(
+                        call.prefix + job_id, call.name_prefix + job_id, "failure", reason=error
+                    )
+                )
                 return {}
         results: dict[str, dict[str, Any]] = {}
         for job_id in order(jobs):
@@ -112,10 +120,14 @@ class WorkflowRunner:
                 "job": {"workflow_repository": call.repository or event.repository,
                         "workflow_sha": call.sha or event.sha},
             }  # fmt: skip
-            results[job_id] = self._job(path, job_id, job, contexts, document, event, call, variables, record)
+            results[job_id] = self._job(
+                path, job_id, job, contexts, document, event, call, variables, record
+            )
         outputs = {}
         on = document.get("on") or {}
-        declared = ((on.get("workflow_call") or {}) if isinstance(on, dict) else {}).get("outputs") or {}
+        declared = ((on.get("workflow_call") or {}) if isinstance(on, dict) else {}).get(
+            "outputs"
+        ) or {}
         scope = Scope({"jobs": results, "inputs": inputs, "github": {}, "vars": variables})
         for key, spec in declared.items():
             outputs[key] = interpolate((spec or {}).get("value", ""), scope)
@@ -124,7 +136,9 @@ class WorkflowRunner:
 
     def _inputs(self, document: dict[str, Any], call: Call) -> dict[str, Any]:
         on = document.get("on") or {}
-        declared = ((on.get("workflow_call") or {}) if isinstance(on, dict) else {}).get("inputs") or {}
+        declared = ((on.get("workflow_call") or {}) if isinstance(on, dict) else {}).get(
+            "inputs"
+        ) or {}
         inputs: dict[str, Any] = {}
         for key, spec in declared.items():
             spec = spec or {}
@@ -156,7 +170,13 @@ class WorkflowRunner:
     ) -> dict[str, Any]:
         needs = contexts["needs"]
         results = [n["result"] for n in needs.values()]
-        status = "success" if all(r == "success" for r in results) else "failure" if "failure" in results else "skipped"
+        status = (
+            "success"
+            if all(r == "success" for r in results)
+            else "failure"
+            if "failure" in results
+            else "skipped"
+        )
         github = event.github_context(event.github_env(), self.services.token)
         scope = Scope({**contexts, "github": github}, status)
         full_id, display = call.prefix + job_id, call.name_prefix + job_id
@@ -172,7 +192,9 @@ class WorkflowRunner:
             return self._call(path, job_id, job, scope, document, event, call, variables, record)
         strategy = job.get("strategy") or {}
         try:
-            combos = expand(value_of(strategy.get("matrix"), scope)) if "matrix" in strategy else [{}]
+            combos = (
+                expand(value_of(strategy.get("matrix"), scope)) if "matrix" in strategy else [{}]
+            )
         except (ExpressionError, ValueError) as exc:
             record.jobs.append(JobRecord(full_id, display, "failure", reason=f"strategy: {exc}"))
             return {"result": "failure", "outputs": {}}
@@ -189,8 +211,12 @@ class WorkflowRunner:
             inner = Scope({**job_contexts, "github": github}, status)
             label = value_of(job.get("runs-on"), inner)
             shown = job.get("name")
-            title = interpolate(shown, inner) if shown else (
-                f"{job_id} ({', '.join(str(v) for v in combo.values())})" if combo else job_id
+            title = (
+                interpolate(shown, inner)
+                if shown
+                else (
+                    f"{job_id} ({', '.join(str(v) for v in combo.values())})" if combo else job_id
+                )
             )
             title = call.name_prefix + title
             if fail_fast and "failure" in outcomes:
@@ -199,10 +225,14 @@ class WorkflowRunner:
                 continue
             if not runs_here(label):
                 reason = f"no runner of this host answers runs-on {label!r}"
-                record.jobs.append(JobRecord(full_id, title, "failure", combo, label, reason=reason))
+                record.jobs.append(
+                    JobRecord(full_id, title, "failure", combo, label, reason=reason)
+                )
                 outcomes.append("failure")
                 continue
-            spec = JobSpec(full_id, title, job, job_contexts, document.get("env") or {}, event, label)
+            spec = JobSpec(
+                full_id, title, job, job_contexts, document.get("env") or {}, event, label
+            )
             done = self.jobs.run(spec)
             record.jobs.append(done)
             outcomes.append(done.result)
