@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 from rig.caller_repo import add_greeting, lock_stack, write_caller_workflow, write_stack
 from rig.gha.model import RunRecord
+from rig.gha.workflow import Call
 from rig.gha_skips import require_runner
 from rig.runtime import RuntimeMirror
-from rig.workflow_stage import TOKEN, Stage, describe
+from rig.workflow_stage import TOKEN, VENVLAYERS, Stage, describe
 
 pytestmark = [pytest.mark.slow, require_runner()]
 
@@ -138,3 +139,21 @@ def test_a_second_run_restores_the_caches_and_downloads_nothing_again(
         s for s in stage.runtimes.log if s.path.endswith(".tar.gz") and publish.during(s.at)
     ]
     assert (wheels, runtimes) == ([], []), report(second)
+
+
+def test_a_private_copy_of_venvlayers_is_checked_out_with_its_token(
+    tmp_path: Path, runtime_mirror: RuntimeMirror
+) -> None:
+    """The caller's GITHUB_TOKEN cannot read a private venvlayers copy: venvlayers-token can."""
+    pat = "github_pat_readsTheVenvlayersCopyOnly"
+    archive = runtime_mirror.archives[runtime_mirror.version]
+    with Stage(tmp_path / "stage", archive, private_venvlayers=pat) as stage:
+        repo = tmp_path / "repo"
+        secrets = "    secrets:\n      venvlayers-token: ${{ secrets.VENVLAYERS_PAT }}\n"
+        workflow = caller(stage, repo, extra=secrets)
+        sha = stage.publish_caller(repo, ["refs/heads/main"])
+        run = stage.run(workflow, stage.event(sha), call=Call(secrets={"VENVLAYERS_PAT": pat}))
+        assert run.result == "success", report(run)
+        assert pat not in run.log  # masked like every secret
+        refused = [r for r in stage.git.requests if r.repository == VENVLAYERS and r.status == 404]
+        assert refused == [], refused
