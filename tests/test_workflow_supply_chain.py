@@ -226,9 +226,13 @@ def test_every_artifact_name_carries_the_prefix(jobs: dict[str, Any]) -> None:
         elif "pattern" in given:
             patterns.append(interpolate(given["pattern"], context))
     publish = next(s for s in steps(jobs["publish"]) if s.get("id") == "publish")
-    assert publish["with"]["artifact-prefix"] == PREFIX + "publish"
+    # one name per job (a duplicate platform must reach merge): <prefix>-publish-<job index>
+    assert publish["with"]["artifact-prefix"] == PREFIX + "publish-${{ strategy.job-index }}"
     # the action names its artifact <artifact-prefix>-<platform>
-    platforms = {f"stack-a-publish-{p}" for p in ("linux_x86_64", "win_amd64", "macosx_arm64")}
+    platforms = {
+        f"stack-a-publish-{i}-{p}"
+        for i, p in enumerate(("linux_x86_64", "win_amd64", "macosx_arm64"))
+    }
     assert uploaded == {"stack-a-status-3", "stack-a-stack", "stack-a-checksums"}
     # each download pattern takes its own kind of artifact and nothing else
     for pattern in patterns:
