@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from venvlayers.layer_scripts import postinstall
 from venvlayers.lock.hashes import git_ignored, module_hash
 from venvlayers.lock.status import lock_paths, read_pylock
 from venvlayers.stack.graph import Layer, StackGraph
-from venvlayers.stack.layer_uv import write_layer_uv_config
+from venvlayers.stack.layer_uv import DEFAULT_INDEX, IndexOptions, write_layer_uv_config
 from venvlayers.stack.pathrules import module_link_problem
 from venvlayers.stack.spec import LayerKind
 
@@ -46,22 +46,22 @@ class BuildResult:
 def build_stack(
     graph: StackGraph,
     *,
-    include: Sequence[str] = (),
+    layers: Collection[str] | None = None,
     build_dir: Path | None = None,
     clean: bool = False,
     reporter: Reporter,
     jobs: int | None = None,
-    allow_missing: bool = False,
     check: CheckLevel = CheckLevel.LOAD,
+    index: IndexOptions = DEFAULT_INDEX,
 ) -> BuildResult:
-    """Build every selected layer that targets this platform; independent layers in parallel."""
+    """Build ``layers`` (default: all) where they target this platform; independent layers
+    in parallel. A layer whose build inputs did not change is kept (``clean``: rebuilt)."""
     platform = host_platform()
     folder = BuildFolder.of(graph, build_dir)
-    selection = graph.select(include, allow_missing=allow_missing)
     result = BuildResult()
     wanted: list[Layer] = []
     for layer in graph:
-        if layer.name not in selection:
+        if layers is not None and layer.name not in layers:
             continue
         if not layer.targets(platform):
             result.skipped.append(layer.name)
@@ -70,7 +70,9 @@ def build_stack(
             )
             continue
         wanted.append(layer)
-    builder = _StackBuilder(graph, folder, platform, reporter, clean=clean, check=check)
+    builder = _StackBuilder(
+        graph, folder, platform, reporter, clean=clean, check=check, index=index
+    )
     rebuilt = run_pipelined(wanted, builder.build_layer, workers=jobs)
     for layer in wanted:  # report in stack order, whatever order they finished in
         (result.built if rebuilt[layer.name] else result.unchanged).append(layer.name)
@@ -87,8 +89,10 @@ class _StackBuilder:
         *,
         clean: bool,
         check: CheckLevel = CheckLevel.LOAD,
+        index: IndexOptions = DEFAULT_INDEX,
     ):
         self.check = check
+        self.index = index
         self.graph = graph
         self.folder = folder
         self.root = folder.root
@@ -211,7 +215,11 @@ class _StackBuilder:
             "--no-build",
             # the spec's index settings, so UV_INDEX_<NAME>_* credentials reach the downloads
             "--config-file",
-            str(write_layer_uv_config(self.graph, layer, self.root / "_uv" / f"{layer.name}.toml")),
+            str(
+                write_layer_uv_config(
+                    self.graph, layer, self.root / "_uv" / f"{layer.name}.toml", self.index
+                )
+            ),
             # wheels for the oldest glibc the layer targets, not the build machine's
             "--python-platform",
             uv_python_platform(self.platform, glibc=layer.linux_target),

@@ -1,110 +1,313 @@
-"""The command line's grammar: every command, option and help text (``commands`` runs them)."""
+"""The command line's grammar: every command, option and help text (``commands`` runs them).
+
+``show``, ``lock``, ``build``, ``publish`` and ``local-export`` accept every option of
+venvstacks 0.8.0's commands of the same name, with its meaning and default (each boolean
+also as ``--no-X``, as venvstacks' command line has it), so a script switches tools by
+changing the program name. Options only venvlayers has say so in their help. No parser
+accepts an abbreviated option.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from venvlayers import __version__
+
+Commands = Any  # argparse's _SubParsersAction (a private class)
+SPEC_RELATIVE = "relative to the spec's folder"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="venvlayers",
         description="Layered Python environment stacks: lock, build, publish and deploy each layer on its own.",
+        allow_abbrev=False,
     )
-    parser.add_argument("--version", action="version", version=f"venvlayers {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"venvlayers {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors and results")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="accepted for venvstacks' scripts (venvlayers' progress lines are always shown)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_command in (
+        _show,
+        _lock,
+        _build,
+        _publish,
+        _local_export,
+        _deploy,
+        _release,
+        _merge,
+        _lock_diff,
+        _runtime_mirror,
+        _platform,
+    ):
+        add_command(commands)
+    return parser
 
-    show = commands.add_parser("show", help="show the layers of a stack and their sys.path order")
-    add_include(show)
-    show.add_argument("--json", action="store_true", help="emit a JSON document instead of a tree")
-    show.add_argument("spec", type=Path, help="the stack spec (venvstacks.toml)")
 
-    lock = commands.add_parser(
-        "lock", help="lock every layer's requirements (one cross-platform pylock.toml each)"
+def _command(commands: Commands, name: str, help_text: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name, help=help_text, description=help_text, allow_abbrev=False
     )
-    add_include(lock)
-    lock.add_argument(
-        "--reset-lock",
+    return parser
+
+
+def _flag(
+    parser: argparse.ArgumentParser, name: str, help_text: str, default: bool = False
+) -> None:
+    """A venvstacks boolean: ``--name`` and ``--no-name``."""
+    parser.add_argument(
+        f"--{name}",
+        action=argparse.BooleanOptionalAction,
+        default=default,
+        help=help_text + (f" (default: --{name})" if default else ""),
+    )
+
+
+# -- options several commands share ------------------------------------------------------
+
+
+def _spec(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", help="the stack spec (venvstacks.toml)")
+
+
+def _build_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--build-dir",
+        default="_build",
+        metavar="DIR",
+        help=f"build folder, {SPEC_RELATIVE} (default: _build)",
+    )
+
+
+def _output_dir(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--output-dir",
+        default=default,
+        metavar="DIR",
+        help=f"where archives (or exported layers) and metadata go, {SPEC_RELATIVE} (default: {default})",
+    )
+
+
+def _selection(
+    parser: argparse.ArgumentParser,
+    *,
+    dependencies: tuple[str, ...] = (),
+    derived: tuple[str, ...] = (),
+    reset_lock: bool = False,
+    related: bool = True,
+    include_help: str = "only the layers whose name matches this fnmatch pattern (repeatable);"
+    " the layers they stand on are locked and built if needed, never published, and the layers"
+    " above them are left out, unless the options below say otherwise (default: every layer)",
+) -> None:
+    parser.add_argument(
+        "--include", action="append", default=[], metavar="PATTERN", help=include_help
+    )
+    if reset_lock:
+        parser.add_argument(
+            "--reset-lock",
+            action="append",
+            default=[],
+            metavar="PATTERN",
+            help="relock the matching layers from scratch, if they are locked at all (repeatable)",
+        )
+    _flag(parser, "allow-missing", "a pattern matching no layer is a warning, not an error")
+    for operation in dependencies:
+        _flag(
+            parser,
+            f"{operation}-dependencies",
+            f"also {operation} the layers the included ones stand on",
+        )
+    if "lock" in dependencies and "build" in dependencies:
+        parser.add_argument(
+            "--include-dependencies",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="sets every --*-dependencies option at once",
+        )
+    for operation in derived:
+        _flag(
+            parser,
+            f"{operation}-derived",
+            f"also {operation} the layers standing on the included ones",
+        )
+    if related:
+        parser.add_argument(
+            "--include-related",
+            action="store_true",
+            help="venvlayers: every operation on the included layers, every layer above them"
+            " and every layer those stand on",
+        )
+
+
+def _show_options(parser: argparse.ArgumentParser) -> None:
+    _flag(parser, "show", "print the layers and the operations selected for each, then run")
+    _flag(
+        parser,
+        "show-only",
+        "print the layers and the operations selected for each; do nothing else",
+    )
+    _flag(parser, "json", "print that as JSON (without --show: and do nothing else)")
+
+
+def _index_options(parser: argparse.ArgumentParser) -> None:
+    _flag(
+        parser,
+        "index",
+        "use the package indexes; --no-index: only --local-wheels folders, the spec's find-links"
+        " and uv's cache",
+        default=True,
+    )
+    parser.add_argument(
+        "--local-wheels",
         action="append",
-        default=[],
-        metavar="PATTERN",
-        help="relock matching layers from scratch (forget previous pins); repeatable",
-    )
-    lock.add_argument(
-        "--check",
-        action="store_true",
-        help="change nothing; exit 1 and list the layers whose locks are stale",
-    )
-    lock.add_argument(
-        "--build-dir",
-        type=Path,
         default=None,
-        help="working folder (default: _build beside the spec)",
+        metavar="DIR",
+        help=f"a folder of wheels to lock and build from, {SPEC_RELATIVE} (repeatable)",
     )
-    lock.add_argument("spec", type=Path)
 
-    build = commands.add_parser(
-        "build", help="build the layer environments for this platform (locking first if needed)"
+
+def _archive_options(parser: argparse.ArgumentParser) -> None:
+    _flag(
+        parser,
+        "tag-outputs",
+        "name archives <install_target>-<platform>-<archive_build> and tag the metadata files"
+        " with the platform",
     )
-    add_include(build)
-    build.add_argument(
-        "--build-dir",
-        type=Path,
+    parser.add_argument(
+        "--format",
+        choices=["tar.xz", "tar.zst", "zip"],
         default=None,
-        help="build folder (default: _build beside the spec)",
+        help="venvlayers: archive format (default: zip on Windows, tar.xz elsewhere)",
     )
-    build.add_argument(
-        "--clean", action="store_true", help="rebuild every selected layer from scratch"
-    )
-    build.add_argument(
-        "--locked",
-        action="store_true",
-        help="fail (exit 1) instead of locking when a lock is stale",
-    )
-    checks = build.add_mutually_exclusive_group()
+
+
+def _publish_behaviour(parser: argparse.ArgumentParser, what: str) -> None:
+    _flag(parser, "force", f"{what} even when nothing changed since the last time")
+    _flag(parser, "dry-run", f"print what would be {what}ed (as JSON); write nothing")
+
+
+def _checks(parser: argparse.ArgumentParser) -> None:
+    checks = parser.add_mutually_exclusive_group()
     checks.add_argument(
         "--no-check",
         action="store_true",
-        help="skip the check after building each layer",
+        help="venvlayers: skip the check after building each layer",
     )
     checks.add_argument(
         "--check-imports",
         action="store_true",
-        help="import every shipped package after building (slower: runs their import-time code)",
+        help="venvlayers: import every shipped package after building (slower: runs their"
+        " import-time code)",
     )
-    build.add_argument(
-        "--publish", action="store_true", help="publish after building (needs --output-dir)"
-    )
-    add_publish_options(build, required=False)
-    build.add_argument("spec", type=Path)
 
-    publish = commands.add_parser(
-        "publish", help="archive the built layers of this platform, with venvstacks metadata"
+
+# -- venvstacks' commands ----------------------------------------------------------------
+
+
+def _show(commands: Commands) -> None:
+    show = _command(commands, "show", "show the layers of a stack and their sys.path order")
+    _spec(show)
+    _build_dir(show)
+    _selection(
+        show,
+        related=False,
+        include_help="only the layers whose name matches this fnmatch pattern (repeatable),"
+        " the layers above them and the layers they stand on (default: every layer)",
     )
-    add_include(publish)
-    publish.add_argument("--build-dir", type=Path, default=None)
-    add_publish_options(publish, required=True)
-    publish.add_argument(
-        "--json",
+    _flag(show, "json", "print a JSON document instead of a tree")
+
+
+def _lock(commands: Commands) -> None:
+    lock = _command(
+        commands, "lock", "lock every layer's requirements (one cross-platform pylock.toml each)"
+    )
+    _spec(lock)
+    _build_dir(lock)
+    _flag(lock, "clean", "remove the lock work folders first")
+    _flag(lock, "if-needed", "relock only the layers whose lock is not valid")
+    _index_options(lock)
+    _selection(lock, dependencies=("lock",), reset_lock=True)
+    _show_options(lock)
+    lock.add_argument(
+        "--check",
         action="store_true",
-        help="print the platform, metadata folder and archives as JSON",
+        help="venvlayers: change nothing; exit 1 and list the layers whose locks are stale",
     )
-    publish.add_argument("spec", type=Path)
 
-    export = commands.add_parser(
-        "local-export", help="copy the built layers as they would be deployed, relinked in place"
+
+def _build(commands: Commands) -> None:
+    build = _command(
+        commands, "build", "build the layer environments for this platform (lock and publish too)"
     )
-    add_include(export)
-    export.add_argument("--build-dir", type=Path, default=None)
-    export.add_argument("--output-dir", type=Path, required=True)
-    export.add_argument("spec", type=Path)
+    _spec(build)
+    _build_dir(build)
+    _output_dir(build, "_artifacts")
+    _flag(build, "clean", "rebuild (and with --publish, re-archive) every selected layer")
+    _flag(build, "lock-if-needed", "first relock the layers whose lock is not valid")
+    _flag(build, "lock", "the older name of --lock-if-needed")
+    _flag(build, "build", "build the layer environments", default=True)
+    _flag(build, "publish", "archive the built layers (else: print what would be published)")
+    _index_options(build)
+    _archive_options(build)
+    _selection(
+        build,
+        dependencies=("lock", "build", "publish"),
+        derived=("build", "publish"),
+        reset_lock=True,
+    )
+    _show_options(build)
+    build.add_argument(
+        "--locked",
+        action="store_true",
+        help="venvlayers: exit 1 if any lock is stale (the default without --lock-if-needed;"
+        " with it: an error)",
+    )
+    _checks(build)
 
-    deploy = commands.add_parser(
+
+def _publish(commands: Commands) -> None:
+    publish = _command(
+        commands, "publish", "archive the built layers of this platform, with venvstacks metadata"
+    )
+    _spec(publish)
+    _build_dir(publish)
+    _output_dir(publish, "_artifacts")
+    _publish_behaviour(publish, "publish")
+    _archive_options(publish)
+    _selection(publish, dependencies=("publish",), derived=("publish",))
+    _show_options(publish)
+
+
+def _local_export(commands: Commands) -> None:
+    export = _command(
+        commands,
+        "local-export",
+        "copy the built layers as they would be deployed, relinked in place",
+    )
+    _spec(export)
+    _build_dir(export)
+    _output_dir(export, "_export")
+    _publish_behaviour(export, "export")
+    _selection(export, dependencies=("publish",), derived=("publish",))
+    _show_options(export)
+
+
+# -- venvlayers' own commands ------------------------------------------------------------
+
+
+def _deploy(commands: Commands) -> None:
+    deploy = _command(
+        commands,
         "deploy",
-        help="install published layers from a folder, URL or GitHub release (and run an app)",
+        "install published layers from a folder, URL or GitHub release (and run an app)",
     )
     add = deploy.add_argument
     add("--from", dest="source", metavar="SOURCE", help="folder, http(s):// URL or github:O/R@TAG")
@@ -117,55 +320,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not precompile the unpacked layers' bytecode (Python writes it at first "
         "import where the target is writable)",
     )
-    add(
-        "--deadline",
-        type=positive_seconds,
-        default=3600,
-        metavar="SECONDS",
-        help="downloads (3600)",
-    )
+    _deadline(deploy, 3600, "downloads")
     add("--run", metavar="APP", help="after deploying, run this app with the arguments after --")
     add("layers", nargs="*", metavar="APP|LAYER", help="what to deploy, with what it needs (all)")
 
-    release = commands.add_parser(
-        "release",
-        help="draft a GitHub release, upload what deployers need, check digests, publish (idempotent)",
-    )
-    release.add_argument(
-        "--tag", required=True, help="release tag, e.g. v1.2.0 (created if missing)"
-    )
-    release.add_argument("--repo", default=None, help="owner/name (default: GITHUB_REPOSITORY)")
-    release.add_argument("--name", default=None, help="release title (default: the tag)")
-    rel = release.add_argument
-    rel("--draft", action="store_true", help="upload and check, but leave it a draft")
-    rel("--prerelease", action="store_true", help="mark it as a prerelease")
-    rel("--make-latest", choices=["true", "false", "legacy"], default="true", help="(true)")
-    rel("--notes-file", type=Path, metavar="FILE", help="notes (default: changes since last)")
-    rel("--spec", type=Path, help="the stack spec, for lock-diff notes against the last release")
-    release.add_argument(
-        "--replace", action="store_true", help="replace same-name assets whose content differs"
-    )
-    release.add_argument(
-        "--deadline",
-        type=positive_seconds,
-        default=600,
-        metavar="SECONDS",
-        help="give up after this long in all, retries and stalled transfers included (default 600)",
-    )
-    release.add_argument("--json", action="store_true")
-    release.add_argument("out", type=Path, help="the merge output folder")
 
-    merge = commands.add_parser(
-        "merge", help="merge per-platform publish outputs into one index; check consistency"
+def _release(commands: Commands) -> None:
+    release = _command(
+        commands,
+        "release",
+        "draft a GitHub release, upload what deployers need, check digests, publish (idempotent)",
     )
-    merge.add_argument(
+    add = release.add_argument
+    add("--tag", required=True, help="release tag, e.g. v1.2.0 (created if missing)")
+    add("--repo", default=None, help="owner/name (default: GITHUB_REPOSITORY)")
+    add("--name", default=None, help="release title (default: the tag)")
+    add("--draft", action="store_true", help="upload and check, but leave it a draft")
+    add("--prerelease", action="store_true", help="mark it as a prerelease")
+    add("--make-latest", choices=["true", "false", "legacy"], default="true", help="(true)")
+    add("--notes-file", type=Path, metavar="FILE", help="notes (default: changes since last)")
+    add("--spec", type=Path, help="the stack spec, for lock-diff notes against the last release")
+    add("--replace", action="store_true", help="replace same-name assets whose content differs")
+    _deadline(release, 600, "all of it, retries and stalled transfers included")
+    add("--json", action="store_true", help="print the result as JSON")
+    add("out", type=Path, help="the merge output folder")
+
+
+def _merge(commands: Commands) -> None:
+    merge = _command(
+        commands, "merge", "merge per-platform publish outputs into one index; check consistency"
+    )
+    add = merge.add_argument
+    add(
         "inputs", nargs="+", type=Path, metavar="DIR", help="publish outputs (downloaded artifacts)"
     )
-    merge.add_argument("--output-dir", type=Path, required=True)
-    merge.add_argument(
-        "--report", type=Path, default=None, help="also write the markdown report here"
+    add(
+        "--output-dir", type=Path, required=True, metavar="DIR", help="where the merged output goes"
     )
-    merge.add_argument(
+    add("--report", type=Path, default=None, help="also write the markdown report here")
+    add(
         "--expect-platform",
         action="append",
         default=[],
@@ -173,63 +366,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="a platform that must be present (repeatable or comma-separated)",
     )
 
-    diff = commands.add_parser(
-        "lock-diff", help="what a change does to the locks, per layer, as markdown"
-    )
-    diff.add_argument(
-        "--base", required=True, help="git ref (e.g. origin/main) or a folder with the older spec"
-    )
-    diff.add_argument(
-        "--report", type=Path, default=None, help="also write the markdown report here"
-    )
-    diff.add_argument("--json", action="store_true")
-    diff.add_argument("spec", type=Path)
 
-    mirror = commands.add_parser(
+def _lock_diff(commands: Commands) -> None:
+    diff = _command(
+        commands, "lock-diff", "what a change does to the locks, per layer, as markdown"
+    )
+    add = diff.add_argument
+    add("--base", required=True, help="git ref (e.g. origin/main) or a folder with the older spec")
+    add("--report", type=Path, default=None, help="also write the markdown report here")
+    add("--json", action="store_true", help="print the result as JSON")
+    add("spec", type=Path, help="the stack spec (venvstacks.toml)")
+
+
+def _runtime_mirror(commands: Commands) -> None:
+    mirror = _command(
+        commands,
         "runtime-mirror",
-        help="list python-build-standalone archives as a uv downloads JSON (air-gapped builds)",
+        "list python-build-standalone archives as a uv downloads JSON (air-gapped builds)",
     )
-    mirror.add_argument(
-        "archives", nargs="+", type=Path, metavar="ARCHIVE", help="install_only archives"
-    )
-    mirror.add_argument("--output", type=Path, required=True, help="the downloads JSON to write")
-    mirror.add_argument(
+    add = mirror.add_argument
+    add("archives", nargs="+", type=Path, metavar="ARCHIVE", help="install_only archives")
+    add("--output", type=Path, required=True, help="the downloads JSON to write")
+    add(
         "--base-url", default=None, help="where clients fetch the archives (default: file:// paths)"
     )
 
-    commands.add_parser("platform", help="print this machine's platform tag")
-    return parser
+
+def _platform(commands: Commands) -> None:
+    _command(commands, "platform", "print this machine's platform tag")
 
 
-def add_include(parser: argparse.ArgumentParser) -> None:
+def _deadline(parser: argparse.ArgumentParser, default: int, what: str) -> None:
     parser.add_argument(
-        "--include",
-        action="append",
-        default=[],
-        metavar="PATTERN",
-        help="only layers matching this fnmatch pattern (plus what they depend on and what depends on them); repeatable",
-    )
-    parser.add_argument(
-        "--allow-missing",
-        action="store_true",
-        help="an --include pattern matching nothing is not an error",
-    )
-
-
-def add_publish_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
-    parser.add_argument(
-        "--output-dir", type=Path, required=required, help="where archives and metadata go"
-    )
-    parser.add_argument(
-        "--tag-outputs",
-        action="store_true",
-        help="name archives <install_target>-<platform>-<archive_build> (as venvstacks does)",
-    )
-    parser.add_argument(
-        "--format",
-        choices=["tar.xz", "tar.zst", "zip"],
-        default=None,
-        help="archive format (default: zip on Windows, tar.xz elsewhere)",
+        "--deadline",
+        type=positive_seconds,
+        default=default,
+        metavar="SECONDS",
+        help=f"give up after this long: {what} (default {default})",
     )
 
 

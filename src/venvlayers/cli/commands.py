@@ -15,9 +15,10 @@ from venvlayers.cli.args import build_parser
 from venvlayers.core.errors import VenvlayersError, environment_error
 from venvlayers.core.fsutil import dumps_json
 from venvlayers.core.report import OUTPUT_LOCK, Reporter, neutralize, write_line
-from venvlayers.stack.graph import load_stack
+from venvlayers.stack.graph import StackGraph, load_stack
 
 if TYPE_CHECKING:
+    from venvlayers.archive.formats import ArchiveFormat
     from venvlayers.build.check import CheckLevel
     from venvlayers.cli.pipeline import PublishRequest
     from venvlayers.publish.archives import PublishResult
@@ -43,11 +44,23 @@ def _finish(args: argparse.Namespace, document: Any, code: int = 0) -> Outcome:
 
 
 def cmd_show(args: argparse.Namespace, reporter: Reporter) -> Outcome:
+    from venvlayers.cli.selection import command_plan, spec_path
     from venvlayers.cli.show import render_json, render_tree, status_document
+    from venvlayers.stack.operations import Widening
 
-    graph = load_stack(args.spec)
-    selection = graph.select(args.include, allow_missing=args.allow_missing)
-    document = status_document(graph, sorted(selection.matched) if args.include else None)
+    graph = load_stack(spec_path(args.spec))
+    plan = None
+    if args.include:  # venvstacks shows what `lock --lock-dependencies` would touch
+        plan = command_plan(
+            graph,
+            args,
+            reporter,
+            lock=True,
+            build=False,
+            publish=False,
+            widening=Widening(lock_dependencies=True),
+        )
+    document = status_document(graph, plan)
     # venvstacks' own text, not dumps_json (which keeps non-ASCII characters as they are)
     sys.stdout.write(render_json(document) if args.json else neutralize(render_tree(document)))
     return Outcome(0, document)
@@ -55,29 +68,24 @@ def cmd_show(args: argparse.Namespace, reporter: Reporter) -> Outcome:
 
 def cmd_lock(args: argparse.Namespace, reporter: Reporter) -> Outcome:
     from venvlayers.cli.pipeline import holding_stack
+    from venvlayers.cli.selection import (
+        command_plan,
+        index_options,
+        show_plan,
+        spec_path,
+        spec_relative,
+    )
     from venvlayers.lock.resolve import lock_stack
 
-    graph = load_stack(args.spec)
-    if args.check:  # changes nothing: no lock needed
+    graph = load_stack(spec_path(args.spec))
+    build_dir = spec_relative(graph, args.build_dir)
+    plan = command_plan(
+        graph, args, reporter, lock=None if args.if_needed else True, build=False, publish=False
+    )
+    if args.check:  # changes nothing: no run lock needed
         result = lock_stack(
-            graph,
-            include=args.include,
-            check=True,
-            build_dir=args.build_dir,
-            reporter=reporter,
-            allow_missing=args.allow_missing,
+            graph, layers=plan.to_lock(), check=True, build_dir=build_dir, reporter=reporter
         )
-    else:
-        with holding_stack(graph, args.build_dir, reporter):
-            result = lock_stack(
-                graph,
-                include=args.include,
-                reset=args.reset_lock,
-                build_dir=args.build_dir,
-                reporter=reporter,
-                allow_missing=args.allow_missing,
-            )
-    if args.check:
         for state in result.stale:
             print(neutralize(f"{state.layer.name}: stale ({'; '.join(state.stale_reasons)})"))
         reporter.set_output("stale", "true" if result.stale else "false")
@@ -88,6 +96,19 @@ def cmd_lock(args: argparse.Namespace, reporter: Reporter) -> Outcome:
             return Outcome(1)
         reporter.info("all locks are up to date")
         return Outcome(0)
+    if show_plan(graph, args, plan):
+        return Outcome(0)
+    with holding_stack(graph, build_dir, reporter):
+        result = lock_stack(
+            graph,
+            layers=plan.to_lock(),
+            relock=plan.to_relock(),
+            reset=plan.to_reset(),
+            build_dir=build_dir,
+            reporter=reporter,
+            index=index_options(graph, args),
+            clean=args.clean,
+        )
     changed = result.changed
     reporter.info(
         f"locked {len(result.layers)} layer(s); changed: {', '.join(changed) if changed else 'none'}"
@@ -97,22 +118,38 @@ def cmd_lock(args: argparse.Namespace, reporter: Reporter) -> Outcome:
 
 def cmd_build(args: argparse.Namespace, reporter: Reporter) -> Outcome:
     from venvlayers.cli.pipeline import build_pipeline
+    from venvlayers.cli.selection import (
+        command_plan,
+        index_options,
+        show_plan,
+        spec_path,
+        spec_relative,
+    )
 
-    publish = _publish_request(args) if args.publish else None
+    lock = None if args.lock_if_needed or args.lock else False
+    if args.locked and lock is None:
+        raise VenvlayersError(
+            "--locked (fail on a stale lock) and --lock-if-needed (relock it) contradict; pass one"
+        )
+    graph = load_stack(spec_path(args.spec))
+    plan = command_plan(graph, args, reporter, lock=lock, build=args.build, publish=True)
+    if show_plan(graph, args, plan):
+        return Outcome(0)
+    publish = _publish_request(args, graph) if args.publish else None
     result = build_pipeline(
-        load_stack(args.spec),
-        include=args.include,
-        build_dir=args.build_dir,
-        locked=args.locked,
+        graph,
+        plan,
+        build_dir=spec_relative(graph, args.build_dir),
         clean=args.clean,
         reporter=reporter,
-        allow_missing=args.allow_missing,
         publish=publish,
         check=_check_level(args),
+        index=index_options(graph, args),
     )
     if result.publish is not None:
         return _published(args, reporter, result.publish)
-    return Outcome(0)
+    # venvstacks' build without --publish reports what a publish would do
+    return _dry_run(args, graph, plan.to_publish())
 
 
 def _check_level(args: argparse.Namespace) -> CheckLevel:
@@ -121,6 +158,38 @@ def _check_level(args: argparse.Namespace) -> CheckLevel:
     if args.no_check:
         return CheckLevel.NONE
     return CheckLevel.IMPORT if args.check_imports else CheckLevel.LOAD
+
+
+def _dry_run(
+    args: argparse.Namespace, graph: StackGraph, layers: list[str], *, export: bool = False
+) -> Outcome:
+    """venvstacks' report of what a publish (or export) would write, word for word."""
+    from venvlayers.cli.selection import spec_relative
+    from venvlayers.cli.show import render_json
+    from venvlayers.publish.plan import export_request, publish_request
+
+    output_dir = spec_relative(graph, args.output_dir)
+    if export:
+        document = export_request(graph, output_dir, layers=layers)
+        lines = [
+            "Environment export skipped, reporting local export request details:",
+            render_json(document).rstrip("\n"),
+            f"Environments will be exported to {output_dir}",
+            "Environment export skipped (specify --publish to request local export)",
+        ]
+    else:
+        document = publish_request(
+            graph, output_dir, layers=layers, tag_outputs=args.tag_outputs, fmt=_format(args)
+        )
+        lines = [
+            "Archive creation skipped, reporting publishing request details:",
+            render_json(document).rstrip("\n"),
+            f"Archives and metadata will be published to {output_dir}",
+            "Archive creation skipped (specify --publish to request archive build)",
+        ]
+    if not args.quiet:
+        sys.stdout.write(neutralize("\n".join(lines) + "\n"))
+    return Outcome(0, document)
 
 
 def cmd_release(args: argparse.Namespace, reporter: Reporter) -> Outcome:
@@ -218,30 +287,41 @@ def cmd_platform(args: argparse.Namespace, reporter: Reporter) -> Outcome:
     return Outcome(0)
 
 
-def _publish_request(args: argparse.Namespace) -> PublishRequest:
+def _format(args: argparse.Namespace) -> ArchiveFormat | None:
     from venvlayers.archive.formats import ArchiveFormat
-    from venvlayers.cli.pipeline import PublishRequest
 
-    if args.output_dir is None:
-        raise VenvlayersError("publishing needs --output-dir DIR")
+    return ArchiveFormat(args.format) if args.format else None
+
+
+def _publish_request(args: argparse.Namespace, graph: StackGraph) -> PublishRequest:
+    from venvlayers.cli.pipeline import PublishRequest
+    from venvlayers.cli.selection import spec_relative
+
     return PublishRequest(
-        output_dir=args.output_dir,
+        output_dir=spec_relative(graph, args.output_dir),
         tag_outputs=args.tag_outputs,
-        fmt=ArchiveFormat(args.format) if args.format else None,
+        fmt=_format(args),
         progress=_progress_printer() if sys.stderr.isatty() and not args.quiet else None,
+        force=bool(getattr(args, "force", False) or getattr(args, "clean", False)),
     )
 
 
 def cmd_publish(args: argparse.Namespace, reporter: Reporter) -> Outcome:
     from venvlayers.cli.pipeline import publish_pipeline
+    from venvlayers.cli.selection import command_plan, show_plan, spec_path, spec_relative
 
+    graph = load_stack(spec_path(args.spec))
+    plan = command_plan(graph, args, reporter, lock=False, build=False, publish=True)
+    if show_plan(graph, args, plan):
+        return Outcome(0)
+    if args.dry_run:
+        return _dry_run(args, graph, plan.to_publish())
     result = publish_pipeline(
-        load_stack(args.spec),
-        _publish_request(args),
-        include=args.include,
-        build_dir=args.build_dir,
+        graph,
+        _publish_request(args, graph),
+        layers=plan.to_publish(),
+        build_dir=spec_relative(graph, args.build_dir),
         reporter=reporter,
-        allow_missing=args.allow_missing,
     )
     return _published(args, reporter, result)
 
@@ -251,17 +331,16 @@ def _published(args: argparse.Namespace, reporter: Reporter, result: PublishResu
     reporter.set_output("platform", str(result.platform))
     reporter.set_output("metadata-dir", str(result.metadata_dir))
     reporter.set_output("archives", json.dumps(archives))
-    if not getattr(args, "json", False):
-        reporter.info(
-            f"published {len(archives)} archive(s) for {result.platform} to {args.output_dir}"
-        )
+    reporter.info(
+        f"published {len(archives)} archive(s) for {result.platform} to {result.metadata_dir.parent}"
+    )
     document = {
         "platform": str(result.platform),
         "metadata_dir": str(result.metadata_dir),
         "manifest": str(result.manifest),
         "archives": archives,
     }
-    return _finish(args, document)
+    return Outcome(0, document)
 
 
 def _progress_printer() -> Callable[[str, int, int], None]:
@@ -284,22 +363,27 @@ def _progress_printer() -> Callable[[str, int, int], None]:
 
 def cmd_local_export(args: argparse.Namespace, reporter: Reporter) -> Outcome:
     from venvlayers.cli.pipeline import holding_output, holding_stack
+    from venvlayers.cli.selection import command_plan, show_plan, spec_path, spec_relative
     from venvlayers.publish.export import export_stack
 
-    graph = load_stack(args.spec)
-    with (
-        holding_stack(graph, args.build_dir, reporter),
-        holding_output(args.output_dir, reporter),
-    ):
+    graph = load_stack(spec_path(args.spec))
+    plan = command_plan(graph, args, reporter, lock=False, build=False, publish=True)
+    if show_plan(graph, args, plan):
+        return Outcome(0)
+    if args.dry_run:
+        return _dry_run(args, graph, plan.to_publish(), export=True)
+    build_dir = spec_relative(graph, args.build_dir)
+    output_dir = spec_relative(graph, args.output_dir)
+    with holding_stack(graph, build_dir, reporter), holding_output(output_dir, reporter):
         result = export_stack(
             graph,
-            args.output_dir,
-            include=args.include,
-            build_dir=args.build_dir,
+            output_dir,
+            layers=plan.to_publish(),
+            build_dir=build_dir,
             reporter=reporter,
-            allow_missing=args.allow_missing,
+            force=args.force,
         )
-    reporter.info(f"exported {len(result.layers)} layer(s) to {args.output_dir}")
+    reporter.info(f"exported {len(result.layers)} layer(s) to {output_dir}")
     return Outcome(0)
 
 

@@ -10,7 +10,7 @@ lock, a run first cleans what killed runs left there (``debris.py``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,8 @@ from venvlayers.core.debris import (
 from venvlayers.core.report import Reporter
 from venvlayers.core.runlock import beside, run_lock, run_lock_file
 from venvlayers.stack.graph import StackGraph
+from venvlayers.stack.layer_uv import DEFAULT_INDEX, IndexOptions
+from venvlayers.stack.operations import Plan
 
 if TYPE_CHECKING:
     # imported where used: a command loads only its own stages (each import is startup time)
@@ -71,89 +73,90 @@ class PublishRequest:
     tag_outputs: bool = False
     fmt: ArchiveFormat | None = None
     progress: Callable[[str, int, int], None] | None = None
+    force: bool = False
 
 
 @dataclass
 class PipelineResult:
-    build: BuildResult
+    build: BuildResult | None = None
     publish: PublishResult | None = None
 
 
 def build_pipeline(
     graph: StackGraph,
+    plan: Plan,
     *,
-    include: Sequence[str] = (),
     build_dir: Path | None = None,
-    locked: bool = False,
     clean: bool = False,
     reporter: Reporter,
-    allow_missing: bool = False,
     publish: PublishRequest | None = None,
     check: CheckLevel = CheckLevel.LOAD,
+    index: IndexOptions = DEFAULT_INDEX,
 ) -> PipelineResult:
-    """Lock (``locked``: only check the locks are fresh), build (``check``: how hard to
-    check each layer after building it), then publish if asked."""
+    """Lock what ``plan`` locks, check that every layer it builds has a valid lock (else
+    exit 1), build (``check``: how hard to check each layer afterwards), then publish what
+    it publishes if asked."""
     with holding_stack(graph, build_dir, reporter):
         return _build_pipeline(
             graph,
-            include=include,
+            plan,
             build_dir=build_dir,
-            locked=locked,
             clean=clean,
             reporter=reporter,
-            allow_missing=allow_missing,
             publish=publish,
             check=check,
+            index=index,
         )
 
 
 def _build_pipeline(
     graph: StackGraph,
+    plan: Plan,
     *,
-    include: Sequence[str],
     build_dir: Path | None,
-    locked: bool,
     clean: bool,
     reporter: Reporter,
-    allow_missing: bool,
     publish: PublishRequest | None,
     check: CheckLevel,
+    index: IndexOptions,
 ) -> PipelineResult:
     from venvlayers.build.environments import build_stack
     from venvlayers.lock.resolve import lock_stack, require_fresh_locks
 
-    locks = lock_stack(
-        graph,
-        check=locked,  # --locked: only check that the locks are fresh
-        include=include,
-        build_dir=build_dir,
-        reporter=reporter,
-        allow_missing=allow_missing,
-    )
-    if locked:
-        require_fresh_locks(locks)
-    built = build_stack(
-        graph,
-        include=include,
-        build_dir=build_dir,
-        clean=clean,
-        reporter=reporter,
-        allow_missing=allow_missing,
-        check=check,
-    )
-    reporter.info(
-        f"built: {', '.join(built.built) or 'none'}; unchanged: {', '.join(built.unchanged) or 'none'}"
-        + (f"; not for this platform: {', '.join(built.skipped)}" if built.skipped else "")
-    )
-    result = PipelineResult(built)
-    if publish is not None:
-        result.publish = publish_pipeline(
+    if plan.to_lock():
+        lock_stack(
             graph,
-            publish,
-            include=include,
+            layers=plan.to_lock(),
+            relock=plan.to_relock(),
+            reset=plan.to_reset(),
             build_dir=build_dir,
             reporter=reporter,
-            allow_missing=allow_missing,
+            index=index,
+        )
+    result = PipelineResult()
+    to_build = plan.to_build()
+    if to_build:
+        # venvstacks builds only from valid locks: a stale one fails (exit 1)
+        require_fresh_locks(
+            lock_stack(graph, layers=to_build, check=True, build_dir=build_dir, reporter=reporter)
+        )
+        built = build_stack(
+            graph,
+            layers=to_build,
+            build_dir=build_dir,
+            clean=clean,
+            reporter=reporter,
+            check=check,
+            index=index,
+        )
+        reporter.info(
+            f"built: {', '.join(built.built) or 'none'}; unchanged: {', '.join(built.unchanged) or 'none'}"
+            + (f"; not for this platform: {', '.join(built.skipped)}" if built.skipped else "")
+        )
+        result.build = built
+    if publish is not None:
+        result.publish = publish_pipeline(
+            graph, publish, layers=plan.to_publish(), build_dir=build_dir, reporter=reporter
         )
     return result
 
@@ -162,12 +165,11 @@ def publish_pipeline(
     graph: StackGraph,
     request: PublishRequest,
     *,
-    include: Sequence[str] = (),
+    layers: Collection[str] | None = None,
     build_dir: Path | None = None,
     reporter: Reporter,
-    allow_missing: bool = False,
 ) -> PublishResult:
-    """Archive what is built for this platform, as ``request`` says."""
+    """Archive ``layers`` (default: all) as built for this platform, as ``request`` says."""
     from venvlayers.publish.archives import publish_stack
 
     with (
@@ -177,11 +179,11 @@ def publish_pipeline(
         return publish_stack(
             graph,
             request.output_dir,
-            include=include,
+            layers=layers,
             build_dir=build_dir,
             tag_outputs=request.tag_outputs,
             fmt=request.fmt,
             reporter=reporter,
-            allow_missing=allow_missing,
             progress=request.progress,
+            force=request.force,
         )

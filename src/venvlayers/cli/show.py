@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import os
 import unicodedata
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from venvlayers.lock.status import LayerLockStatus, lock_status
 from venvlayers.stack.graph import StackGraph
+from venvlayers.stack.operations import Plan
 from venvlayers.stack.spec import LayerKind
 
 _SECTIONS = (
@@ -31,41 +31,39 @@ def spec_name(graph: StackGraph) -> str:
     return str(Path(os.path.abspath(os.path.expanduser(graph.path))))
 
 
-def shown_layers(graph: StackGraph, matched: Sequence[str] | None) -> list[str]:
-    """venvstacks' --include for show: the matched layers, every layer above them, and
-    the layers the matched ones stand on (not those only the layers above stand on)."""
-    if matched is None:
-        return list(graph.layers)
-    wanted = set(matched)
-    for name in matched:
-        wanted.update(graph.dependents(name))
-        wanted.update(graph[name].dependencies)
-    return [name for name in graph.layers if name in wanted]
-
-
-def status_document(graph: StackGraph, matched: Sequence[str] | None = None) -> dict[str, Any]:
+def status_document(
+    graph: StackGraph,
+    plan: Plan | None = None,
+    *,
+    report_ops: bool = False,
+    include_deps: bool = True,
+) -> dict[str, Any]:
+    """venvstacks' stack status: the layers ``plan`` does not exclude (all without a plan),
+    with their selected operations (``report_ops``: ``lock --show`` …) or their lower
+    layers (``include_deps``: ``show``)."""
     statuses = lock_status(graph)
-    shown = set(shown_layers(graph, matched))
+    shown = set(plan.shown()) if plan is not None else None
     document: dict[str, Any] = {"spec_name": spec_name(graph)}
     for kind, _, key in _SECTIONS:
         entries = []
         for layer in graph.of_kind(kind):
-            if layer.name not in shown or not layer.platforms:
+            if not layer.platforms or (shown is not None and layer.name not in shown):
                 continue
-            entry = _entry(statuses[layer.name])
-            if kind is not LayerKind.RUNTIME:
+            ops = plan.layers[layer.name].labels() if plan is not None and report_ops else None
+            entry = _entry(statuses[layer.name], ops)
+            if kind is not LayerKind.RUNTIME and include_deps:
                 entry["dependencies"] = [_entry(statuses[d]) for d in layer.dependencies]
             entries.append(entry)
         document[key] = entries
     return document
 
 
-def _entry(status: LayerLockStatus) -> dict[str, Any]:
+def _entry(status: LayerLockStatus, operations: list[str] | None = None) -> dict[str, Any]:
     return {
         "name": status.name,
         "install_target": status.install_target,
         "has_valid_lock": status.valid,
-        "selected_operations": None,
+        "selected_operations": operations,
     }
 
 
@@ -76,7 +74,9 @@ def render_json(document: dict[str, Any]) -> str:
 def _label(entry: dict[str, Any]) -> str:
     mark = "" if entry["has_valid_lock"] else "*"
     name, target = entry["name"], entry["install_target"]
-    return mark + (name if name == target else f"{name} -> {target}")
+    operations = entry.get("selected_operations")
+    suffix = f" ({', '.join(operations)})" if operations else ""
+    return mark + (name if name == target else f"{name} -> {target}") + suffix
 
 
 def console_width() -> int:

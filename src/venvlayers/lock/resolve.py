@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+import shutil
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +34,9 @@ from venvlayers.lock.status import LockPaths, hash_reasons, lock_paths, lower_dr
 from venvlayers.stack import uvsettings
 from venvlayers.stack.graph import Layer, StackGraph, run_in_stack_order
 from venvlayers.stack.layer_uv import (
+    DEFAULT_INDEX,
     PROJECT_UV_KEYS,
+    IndexOptions,
     exclude_newer,
     layer_uv_settings,
     uv_config_text,
@@ -98,24 +101,30 @@ def _lock_inputs(graph: StackGraph, layer: Layer, states: dict[str, LayerLockSta
 def lock_stack(
     graph: StackGraph,
     *,
-    include: Sequence[str] = (),
-    reset: Sequence[str] = (),
+    layers: Collection[str] | None = None,
+    relock: Collection[str] = (),
+    reset: Collection[str] = (),
     check: bool = False,
     build_dir: Path | None = None,
     reporter: Reporter,
-    allow_missing: bool = False,
+    index: IndexOptions = DEFAULT_INDEX,
+    clean: bool = False,
 ) -> LockResult:
-    """Lock the selected layers in dependency order, relocking only what needs it.
+    """Lock ``layers`` (default: all) in dependency order, relocking a layer only when its
+    lock is not valid, unless it is in ``relock`` (re-resolved anyway: venvstacks' ``lock``)
+    or ``reset``. The layers they stand on are read, and locked only when they have no lock.
 
     With ``check=True`` nothing is written; the result lists stale layers and why.
     """
-    selection = graph.select(include, allow_missing=allow_missing)
-    to_reset = set(graph.select(reset).matched) if reset else set()
-    # Matched layers and everything above them may be relocked; layers below are only read
-    updatable = set(selection.matched)
-    for name in selection.matched:
-        updatable.update(graph.dependents(name))
+    updatable = set(graph.layers) if layers is None else set(layers)
+    wanted = set(updatable)
+    for name in updatable:
+        wanted.update(graph[name].dependencies)
+    to_reset = set(reset)
     build_dir = build_dir or graph.spec.spec_dir / "_build"
+    if clean and not check:
+        for name in updatable:
+            shutil.rmtree(build_dir / "_lock" / name, ignore_errors=True)
     cutoff = exclude_newer(graph)
     states: dict[str, LayerLockState] = {}
 
@@ -133,7 +142,11 @@ def lock_stack(
             for package in states[lower].own:
                 state.providers.setdefault(package.name, lower)
         _assess(state, inputs, cutoff, force=layer.name in to_reset)
-        if state.stale and not check:
+        if check:
+            return state
+        if not state.stale and layer.name in relock and layer.name in updatable:
+            state.stale_reasons.append("relocked on request")
+        if state.stale:
             # Layers below the selection are read, not rewritten; one with no lock at all
             # cannot be read, so it is locked (creating a lock rewrites nothing).
             if layer.name not in updatable and state.metadata is not None and state.entries:
@@ -142,12 +155,12 @@ def lock_stack(
                 )
             else:
                 with reporter.group(f"lock {layer.name}"):
-                    _relock(graph, state, inputs, build_dir, cutoff, reporter)
+                    _relock(graph, state, inputs, build_dir, cutoff, reporter, index)
                 state.stale_reasons = []
         return state
 
     # Layers that do not depend on each other lock concurrently (each is one uv process)
-    selected = [layer for layer in graph if layer.name in selection]
+    selected = [layer for layer in graph if layer.name in wanted]
     run_in_stack_order(selected, lock_layer)
     return LockResult([states[layer.name] for layer in selected])
 
@@ -228,6 +241,7 @@ def _relock(
     build_dir: Path,
     cutoff: str | None,
     reporter: Reporter,
+    index: IndexOptions = DEFAULT_INDEX,
 ) -> None:
     layer = state.layer
     if not layer.platforms:
@@ -236,7 +250,7 @@ def _relock(
             path=graph.path,
             line=layer.spec.line,
         )
-    settings = layer_uv_settings(graph, layer)
+    settings = layer_uv_settings(graph, layer, index)
     if not inputs.requirements and not any(k in settings for k in PROJECT_UV_KEYS - {"sources"}):
         # Nothing to resolve (typical for runtimes): the export is known without running uv
         exported = _empty_export(layer)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -79,23 +79,29 @@ def publish_stack(
     graph: StackGraph,
     output_dir: Path,
     *,
-    include: Sequence[str] = (),
+    layers: Collection[str] | None = None,
     build_dir: Path | None = None,
     tag_outputs: bool = False,
     fmt: ArchiveFormat | None = None,
     reporter: Reporter,
-    allow_missing: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
+    force: bool = False,
 ) -> PublishResult:
-    """Archive every selected layer built for this platform; write the metadata."""
+    """Archive every selected layer built for this platform; write the metadata.
+
+    An archive whose inputs did not change since the last publish into the folder is
+    kept, unless ``force``."""
     platform = host_platform()
     folder = BuildFolder.of(graph, build_dir)
-    selection = graph.select(include, allow_missing=allow_missing)
-    layers = [layer for layer in graph if layer.name in selection and layer.targets(platform)]
+    selected = [
+        layer
+        for layer in graph
+        if (layers is None or layer.name in layers) and layer.targets(platform)
+    ]
     output_dir = output_dir.absolute()
     if output_dir.exists() and not output_dir.is_dir():
         raise PublishError(f"{output_dir}: is not a folder; pass --output-dir a folder")
-    check_built(graph, layers, folder.root)
+    check_built(graph, selected, folder.root)
     publisher = _LayerPublisher(
         graph=graph,
         platform=platform,
@@ -105,16 +111,17 @@ def publish_stack(
         meta=MetadataSet.for_output(output_dir, str(platform) if tag_outputs else None),
         reporter=reporter,
         progress=progress,
+        force=force,
     )
     output_dir.mkdir(parents=True, exist_ok=True)
     # Compression dominates and each archive already compresses on every core; two layers
     # at a time keep the cores busy between archives without holding 4 sets of compressors
     # (~100 MiB each for xz) in memory.
-    with ThreadPoolExecutor(max_workers=max(1, min(len(layers), 2))) as pool:
-        published = list(pool.map(publisher.publish, layers))
+    with ThreadPoolExecutor(max_workers=max(1, min(len(selected), 2))) as pool:
+        published = list(pool.map(publisher.publish, selected))
     meta = publisher.meta
     write_stack_metadata(
-        meta, [(layer, item.metadata) for item, layer in zip(published, layers, strict=True)]
+        meta, [(layer, item.metadata) for item, layer in zip(published, selected, strict=True)]
     )
     PublishInfo(
         tool_version=__version__,
@@ -137,6 +144,7 @@ class _LayerPublisher:
     meta: MetadataSet
     reporter: Reporter
     progress: Callable[[str, int, int], None] | None
+    force: bool = False
 
     def publish(self, layer: Layer) -> PublishedLayer:
         metadata = layer_metadata(self.graph, layer, self.platform)
@@ -146,7 +154,7 @@ class _LayerPublisher:
         key = self._publish_key(layer, metadata)
         pylock = lock_paths(self.graph, layer.name).pylock
         sbom = layer_sbom(layer, metadata, self.folder.layer(layer.name), pylock, self.platform)
-        reused = _reuse_archive(stamp_path, key, previous, self.output_dir)
+        reused = None if self.force else _reuse_archive(stamp_path, key, previous, self.output_dir)
         if reused is not None:
             sbom.write(sbom_path(reused.archive))
             self.reporter.info(f"{layer.name}: {reused.archive.name} unchanged")

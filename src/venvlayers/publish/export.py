@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from venvlayers.core.process import run_postinstall
 from venvlayers.core.report import Reporter
 from venvlayers.formats.layout import MetadataSet
 from venvlayers.formats.models import LayerMetadata
+from venvlayers.publish.plan import export_unchanged
 from venvlayers.publish.staging import (
     check_built,
     layer_metadata,
@@ -34,22 +35,32 @@ def export_stack(
     graph: StackGraph,
     output_dir: Path,
     *,
-    include: Sequence[str] = (),
+    layers: Collection[str] | None = None,
     build_dir: Path | None = None,
     reporter: Reporter,
-    allow_missing: bool = False,
+    force: bool = False,
 ) -> ExportResult:
+    """Export ``layers`` (default: all) built for this platform; a layer whose last export
+    into the folder has the same metadata is kept, unless ``force`` (venvstacks' rule)."""
     platform = host_platform()
     root = BuildFolder.of(graph, build_dir).root
     output_dir = output_dir.absolute()
-    selection = graph.select(include, allow_missing=allow_missing)
-    layers = [layer for layer in graph if layer.name in selection and layer.targets(platform)]
-    check_built(graph, layers, root)
+    selected = [
+        layer
+        for layer in graph
+        if (layers is None or layer.name in layers) and layer.targets(platform)
+    ]
+    check_built(graph, selected, root)
     exported: dict[str, Path] = {}
     described: list[tuple[Layer, LayerMetadata]] = []
-    for layer in layers:  # stack order: lower layers are in place before postinstall above them
+    for layer in selected:  # stack order: lower layers are in place before postinstall above
         metadata = layer_metadata(graph, layer, platform)
         target = output_dir / metadata.install_target
+        if not force and export_unchanged(output_dir, metadata):
+            described.append((layer, metadata))
+            exported[layer.name] = target
+            reporter.info(f"{layer.name}: {target} unchanged")
+            continue
         staging = output_dir / f".{metadata.install_target}.partial"
         stage_layer(graph, layer, root / layer.name, staging, platform, copy=True)
         replace_dir(staging, target)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,34 @@ def exclude_newer(graph: StackGraph) -> str | None:
 MANAGED_UV_SETTINGS = {"constraint-dependencies", "no-build", "package", "cache-keys"}
 
 
-def layer_uv_settings(graph: StackGraph, layer: Layer) -> dict[str, Any]:
-    """The spec's uv settings adjusted for one layer (priority_indexes, package_indexes)."""
+@dataclass(frozen=True)
+class IndexOptions:
+    """Where packages come from besides the spec's settings: venvstacks' ``--index`` /
+    ``--no-index`` and ``--local-wheels DIR`` (absolute folders)."""
+
+    query_index: bool = True
+    local_wheels: tuple[Path, ...] = ()
+
+
+DEFAULT_INDEX = IndexOptions()
+
+
+def layer_uv_settings(
+    graph: StackGraph, layer: Layer, index: IndexOptions = DEFAULT_INDEX
+) -> dict[str, Any]:
+    """The spec's uv settings adjusted for one layer (priority_indexes, package_indexes) and
+    for ``index``: as venvstacks does, ``--no-index`` sets uv's ``no-index`` (the spec's
+    indexes are ignored, ``find-links`` folders and uv's cache still serve) and each
+    ``--local-wheels`` folder is appended to ``find-links`` as an absolute path (uv records
+    it as the package's ``index`` in the lock, as it does for venvstacks)."""
     settings = {k: v for k, v in graph.spec.uv_config.items() if k not in MANAGED_UV_SETTINGS}
+    if not index.query_index:
+        settings["no-index"] = True
+    if index.local_wheels:
+        settings["find-links"] = [
+            *settings.get("find-links", []),
+            *(os.fspath(folder) for folder in index.local_wheels),
+        ]
     indexes = [dict(index) for index in settings.get("index", [])]
     if layer.spec.priority_indexes:
         by_name = {index.get("name"): index for index in indexes}
@@ -67,7 +93,9 @@ def uv_config_text(settings: dict[str, Any]) -> str:
     return tomlkit.dumps(config)
 
 
-def write_layer_uv_config(graph: StackGraph, layer: Layer, path: Path) -> Path:
+def write_layer_uv_config(
+    graph: StackGraph, layer: Layer, path: Path, index: IndexOptions = DEFAULT_INDEX
+) -> Path:
     """Write the layer's resolver settings as a uv.toml (for --config-file); returns ``path``."""
-    write_text_atomic(path, uv_config_text(layer_uv_settings(graph, layer)))
+    write_text_atomic(path, uv_config_text(layer_uv_settings(graph, layer, index)))
     return path
