@@ -69,6 +69,8 @@ class Inputs:
     prerelease: bool = False
     make_latest: str = ""
     notes_file: str = ""
+    local_wheels: list[str] = field(default_factory=list)
+    no_index: bool = False
 
     @staticmethod
     def from_env() -> Inputs:
@@ -88,6 +90,8 @@ class Inputs:
             prerelease=read_input("prerelease", "false").lower() == "true",
             make_latest=read_input("make-latest"),
             notes_file=read_input("notes-file"),
+            local_wheels=split_list(read_input("local-wheels")),
+            no_index=read_input("no-index", "false").lower() == "true",
         )
 
 
@@ -102,8 +106,24 @@ class Result:
     outputs: dict[str, str] = field(default_factory=dict)
 
 
-def _includes(inputs: Inputs) -> list[str]:
-    return [arg for pattern in inputs.include for arg in ("--include", pattern)]
+def _includes(inputs: Inputs, *, related: bool = True) -> list[str]:
+    """The include patterns; lock-check, build and publish also take the layers above them
+    and what those stand on (the action's meaning of ``include``)."""
+    patterns = [arg for pattern in inputs.include for arg in ("--include", pattern)]
+    return [*patterns, "--include-related"] if patterns and related else patterns
+
+
+def _sources(inputs: Inputs) -> list[str]:
+    """``local-wheels`` folders (relative to the workspace) and ``no-index`` for build."""
+    wheels = [
+        arg for folder in inputs.local_wheels for arg in ("--local-wheels", _absolute(folder))
+    ]
+    return [*wheels, *(["--no-index"] if inputs.no_index else [])]
+
+
+def _absolute(path: str) -> str:
+    """Folders are named relative to the workspace; the CLI reads them relative to the spec."""
+    return os.path.abspath(path)
 
 
 def _merge_dirs(patterns: list[str]) -> list[str]:
@@ -125,15 +145,18 @@ def cli_commands(inputs: Inputs, report: Path) -> list[list[str]]:
     spec, out = inputs.spec, inputs.output_dir
     fmt = ["--format", inputs.format] if inputs.format else []
     if inputs.command == "show":
-        return [["show", *_includes(inputs), spec]]
+        return [["show", *_includes(inputs, related=False), spec]]
     if inputs.command == "lock-check":
         return [["lock", "--check", *_includes(inputs), spec]]
     if inputs.command == "build":
-        return [["build", "--locked", *_includes(inputs), spec]]
+        return [["build", "--locked", *_sources(inputs), *_includes(inputs), spec]]
     if inputs.command == "publish":
         # publish archives what build made; platform-tagged names, so platforms can merge
-        publish = ["publish", spec, "--output-dir", out, "--tag-outputs", *fmt, *_includes(inputs)]
-        return [["build", "--locked", *_includes(inputs), spec], publish]
+        publish = [
+            *("publish", spec, "--output-dir", _absolute(out), "--tag-outputs"),
+            *(*fmt, *_includes(inputs)),
+        ]
+        return [["build", "--locked", *_sources(inputs), *_includes(inputs), spec], publish]
     if inputs.command == "lock-diff":
         if not inputs.base:
             raise VenvlayersError(

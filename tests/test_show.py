@@ -86,14 +86,17 @@ def test_include_keeps_dependencies_and_dependents(capsys: pytest.CaptureFixture
     assert "framework-right" in [d["name"] for d in diamond["dependencies"]]
 
 
-def test_include_by_spec_name_and_glob(capsys: pytest.CaptureFixture[str]) -> None:
+def test_include_by_layer_name_and_glob(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["show", "--json", "--include", "app*", str(DIAMOND)]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert [a["name"] for a in doc["applications"]] == ["app-app1", "app-app2"]
-    assert main(["show", "--json", "--include", "app2", str(DIAMOND)]) == 0
+    assert main(["show", "--json", "--include", "app-app2", str(DIAMOND)]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert [a["name"] for a in doc["applications"]] == ["app-app2"]
     assert [r["name"] for r in doc["runtimes"]] == ["cpython-3.11"]
+    # venvstacks matches layer names only: the spec's own "app2" matches nothing
+    assert main(["show", "--json", "--include", "app2", str(DIAMOND)]) == 2
+    assert "--include 'app2' matches no layer" in capsys.readouterr().err
 
 
 def test_include_matching_nothing_fails(capsys: pytest.CaptureFixture[str]) -> None:
