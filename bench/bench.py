@@ -538,6 +538,8 @@ def make_tools(peer: Path, work: Path, stack_env: dict[str, str]) -> list[Tool]:
         env={**env, **mirror.env},
         formats=("tar.xz", "tar.zst"),
         deploy_from=deploy_takes_from(),
+        # venvstacks' meaning since issue 20: without --if-needed, lock re-resolves every layer
+        noop_lock_args=["--if-needed"],
     )
     reference = Tool(
         name=REFERENCE,

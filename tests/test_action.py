@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from rig import copy_source
 from rig.action_runner import ActionRunner, ExpressionError, condition, evaluate, parse_env_file
 
 from venvlayers.cli.args import build_parser
@@ -162,7 +163,7 @@ def test_spec_errors_fail_the_step_with_an_annotation(runner: ActionRunner) -> N
 @pytest.mark.slow
 @pytest.mark.network
 def test_lock_check_on_the_example(runner: ActionRunner, runtime_mirror: object) -> None:
-    shutil.copytree(EXAMPLE, runner.workspace, dirs_exist_ok=True)
+    copy_source(EXAMPLE, runner.workspace, dirs_exist_ok=True)
     outputs, summary, _ = run_action(runner, command="lock-check")
     assert outputs["stale"] == "false"
     assert "venvlayers lock-check: succeeded" in summary
@@ -173,7 +174,7 @@ def test_lock_check_on_the_example(runner: ActionRunner, runtime_mirror: object)
 def test_publish_the_example(runner: ActionRunner, runtime_mirror: object) -> None:
     if not cli_has("publish"):
         pytest.skip("`venvlayers publish` is not implemented on this branch yet")
-    shutil.copytree(EXAMPLE, runner.workspace, dirs_exist_ok=True)
+    copy_source(EXAMPLE, runner.workspace, dirs_exist_ok=True)
     result = runner.run(
         {
             "command": "publish",
@@ -227,7 +228,7 @@ def git(workspace: Path, *args: str) -> None:
 def test_lock_diff_reports_a_stale_layer(runner: ActionRunner) -> None:
     if not cli_has("lock-diff") or shutil.which("git") is None:
         pytest.skip("needs `venvlayers lock-diff` and git")
-    shutil.copytree(EXAMPLE, runner.workspace, dirs_exist_ok=True)
+    copy_source(EXAMPLE, runner.workspace, dirs_exist_ok=True)
     git(runner.workspace, "init", "-q", "-b", "main")
     git(runner.workspace, "add", ".")
     git(runner.workspace, "commit", "-q", "-m", "base")

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from rig import copy_source
 from rig.action_runner import ActionResult, ActionRunner, StepLog
 from rig.runtime import RuntimeMirror
 
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="the action
 @pytest.fixture
 def runner(tmp_path: Path) -> ActionRunner:
     workspace = tmp_path / "workspace"
-    shutil.copytree(EXAMPLE, workspace)
+    copy_source(EXAMPLE, workspace)
     env = {
         # a cache of its own, so what the action saves is what this run downloaded
         "UV_CACHE_DIR": str(tmp_path / "uv-cache"),
@@ -114,7 +115,7 @@ def test_untrusted_and_release_runs_never_write_the_cache(
 @pytest.mark.slow
 def test_cache_false_turns_every_cache_step_off(tmp_path: Path) -> None:
     workspace = tmp_path / "workspace"
-    shutil.copytree(EXAMPLE, workspace)
+    copy_source(EXAMPLE, workspace)
     cache = Path.home() / ".cache" / "venvlayers-tests" / "action-uv-cache"
     runner = ActionRunner(ROOT, workspace, tmp_path / "temp", env={"UV_CACHE_DIR": str(cache)})
     result = show(runner, cache="false")
@@ -129,7 +130,7 @@ def test_publish_artifact_has_the_prefix_and_the_sboms(
     tmp_path: Path, runtime_mirror: RuntimeMirror
 ) -> None:
     workspace = tmp_path / "workspace"
-    shutil.copytree(EXAMPLE, workspace)
+    copy_source(EXAMPLE, workspace)
     cache = Path.home() / ".cache" / "venvlayers-tests" / "action-uv-cache"
     runner = ActionRunner(ROOT, workspace, tmp_path / "temp", env={"UV_CACHE_DIR": str(cache)})
     result = runner.run(

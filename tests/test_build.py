@@ -90,7 +90,7 @@ def built(
         for key, value in runtime_mirror_session.env.items():
             mp.setenv(key, value)
         mp.delenv("LD_LIBRARY_PATH", raising=False)
-        assert main(["-q", "build", str(spec)]) == 0
+        assert main(["-q", "build", "--lock-if-needed", str(spec)]) == 0
     yield spec
 
 
@@ -258,7 +258,7 @@ def test_dynlib_clash_fails_with_advice_and_dynlib_exclude_fixes_it(
         )
     index = simple_index_factory(wheels)
     spec = _clash_stack(tmp_path / "stack", index.url)
-    run = cli("build", spec)
+    run = cli("build", "--lock-if-needed", spec)
     assert run.code == 2
     assert "layer framework-clash: two packages ship libclash.so" in run.err
     assert 'dynlib_exclude = ["clashb/lib/libclash.so"]' in run.err
@@ -267,7 +267,7 @@ def test_dynlib_clash_fails_with_advice_and_dynlib_exclude_fixes_it(
     spec = _clash_stack(
         tmp_path / "stack", index.url, exclude='dynlib_exclude = ["clashb/lib/libclash.so"]'
     )
-    run = cli("build", "--no-check", spec)
+    run = cli("build", "--lock-if-needed", "--no-check", spec)
     assert run.code == 0, run.err
     dynlib = tmp_path / "stack" / "_build" / "framework-clash" / "share/venv/dynlib"
     assert os.readlink(dynlib / "libclash.so") == f"../../../{SITE}/clasha/lib/libclash.so"
@@ -383,7 +383,7 @@ def test_incremental_builds_clean_and_locked(
         return {layer: (build / layer).stat().st_mtime_ns for layer in LAYERS}
 
     before = mtimes()
-    run = cli("build", built)
+    run = cli("build", "--lock-if-needed", built)
     assert run.code == 0, run.err
     assert summary(run) == (set(), set(LAYERS))
     assert mtimes() == before
@@ -391,7 +391,7 @@ def test_incremental_builds_clean_and_locked(
     # A changed launch module rebuilds that app only (its lock is refreshed first)
     launch = built.parent / "launch" / "two.py"
     launch.write_text(launch.read_text() + "\nFLAG = 'changed'\n")
-    run = cli("build", built)
+    run = cli("build", "--lock-if-needed", built)
     assert run.code == 0, run.err
     assert summary(run) == ({"app-two"}, set(LAYERS) - {"app-two"})
     after = mtimes()
@@ -408,7 +408,7 @@ def test_incremental_builds_clean_and_locked(
     assert "app-two" not in run.err
 
     # --clean rebuilds everything (after relocking app-one)
-    run = cli("build", "--clean", built)
+    run = cli("build", "--lock-if-needed", "--clean", built)
     assert run.code == 0, run.err
     assert summary(run) == (set(LAYERS), set())
     assert run_app(build, "app-one", "one")["answer"] == 42
@@ -485,7 +485,7 @@ def test_extension_and_its_library_in_one_layer(
     layer's own dynlib folder makes it loadable (and the build's import check passes)."""
     stack = tmp_path / "stack"
     spec = _native_stack(stack, local_index.url)
-    run = cli("build", spec)
+    run = cli("build", "--lock-if-needed", spec)
     assert run.code == 0, run.err
     python = stack / "_build" / "framework-native" / "bin" / "python"
     result = subprocess.run(
@@ -508,13 +508,13 @@ def test_extension_whose_library_is_not_linked_is_a_warning(
     spec = _native_stack(
         tmp_path / "stack", local_index.url, 'dynlib_exclude = ["libshared/lib/libvlshared.so"]\n'
     )
-    run = cli("build", spec)
+    run = cli("build", "--lock-if-needed", spec)
     assert run.code == 0, run.err
     assert (
         "warning: framework-native: built; these packages are not found or do not load" in run.err
     )
     assert "extuser.cpython-312-x86_64-linux-gnu.so (cannot load: libvlshared.so" in run.err
-    run = cli("build", "--clean", "--no-check", spec)
+    run = cli("build", "--lock-if-needed", "--clean", "--no-check", spec)
     assert run.code == 0, run.err
     assert "warning" not in run.err
 
@@ -546,7 +546,7 @@ def test_check_of_a_layer_with_thousands_of_extension_modules(
         '[[frameworks]]\nname = "many"\nruntime = "cpython-3.12"\nrequirements = ["manyext"]\n'
         'platforms = ["linux_x86_64"]\n' + index_table(index.url)
     )
-    run = cli("build", spec)
+    run = cli("build", "--lock-if-needed", spec)
     assert run.code == 0, run.err
     assert f"{name}0000.cpython-312-x86_64-linux-gnu.so (cannot load:" in run.err
     assert "; and 1190 more" in run.err
@@ -558,7 +558,7 @@ def test_include_builds_only_the_selected_layers_and_what_they_need(
 ) -> None:
     dest = tmp_path / "stack"
     spec = make_stack(dest, local_index.url)
-    run = cli("build", "--include", "app-two", spec)
+    run = cli("build", "--lock-if-needed", "--include", "app-two", spec)
     assert run.code == 0, run.err
     built = sorted(p.name for p in (dest / "_build").iterdir() if not p.name.startswith(("_", ".")))
     assert built == ["app-two", "cpython-3.12", "framework-side"]

@@ -80,7 +80,7 @@ def test_dotted_runtime_with_requirements_locks_and_builds(
         '[[runtimes]]\nname = "cpython-3.12"\npython_implementation = "cpython@3.12.1"\n'
         'requirements = ["alpha"]\nplatforms = ["linux_x86_64"]\n' + index_table(wheels.url)
     )
-    run = cli("build", spec)
+    run = cli("build", "--lock-if-needed", spec)
     assert run.code == 0, run.text
     folder = tmp_path / "requirements" / "cpython-3.12"
     # PEP 751 names allow no dots in the name part, so venvstacks writes 3_12
@@ -115,7 +115,7 @@ def test_modules_outside_the_spec_folder_are_shipped(
         'launch_module = "../minimal_project/empty.py"\nsupport_modules = ["../minimal_project/helper"]\n'
         + index_table(wheels.url)
     )
-    run = cli("build", spec)
+    run = cli("build", "--lock-if-needed", spec)
     assert run.code == 0, run.text
     python = spec.parent / "_build" / "app-app" / "bin" / "python"
     assert run_module(python, "empty") == "alpha helped\n"
@@ -155,10 +155,10 @@ def test_optional_dependency_missing_is_a_warning(
 ) -> None:
     spec = _app_spec(tmp_path, wheels.url, "import alpha\nprint('ok')\n", '["alpha", "inliner"]')
     # by default packages are only found, not imported: inliner is there
-    run = cli("build", spec)
+    run = cli("build", "--lock-if-needed", spec)
     assert run.code == 0, run.text
     assert "warning" not in run.err
-    run = cli("build", "--clean", "--check-imports", spec)
+    run = cli("build", "--lock-if-needed", "--clean", "--check-imports", spec)
     assert run.code == 0, run.text
     assert "warning: app-app: built; these packages do not import" in run.err
     assert "inliner (ModuleNotFoundError: No module named 'notthere')" in run.err
@@ -169,13 +169,13 @@ def test_what_the_launch_module_imports_must_be_there(
     tmp_path: Path, wheels: SimpleIndex, runtime_mirror: RuntimeMirror, cli: Callable[..., Run]
 ) -> None:
     spec = _app_spec(tmp_path, wheels.url, "import alpha, notinstalled\n", '["alpha"]')
-    run = cli("build", spec)
+    run = cli("build", "--lock-if-needed", spec)
     assert run.code == 2, run.text
     assert "layer app-app: built, but what its launch or support modules import" in run.err
     assert "notinstalled (not installed)" in run.err
     assert "--no-check" in run.err
     # --no-check skips the check (venvstacks has none)
-    run = cli("build", "--no-check", spec)
+    run = cli("build", "--lock-if-needed", "--no-check", spec)
     assert run.code == 0, run.text
     assert "do not import" not in run.err
 

@@ -74,7 +74,7 @@ def published(
         (root / "hello.py").write_text(HELLO)
         spec = root / "venvstacks.toml"
         spec.write_text(SPEC + index_table(local_index.url))
-        assert vl("build", spec) == 0
+        assert vl("build", "--lock-if-needed", spec) == 0
         found = Published(spec, root / "out tagged", root / "out plain")
         assert vl("publish", "--tag-outputs", "--output-dir", found.tagged, spec) == 0
         assert vl("publish", "--output-dir", found.plain, spec) == 0

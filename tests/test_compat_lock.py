@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rig import BUILD_OUTPUTS
 from rig.cli import Run
 from rig.index import SimpleIndex
 from rig.peer import Peer
@@ -319,7 +320,9 @@ def test_same_bytes_from_pypi_at_the_same_exclude_newer(
     example = Path(__file__).parent.parent / "examples" / "basic"
     specs = []
     for side in ("theirs", "ours"):
-        shutil.copytree(example, tmp_path / side, ignore=shutil.ignore_patterns("requirements"))
+        shutil.copytree(
+            example, tmp_path / side, ignore=shutil.ignore_patterns("requirements", *BUILD_OUTPUTS)
+        )
         spec = tmp_path / side / "venvstacks.toml"
         spec.write_text(spec.read_text() + '\n[tool.uv]\nexclude-newer = "2025-10-01T00:00:00Z"\n')
         specs.append(spec)

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
+from rig import copy_source
 from rig.runtime import RuntimeMirror
 
 from venvlayers.cli.args import build_parser
@@ -231,7 +232,7 @@ def test_arguments_are_the_command_line(buildah: Buildah, image: str, tmp_path: 
 
 
 def test_docker_action_inputs(buildah: Buildah, image: str, tmp_path: Path) -> None:
-    shutil.copytree(ROOT / "examples" / "basic", tmp_path, dirs_exist_ok=True)
+    copy_source(ROOT / "examples" / "basic", tmp_path, dirs_exist_ok=True)
     (tmp_path / "venvstacks.toml").rename(tmp_path / "stack.toml")
     env = {**github_env(tmp_path), "INPUT_COMMAND": "show", "INPUT_SPEC": "stack.toml"}
     env["INPUT_GITHUB-TOKEN"] = "ghs_containerTokenNeverPrinted"
@@ -251,7 +252,7 @@ def test_publish_the_example(
 ) -> None:
     if "publish" not in build_parser()._subparsers._group_actions[0].choices:  # type: ignore[union-attr]
         pytest.skip("`venvlayers publish` is not implemented on this branch yet")
-    shutil.copytree(ROOT / "examples" / "basic", tmp_path, dirs_exist_ok=True)
+    copy_source(ROOT / "examples" / "basic", tmp_path, dirs_exist_ok=True)
     mirror = runtime_mirror_session
     mounts = [mirror.downloads_json.parent, *(a.parent for a in mirror.archives.values())]
     env = {**github_env(tmp_path), **mirror.env, "INPUT_COMMAND": "publish"}

@@ -54,7 +54,7 @@ def test_private_index_credentials_from_environment_only(
     monkeypatch.setenv("UV_INDEX_PRIVATE_USERNAME", "builder")
     monkeypatch.setenv("UV_INDEX_PRIVATE_PASSWORD", SECRET)
     assert main(["lock", str(spec)]) == 0
-    assert main(["build", str(spec)]) == 0
+    assert main(["build", "--lock-if-needed", str(spec)]) == 0
     python = tmp_path / "_build" / "framework-fw" / "bin" / "python"
     result = subprocess.run(
         [str(python), "-c", "import beta, alpha; print('ok')"],

@@ -73,7 +73,20 @@ def test_published_layers_hold_no_uv_venv_markers(
     with SimpleIndex(tmp_path / "wheels") as index:
         spec = make_project(tmp_path, index)
         out = tmp_path / "out"
-        assert main(["-q", "build", "--publish", "--output-dir", str(out), str(spec)]) == 0
+        assert (
+            main(
+                [
+                    "-q",
+                    "build",
+                    "--lock-if-needed",
+                    "--publish",
+                    "--output-dir",
+                    str(out),
+                    str(spec),
+                ]
+            )
+            == 0
+        )
     built = {p.name for p in (spec.parent / "_build" / "app-client").iterdir()}
     assert markers <= built  # what uv wrote
     with tarfile.open(out / "app-client@1.tar.xz") as archive:
@@ -115,7 +128,7 @@ def test_wheels_installed_are_those_for_the_targeted_glibc(
         spec = tmp_path / "stack" / "venvstacks.toml"
         spec.parent.mkdir()
         spec.write_text(GLIBC_SPEC.format(index=index.url))
-        assert main(["-q", "build", str(spec)]) == 0
+        assert main(["-q", "build", "--lock-if-needed", str(spec)]) == 0
     python = spec.parent / "_build" / "cpython-3.12" / "bin" / "python3"
     kind = subprocess.run(
         [str(python), "-c", "import twoway; print(twoway.KIND)"],

@@ -62,7 +62,7 @@ def stack(
             mp.setenv(key, value)
         folder = tmp_path_factory.mktemp("racing")
         spec = write_hello_stack(folder, "import sys\nprint('hello', *sys.argv[1:])\n")
-        code, text = finish(venvlayers("build", spec))
+        code, text = finish(venvlayers("build", "--lock-if-needed", spec))
         assert code == 0, text
         yield Stack(folder, spec)
 
@@ -113,7 +113,7 @@ def test_concurrent_publishes_each_write_a_whole_output(stack: Stack, tmp_path: 
 
 def test_concurrent_clean_builds_never_crash(stack: Stack) -> None:
     for _ in range(CLEAN_ROUNDS):
-        runs = [venvlayers("build", "--clean", stack.spec) for _ in range(2)]
+        runs = [venvlayers("build", "--lock-if-needed", "--clean", stack.spec) for _ in range(2)]
         for code, text in [finish(run) for run in runs]:
             assert code == 0, text
             assert "Traceback" not in text
@@ -138,7 +138,7 @@ def test_a_second_run_waits_with_a_message(stack: Stack) -> None:
     thread = threading.Thread(target=holder, daemon=True)
     thread.start()
     assert held.wait(60)
-    waiting = venvlayers("build", stack.spec)
+    waiting = venvlayers("build", "--lock-if-needed", stack.spec)
     try:
         assert waiting.stderr is not None
         first = waiting.stderr.readline()

@@ -57,7 +57,9 @@ def stack(
         folder = tmp_path_factory.mktemp("errors")
         spec = write_hello_stack(folder)
         out = folder / "out"
-        code, text = venvlayers("-q", "build", "--publish", "--output-dir", out, spec)
+        code, text = venvlayers(
+            "-q", "build", "--lock-if-needed", "--publish", "--output-dir", out, spec
+        )
         assert code == 0, text
         yield Stack(folder, spec, out)
 
@@ -128,7 +130,7 @@ def test_written_files_follow_the_umask(
     meta = stack.folder / "requirements" / "app-hello" / "pylock.app-hello.meta.json"
     meta.unlink()  # written again by the next lock
     code, text = venvlayers(
-        "-q", "build", "--publish", "--output-dir", out, stack.spec, umask=umask
+        "-q", "build", "--lock-if-needed", "--publish", "--output-dir", out, stack.spec, umask=umask
     )
     assert code == 0, text
     written = [meta, *sorted((out / "__venvstacks__").rglob("*.json"))]

@@ -211,7 +211,7 @@ def run_case(
 
 COMMANDS = {
     "lock": ["-q", "lock"],
-    "build-publish": ["-q", "build", "--publish", "--output-dir", "{out}"],
+    "build-publish": ["-q", "build", "--lock-if-needed", "--publish", "--output-dir", "{out}"],
 }
 
 

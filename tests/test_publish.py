@@ -92,7 +92,7 @@ def published(
             mp.setenv(key, value)
         mp.delenv("SOURCE_DATE_EPOCH", raising=False)
         stack = make_stack(tmp_path_factory.mktemp("stack"), local_index)
-        run("build", str(stack.spec))
+        run("build", "--lock-if-needed", str(stack.spec))
         run("publish", "--tag-outputs", "--output-dir", str(stack.out), str(stack.spec))
         yield stack
 
@@ -187,7 +187,7 @@ def test_rebuild_elsewhere_gives_identical_archives(
 ) -> None:
     moved = tmp_path / "elsewhere" / "stack"
     shutil.copytree(published.folder, moved, ignore=shutil.ignore_patterns("_build", "out"))
-    run("build", str(moved / "venvstacks.toml"))
+    run("build", "--lock-if-needed", str(moved / "venvstacks.toml"))
     run(
         "publish",
         "--tag-outputs",

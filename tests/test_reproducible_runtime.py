@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 import tarfile
 from pathlib import Path
 
 import pytest
+from rig import copy_source
 from rig.runtime import RuntimeMirror
 
 from venvlayers.build.runtime import install_runtime
@@ -78,7 +78,7 @@ def test_two_clean_builds_publish_identical_archives(pbs_mirror: Path, tmp_path:
     outputs = []
     for side in ("first", "second-build-folder"):
         stack = tmp_path / side / "stack"
-        shutil.copytree(EXAMPLE, stack)
+        copy_source(EXAMPLE, stack)
         spec = stack / "venvstacks.toml"
         out = tmp_path / side / "out"
         assert main(["-q", "build", "--locked", str(spec)]) == 0

@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -27,6 +26,7 @@ import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 from packaging.utils import canonicalize_name
+from rig import copy_source
 from rig.runtime import RuntimeMirror
 from test_merge import LINUX, make_publish_output
 
@@ -63,7 +63,7 @@ def example(
     tmp_path_factory: pytest.TempPathFactory, runtime_mirror_session: RuntimeMirror
 ) -> Iterator[Published]:
     folder = tmp_path_factory.mktemp("example") / "basic"
-    shutil.copytree(EXAMPLE, folder)
+    copy_source(EXAMPLE, folder)
     spec = folder / "venvstacks.toml"
     with pytest.MonkeyPatch.context() as mp:
         for key, value in runtime_mirror_session.env.items():

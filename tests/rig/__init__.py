@@ -71,3 +71,16 @@ def run_uv(
             f"{result.stdout}\n{result.stderr}"
         )
     return result
+
+
+#: What a run leaves in a stack's folder (build folders, outputs, bytecode): never part of a
+#: source copy, so a test starts from the committed stack whatever ran in the tree before.
+BUILD_OUTPUTS = ("_build", "_out", "_artifacts", "_export", "__pycache__", ".venvlayers.lock")
+
+
+def copy_source(source: Path, destination: Path, **options: object) -> Path:
+    """``shutil.copytree`` of a stack's source: its build outputs left out."""
+    import shutil
+
+    ignore = shutil.ignore_patterns(*BUILD_OUTPUTS)
+    return Path(shutil.copytree(source, destination, ignore=ignore, **options))  # type: ignore[arg-type]

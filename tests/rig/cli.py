@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+from . import copy_source
 
 
 @dataclass
@@ -40,7 +41,7 @@ LAYERED_LAYERS = [
 
 def make_stack(dest: Path, index_url: str, name: str = "layered") -> Path:
     """Copy a test stack into ``dest`` and point it at ``index_url``; return the spec path."""
-    shutil.copytree(STACKS / name, dest)
+    copy_source(STACKS / name, dest)
     spec = dest / "venvstacks.toml"
     spec.write_text(spec.read_text() + index_table(index_url))
     return spec

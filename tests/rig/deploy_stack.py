@@ -82,7 +82,7 @@ def published_versions(root: Path, index_url: str) -> Versions:
     out = stack / "out"
 
     def publish(copy: Path) -> None:
-        assert main(["-q", "build", str(spec)]) == 0
+        assert main(["-q", "build", "--lock-if-needed", str(spec)]) == 0
         assert main(["-q", "publish", "--tag-outputs", "--output-dir", str(out), str(spec)]) == 0
         shutil.copytree(out, copy)
 
