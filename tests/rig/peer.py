@@ -22,6 +22,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rig import LEAKY_ENV
 
@@ -84,6 +85,33 @@ class Peer:
                 f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
             )
         return result
+
+    def run_many(
+        self,
+        calls: Sequence[Sequence[str]],
+        *,
+        cwd: Path,
+        runtimes: Mapping[str, Path],
+        env: Mapping[str, str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Run ``venvstacks ARGS`` for each argument list in one process (``rig.peer_batch``):
+        a ``{code, out, err}`` per call."""
+        run_env = {k: v for k, v in os.environ.items() if k not in LEAKY_ENV}
+        run_env["VENVLAYERS_BENCH_RUNTIMES"] = json.dumps({k: str(v) for k, v in runtimes.items()})
+        run_env.update(env or {})
+        result = subprocess.run(
+            [str(self.python), str(Path(__file__).with_name("peer_batch.py")), str(PEER_RUNNER)],
+            cwd=cwd,
+            env=run_env,
+            input=json.dumps([list(c) for c in calls]),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise AssertionError(f"venvstacks batch failed: {result.stderr[-4000:]}")
+        results: list[dict[str, Any]] = json.loads(result.stdout)
+        return results
 
 
 def peer_available() -> bool:

@@ -9,6 +9,7 @@ line when stderr is empty).
 from __future__ import annotations
 
 import os
+import sys
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -90,6 +91,7 @@ def run_postinstall(
     error: type[VenvlayersError],
     deployed_path: Path | None = None,
     compile_files: bool = True,
+    base_missing_ok: bool = False,
 ) -> None:
     """Run a deployed layer's own ``postinstall.py`` with its base runtime, as users do.
 
@@ -101,12 +103,17 @@ def run_postinstall(
     layer's base runtime so bytecode is compiled by the interpreter that will load it.
     ``compile_files=False``: a venvlayers postinstall leaves bytecode to the caller
     (``bytecode.compile_layers``); the reference tool's compiles anyway.
+    ``base_missing_ok``: a layer exported without its runtime (``local-export --include``)
+    is linked by this Python instead, as venvstacks links every exported layer, and left
+    uncompiled.
     """
     config = postinstall.load_config(layer_path)
     try:
         base_python = postinstall.resolve(layer_path, config["base_python"])
     except RuntimeError as exc:  # a layer config naming a path outside the deployment
         raise error(f"{exc}; the layer is damaged or unsafe, do not deploy it") from None
+    if base_missing_ok and not Path(base_python).exists():
+        base_python, compile_files = Path(sys.executable), False
     if deployed_path is None:
         command = [base_python, layer_path / "postinstall.py"]
     else:

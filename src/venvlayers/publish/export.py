@@ -64,7 +64,7 @@ def export_stack(
         staging = output_dir / f".{metadata.install_target}.partial"
         stage_layer(graph, layer, root / layer.name, staging, platform, copy=True)
         replace_dir(staging, target)
-        run_postinstall(target, error=PublishError)
+        run_postinstall(target, error=PublishError, base_missing_ok=True)
         described.append((layer, metadata))
         exported[layer.name] = target
         reporter.info(f"{layer.name}: exported to {target}")
