@@ -9,8 +9,8 @@ line when stderr is empty).
 from __future__ import annotations
 
 import os
-import sys
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
