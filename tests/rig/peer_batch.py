@@ -31,7 +31,7 @@ def main() -> None:
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         results.append({"code": code, "out": out.getvalue(), "err": err.getvalue()})
-    sys.__stdout__.write(json.dumps(results))
+    sys.stdout.write(json.dumps(results))
 
 
 if __name__ == "__main__":
