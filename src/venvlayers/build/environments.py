@@ -101,7 +101,7 @@ class _StackBuilder:
         self.clean = clean
 
     def layout(self, layer: Layer) -> LayerLayout:
-        return LayerLayout(self.platform, layer.py_version)
+        return LayerLayout(self.platform, layer.py_version, layer.implementation)
 
     def build_inputs(self, layer: Layer) -> BuildStamp:
         """Everything that, when changed, makes a rebuild necessary."""

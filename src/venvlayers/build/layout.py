@@ -53,6 +53,7 @@ class LayerLayout:
 
     platform: Platform
     py_version: str
+    implementation: str = "CPython"
 
     @property
     def _xy(self) -> str:
@@ -66,7 +67,9 @@ class LayerLayout:
     def site_dir(self) -> str:
         if self.platform.is_windows:
             return "Lib/site-packages"
-        return f"lib/python{self._xy}/site-packages"
+        # PyPy's runtime and venvs keep the standard library under lib/pypy3.Y
+        lib = "pypy" if self.implementation == "PyPy" else "python"
+        return f"lib/{lib}{self._xy}/site-packages"
 
     def dynlib_dir(self) -> str | None:
         # Windows DLLs are found through os.add_dll_directory in sitecustomize instead

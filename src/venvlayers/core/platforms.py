@@ -107,8 +107,11 @@ def uv_python_platform(platform: Platform, *, glibc: tuple[int, int]) -> str:
     return f"{arch}-pc-windows-msvc"
 
 
-def marker_environment(platform: Platform, py_version: str) -> dict[str, str]:
-    """PEP 508 marker values of CPython ``py_version`` on ``platform``."""
+def marker_environment(
+    platform: Platform, py_version: str, implementation: str = "CPython"
+) -> dict[str, str]:
+    """PEP 508 marker values of ``implementation`` (``CPython``, ``PyPy``) ``py_version``
+    on ``platform``."""
     markers = MARKERS[platform]
     return {
         "sys_platform": markers.sys_platform,
@@ -119,8 +122,8 @@ def marker_environment(platform: Platform, py_version: str) -> dict[str, str]:
         "os_name": "nt" if platform.is_windows else "posix",
         "python_version": ".".join(py_version.split(".")[:2]),
         "python_full_version": py_version,
-        "implementation_name": "cpython",
-        "platform_python_implementation": "CPython",
+        "implementation_name": implementation.lower(),
+        "platform_python_implementation": implementation,
     }
 
 
@@ -189,14 +192,26 @@ def uncovered_platforms(
     py_version: str,
     glibc: tuple[int, int],
     macosx: tuple[int, int],
+    implementation: str = "CPython",
 ) -> list[str]:
-    """The targets none of ``wheel_names`` installs on (unparseable names count for none)."""
+    """The targets none of ``wheel_names`` installs on (unparseable names count for none).
+
+    For PyPy only the platform tags are compared, as venvstacks compares them (uv chose
+    wheels for the interpreter; PyPy's ABI tags name PyPy's own version)."""
     wheel_tags: set[Tag] = set()
     for name in wheel_names:
         try:
             wheel_tags |= parse_wheel_filename(name)[3]
         except InvalidWheelFilename:
             continue
+    if implementation != "CPython":
+        platforms = {tag.platform for tag in wheel_tags}
+        return [
+            str(target)
+            for target in targets
+            if "any" not in platforms
+            and not platforms & set(platform_tags(target, glibc=glibc, macosx=macosx))
+        ]
     return [
         str(target)
         for target in targets

@@ -225,7 +225,10 @@ def _project_file(layer: Layer, inputs: LockInputs, settings: dict[str, Any]) ->
 
 
 def _marker_environments(layer: Layer) -> dict[str, dict[str, str]]:
-    return {str(p): marker_environment(p, layer.py_version) for p in layer.platforms}
+    return {
+        str(p): marker_environment(p, layer.py_version, layer.implementation)
+        for p in layer.platforms
+    }
 
 
 def _empty_export(layer: Layer) -> str:
@@ -268,6 +271,7 @@ def _relock(
             py_version=layer.py_version,
             glibc=layer.linux_target,
             macosx=layer.macosx_target,
+            implementation=layer.implementation,
         ),
     )
     if missing:

@@ -211,7 +211,7 @@ def layer_packages(
     layer: Layer, build_path: Path, pylock: Path, platform: Platform
 ) -> list[CdxComponent]:
     """One component per distribution installed in the built layer, hashes from the lock."""
-    site = build_path / LayerLayout(platform, layer.py_version).site_dir()
+    site = build_path / LayerLayout(platform, layer.py_version, layer.implementation).site_dir()
     entries = read_lock_entries(pylock)
     components = []
     for dist in installed_dists(site):

@@ -116,7 +116,7 @@ def stage_layer(
     copy: bool = False,
 ) -> None:
     """A deployable view of a built layer at ``stage_path`` (hard links unless ``copy``)."""
-    layout = LayerLayout(platform, layer.py_version)
+    layout = LayerLayout(platform, layer.py_version, layer.implementation)
     if stage_path.exists() or stage_path.is_symlink():
         shutil.rmtree(stage_path)
 

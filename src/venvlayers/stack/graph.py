@@ -46,6 +46,11 @@ class Layer:
         return self.python_implementation.partition("@")[2]
 
     @property
+    def implementation(self) -> str:
+        """``platform_python_implementation`` of the layer's runtime: CPython or PyPy."""
+        return "PyPy" if self.python_implementation.startswith("pypy@") else "CPython"
+
+    @property
     def dependencies(self) -> tuple[str, ...]:
         """Lower layers in sys.path order: frameworks (C3), then the runtime."""
         if self.kind is LayerKind.RUNTIME:

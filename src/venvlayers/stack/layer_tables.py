@@ -23,7 +23,7 @@ from venvlayers.stack import uvsettings
 from venvlayers.stack.pathrules import module_link_problem, name_problem, shown
 from venvlayers.stack.spec import LayerKind, LayerSpec, SpecWarning, StackSpec, module_name
 
-_IMPLEMENTATION_RE = re.compile(r"^cpython@(\d+)\.(\d+)\.(\d+)$")
+_IMPLEMENTATION_RE = re.compile(r"^(?:cpython|pypy)@(\d+)\.(\d+)\.(\d+)$")
 _LINUX_TARGET_RE = re.compile(r"^glibc(?:@(\d+)\.(\d+))?$")
 _MACOSX_TARGET_RE = re.compile(r"^(\d+)(?:\.(\d+))?(?:\.\d+)*$")
 
@@ -119,7 +119,7 @@ _TYPE_HINTS = {
     "index_overrides": 'must be a table of strings, like {torch = "pytorch-cpu"}',
     "runtime": "must be the name of a runtime layer",
     "launch_module": "must be a path relative to the spec's folder",
-    "python_implementation": 'must look like "cpython@X.Y.Z"',
+    "python_implementation": 'must look like "cpython@X.Y.Z" or "pypy@X.Y.Z"',
     "linux_target": 'must be "glibc" or "glibc@X.Y" such as "glibc@2.28"',
     "macosx_target": 'must be a macOS version like "13.0" or "14"',
 }
@@ -186,7 +186,8 @@ def parse_layer(ctx: LayerContext, entry: dict[str, Any], index_names: set[str])
         if not _IMPLEMENTATION_RE.match(declared.python_implementation):
             raise ctx.fail(
                 "python_implementation",
-                f'must look like "cpython@X.Y.Z" (got {declared.python_implementation!r})',
+                'must look like "cpython@X.Y.Z" or "pypy@X.Y.Z" (X.Y.Z: the Python version)'
+                f" (got {declared.python_implementation!r})",
             )
         values["python_implementation"] = declared.python_implementation
     if isinstance(declared, _DeclaredLayered):
