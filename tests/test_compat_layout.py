@@ -173,10 +173,18 @@ def test_every_path_argument_may_be_relative_dotted_symlinked_or_spaced(
     monkeypatch.chdir(work)
     spec = "../link/stack/venvstacks.toml"
     assert cli("lock", "--check", spec).code == 0
-    assert cli("build", "--locked", "--build-dir", "../build dir", spec).code == 0
+    # lock, build, publish and local-export read folders relative to the spec's folder (as
+    # venvstacks does: ../link/stack here, the link kept); deploy and merge, to the working one
+    assert cli("build", "--locked", "--build-dir", "../../build dir", spec).code == 0
     out = "../link/out dir"
     result = cli(
-        "publish", "--tag-outputs", "--build-dir", "../build dir", "--output-dir", out, spec
+        "publish",
+        "--tag-outputs",
+        "--build-dir",
+        "../../build dir",
+        "--output-dir",
+        "../out dir",
+        spec,
     )
     assert result.code == 0, result.text
     # observation 12: a relative target with '..' was an internal error (exit 3)
@@ -187,7 +195,9 @@ def test_every_path_argument_may_be_relative_dotted_symlinked_or_spaced(
     assert result.code == 0, result.text
     assert cli("merge", out, "--output-dir", "../merged dir", "--report", "../m.md").code == 0
     assert (tmp_path / "merged dir" / "venvstacks-index.json").is_file()
-    result = cli("local-export", "--build-dir", "../build dir", "--output-dir", "../exp", spec)
+    result = cli(
+        "local-export", "--build-dir", "../../build dir", "--output-dir", "../../exp", spec
+    )
     assert result.code == 0, result.text
     hello = subprocess.run(
         [tmp_path / "exp" / "app-hello@1/bin/python", "-m", "hello"],
@@ -201,5 +211,5 @@ def test_every_path_argument_may_be_relative_dotted_symlinked_or_spaced(
     one_line_error(cli("deploy", "--from", out, "--target", "../a file"))
     one_line_error(cli("merge", "../nowhere", "--output-dir", "../m3"))
     one_line_error(cli("publish", "--output-dir", out, "../nowhere/venvstacks.toml"))
-    one_line_error(cli("publish", "--output-dir", "../a file", spec))
+    one_line_error(cli("publish", "--output-dir", "../../a file", spec))  # from the spec's folder
     one_line_error(cli("merge", out, "--output-dir", "../a file"))
