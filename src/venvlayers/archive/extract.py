@@ -7,7 +7,6 @@ import hashlib
 import itertools
 import os
 import re
-import shutil
 import stat
 import tempfile
 from collections.abc import Collection, Iterable, Iterator
@@ -19,6 +18,7 @@ from venvlayers.archive.read import CORRUPT, Member, corrupt, members
 from venvlayers.archive.scan import check_root_name
 from venvlayers.core.errors import ArchiveError
 from venvlayers.core.fsutil import replace_dir
+from venvlayers.core.rmtree import remove_tree_quietly
 
 # --- safe extraction --------------------------------------------------------------------
 
@@ -416,14 +416,14 @@ def extract_archive(
         replace_dir(stage, dest)
     except BaseException:
         if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+            remove_tree_quietly(scratch)
             scratch = None
         for folder in reversed(created):
             _rmdir_quietly(folder)
         raise
     finally:
         if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+            remove_tree_quietly(scratch)
     return dest
 
 
