@@ -138,7 +138,7 @@ def _empty_files_at(folder: str) -> list[str]:  # pragma: no cover - Windows
     folders: list[str] = []
     with os.scandir(folder) as entries:
         for entry in entries:
-            if entry.is_dir(follow_symlinks=False) and not entry.is_junction():
+            if entry.is_dir(follow_symlinks=False) and not getattr(entry, "is_junction", bool)():
                 folders.append(entry.name)
                 continue
             try:
