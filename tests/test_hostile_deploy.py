@@ -19,6 +19,7 @@ from rig.deploy_stack import Versions, archive, deploy, manifest_path, run_app, 
 
 from venvlayers.archive.extract import extract_archive
 from venvlayers.core.errors import ArchiveError
+from venvlayers.core.rmtree import remove_tree_quietly
 
 if sys.version_info >= (3, 14):
     from compression import zstd
@@ -33,6 +34,16 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def versions(deploy_versions: Versions) -> Versions:
     return deploy_versions
+
+
+@pytest.fixture(autouse=True)
+def _no_deep_leftovers(tmp_path: Path) -> Iterator[None]:
+    """Remove what a test leaves, however deep: pytest's own cleanup of old temp folders
+    uses shutil.rmtree, which a tree 1,200 deep crashes (in every later pytest session)."""
+    yield
+    for entry in tmp_path.iterdir():
+        if not entry.is_mount():
+            remove_tree_quietly(entry)
 
 
 def state(target: Path) -> Path:
