@@ -213,18 +213,19 @@ def entry_from_archive_name(archive: Path, *, base_url: str | None = None) -> di
 def check_base_url(base_url: str) -> None:
     """``--base-url`` must be a plain http(s) URL: no credentials (they would be published
     in the JSON), no quotes, spaces or line breaks, no ``file:`` or relative paths."""
+    shown = re.sub(r"//[^/]*@", "//***@", base_url)[:80]  # never a password in a message
     try:
         credentials = urlsplit(base_url).username is not None
     except ValueError:
         credentials = False
     if credentials:
         raise RuntimeMirrorError(
-            f"--base-url {base_url[:80]!r}: holds credentials, which would be published with"
+            f"--base-url {shown!r}: holds credentials, which would be published with"
             " the mirror; serve the archives without them"
         )
     if not _BASE_URL_RE.match(base_url):
         raise RuntimeMirrorError(
-            f"--base-url {base_url[:80]!r} is not a plain http(s) URL; give one like"
+            f"--base-url {shown!r} is not a plain http(s) URL; give one like"
             " https://mirror.example/python (no quotes, spaces, query or credentials)"
         )
 
