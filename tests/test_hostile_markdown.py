@@ -117,7 +117,7 @@ def _toml_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def test_the_lock_diff_comment_shows_hostile_names_as_code() -> None:
+def test_the_lock_diff_comment_shows_hostile_names_inertly() -> None:
     changes = [PackageChange(name, ChangeKind.UPGRADED, ("1.0",), ("2.0",)) for name in HOSTILE]
     report = LockDiffReport(
         spec_label="venvstacks.toml",

@@ -13,8 +13,10 @@ import re
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n|\u2028|\u2029|\x85")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# CommonMark's backslash escapes, for the characters that start markup mid-line
-_MARKUP = re.compile(r"([\\`*_{}\[\]()<>#+!|~&])")
+# CommonMark's backslash escapes, for what starts markup mid-line: code, links and images
+# (``[``), HTML and autolinks (``<``), entities, table cells; emphasis marks only where
+# they can open or close emphasis (``lock_version`` stays as it is)
+_MARKUP = re.compile(r"([\\`\[\]<>|&])|(?<![A-Za-z0-9])([*_~])|([*_~])(?![A-Za-z0-9])")
 _MENTION = re.compile(r"@(?=\w)")
 _BACKTICKS = re.compile(r"`+")
 
@@ -40,7 +42,7 @@ def code(value: str) -> str:
 def text(value: str) -> str:
     """``value`` as plain text on one line: markup characters escaped, ``@name`` not a mention
     (a zero-width space after the ``@``), table-safe."""
-    escaped = _MARKUP.sub(r"\\\1", _one_line(value))
+    escaped = _MARKUP.sub(lambda m: "\\" + m.group(), _one_line(value))
     return _MENTION.sub("@\u200b", escaped)
 
 

@@ -246,7 +246,7 @@ def _layer_section(diff: LayerDiff) -> list[str]:
         for change in diff.changes:
             before = md.text(", ".join(change.old)) or "—"
             after = md.text(", ".join(change.new)) or "—"
-            lines.append(f"| {md.code(change.name)} | {change.kind.value} | {before} | {after} |")
+            lines.append(f"| {md.text(change.name)} | {change.kind.value} | {before} | {after} |")
     elif diff.is_deleted:
         lines.append("Removed from the spec: its archives will no longer be published.")
     else:

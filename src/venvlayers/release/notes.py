@@ -51,7 +51,7 @@ def default_notes(
 
 def layer_table(index: StackIndex, previous: str | None, old: StackIndex | None) -> str:
     """The layers, their lock versions and archive sizes; what changed since ``previous``."""
-    title = f"## Changes since {md.code(previous)}" if previous is not None else "## Layers"
+    title = f"## Changes since {md.text(previous)}" if previous is not None else "## Layers"
     lines = [title, ""]
     header = "| Layer | Lock version | " + " | ".join(map(md.code, index.platforms)) + " |"
     lines += [header, "|---|---|" + "---|" * len(index.platforms)]
