@@ -61,7 +61,7 @@ def archive_name_problem(name: str) -> str | None:
     """
     problem = plain_name_problem(name)
     if problem is not None:
-        return f"is not a plain file name ({problem}): it would be read or written elsewhere"
+        return f"is not a plain file name ({problem}): it would lead outside the archives folder"
     if not name.endswith(ARCHIVE_SUFFIXES):
         return f"does not end in {', '.join(ARCHIVE_SUFFIXES)}"
     return None
