@@ -28,7 +28,9 @@ from typing import Any, TextIO
 from venvlayers.cli.commands import Outcome
 from venvlayers.cli.commands import main as cli_main
 from venvlayers.cli.commands import run as run_command
-from venvlayers.core.errors import VenvlayersError
+from venvlayers.core import markdown as md
+from venvlayers.core.errors import VenvlayersError, environment_error
+from venvlayers.core.fsutil import regular_file_target, write_text_atomic
 from venvlayers.core.platforms import host_platform
 from venvlayers.core.report import Reporter
 from venvlayers.formats.sbom import sbom_path
@@ -131,6 +133,8 @@ def _merge_dirs(patterns: list[str]) -> list[str]:
     dirs: list[str] = []
     for pattern in patterns:
         matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        # a list of paths, never options: "-x" is the folder ./-x
+        matches = [f"./{match}" if match.startswith("-") else match for match in matches]
         dirs.extend(match for match in matches if match not in dirs)
     if not dirs:
         raise VenvlayersError(
@@ -234,7 +238,7 @@ def run_cli(args: list[str]) -> Result:
 
 
 def _code_block(text: str) -> str:
-    return f"```\n{text.rstrip()}\n```\n" if text.strip() else ""
+    return md.fence(text) if text.strip() else ""
 
 
 def describe(inputs: Inputs, result: Result, report: Path) -> str:
@@ -255,9 +259,11 @@ def describe(inputs: Inputs, result: Result, report: Path) -> str:
         out["platform"] = str(result.data.get("platform", out.get("platform", "")))
         out["metadata-dir"] = str(result.data.get("metadata_dir", ""))
         out["archives"] = json.dumps(archives)
-        lines.append(f"Platform `{out['platform']}`, metadata in `{out['metadata-dir']}`\n")
+        lines.append(
+            f"Platform {md.code(out['platform'])}, metadata in {md.code(out['metadata-dir'])}\n"
+        )
         lines.append("| archive | size |\n|---|---:|\n")
-        lines.extend(f"| `{Path(a).name}` | {_size(a)} |\n" for a in archives)
+        lines.extend(f"| {md.code(Path(a).name)} | {_size(a)} |\n" for a in archives)
         if inputs.upload_artifact:
             out["artifact-name"] = f"{inputs.artifact_prefix}-{out['platform']}"
             sboms = [str(sbom_path(Path(a))) for a in archives if sbom_path(Path(a)).is_file()]
@@ -266,7 +272,7 @@ def describe(inputs: Inputs, result: Result, report: Path) -> str:
         out["metadata-dir"] = inputs.output_dir
     if cmd == "release" and isinstance(result.data, dict):
         out["release-url"] = str(result.data.get("url", ""))
-        lines.append(f"Release: {out['release-url']}\n")
+        lines.append(f"Release: {md.link(out['release-url'])}\n")
     if cmd in ("show", "lock-check", "build"):
         lines.append(_code_block(result.text))
     if cmd in ("lock-diff", "merge") and report.is_file():
@@ -283,14 +289,16 @@ def _size(path: str) -> str:
 
 def publish_results(reporter: Reporter, inputs: Inputs, result: Result, report: Path) -> None:
     markdown = describe(inputs, result, report)
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(markdown, encoding="utf-8")
+    write_text_atomic(report, markdown)
     result.outputs["report"] = str(report)
     for name, value in sorted(result.outputs.items()):
         reporter.set_output(name, value)
     summary = os.environ.get("GITHUB_STEP_SUMMARY", "")
+    # the runner's file, whatever other steps put in it (bytes that are not UTF-8 included)
     already = (
-        Path(summary).read_text(encoding="utf-8") if summary and Path(summary).is_file() else ""
+        Path(summary).read_bytes().decode("utf-8", "replace")
+        if summary and Path(summary).is_file()
+        else ""
     )
     if markdown.strip() not in already:  # the CLI may have added its own report already
         reporter.summary(markdown)
@@ -305,8 +313,40 @@ def main(argv: list[str]) -> int:
     if argv:  # `docker run IMAGE publish spec.toml ...`: the plain command line
         return cli_main(argv)
     reporter = Reporter.from_env()
+    try:
+        return run_action(reporter)
+    except VenvlayersError as exc:
+        reporter.error(exc)
+        return 2  # the action's own files: never 1, which means "stale locks"
+    except (OSError, UnicodeError) as exc:
+        # RUNNER_TEMP a file, GITHUB_OUTPUT a folder, a full disk: one line, exit 2
+        reporter.error(environment_error(exc) or VenvlayersError(f"the action's own files: {exc}"))
+        return 2
+
+
+def check_runner_files() -> None:
+    """The runner's files, before any work: outputs and the summary are regular files (or
+    not there yet, in a folder that is), RUNNER_TEMP a folder. A mistake is one error."""
+    for variable in ("GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY"):
+        path = Path(os.environ.get(variable) or ".")
+        if path == Path("."):
+            continue
+        try:
+            regular_file_target(path)
+        except VenvlayersError as exc:
+            raise VenvlayersError(f"{variable}: {exc.message}", path=path) from None
+        if not path.parent.is_dir():
+            raise VenvlayersError(f"{variable} ({path}): its folder does not exist", path=path)
+    temp = os.environ.get("RUNNER_TEMP")
+    if temp and not Path(temp).is_dir():
+        raise VenvlayersError(f"RUNNER_TEMP ({temp}) is not a folder", path=temp)
+
+
+def run_action(reporter: Reporter) -> int:
+    """Run the command the inputs name and publish its results (outputs, report, summary)."""
     inputs = Inputs.from_env()
     reporter.mask(inputs.token)
+    check_runner_files()
     report = report_path(inputs)
     try:
         if inputs.format and inputs.format not in FORMATS:

@@ -137,3 +137,14 @@ def test_deploy_loads_no_archive_writer_and_no_build_code() -> None:
         "venvlayers.archive.tar",
         "venvlayers.archive.zip",
     }.isdisjoint(loaded)
+
+
+def test_trees_are_removed_without_recursion() -> None:
+    # shutil.rmtree recurses per folder level: a layer 1,200 deep breaks it (issue 25)
+    users = [
+        path.relative_to(SRC).as_posix()
+        for path in SRC.rglob("*.py")
+        if "rmtree(" in path.read_text(encoding="utf-8").replace("remove_tree(", "")
+        and path.name != "rmtree.py"
+    ]
+    assert users == []

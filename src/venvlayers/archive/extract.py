@@ -19,6 +19,7 @@ from venvlayers.archive.read import CORRUPT, Member, corrupt, members
 from venvlayers.archive.scan import check_root_name
 from venvlayers.core.errors import ArchiveError
 from venvlayers.core.fsutil import replace_dir
+from venvlayers.core.rmtree import remove_tree_quietly
 
 # --- safe extraction --------------------------------------------------------------------
 
@@ -309,6 +310,46 @@ class _Reuse:
                 os.link(source, folder / name, follow_symlinks=False)
 
 
+#: An archive may unpack to this many times its own size: Python layers compress 3-10x,
+#: a decompression bomb thousands of times (66 KB of tar.zst holding 2 GB of zeros) ...
+MAX_EXPANSION = 100
+#: ... and a small archive to this much whatever its size ...
+MIN_UNPACK_BOUND = 512 * 1024 * 1024
+#: ... never leaving less than this free on the destination's file system.
+FREE_SPACE_RESERVE = 128 * 1024 * 1024
+#: What each member costs besides its bytes (a folder entry, an inode): a million empty
+#: files are a bomb too.
+MEMBER_COST = 512
+
+
+class _UnpackBound:
+    """How much an archive may write, checked against each member's size before it is
+    written (tar and zip headers state the size, and the readers hold a member to it)."""
+
+    def __init__(self, archive: Path, archive_size: int, dest_parent: Path) -> None:
+        self.archive = archive
+        self.ratio_bound = max(archive_size * MAX_EXPANSION, MIN_UNPACK_BOUND)
+        self.free = shutil.disk_usage(dest_parent).free
+        self.dest_parent = dest_parent
+        self.total = 0
+
+    def add(self, member: Member) -> None:
+        self.total += member.size + MEMBER_COST
+        if self.total > self.ratio_bound:
+            raise ArchiveError(
+                f"{self.archive}: refusing to unpack: its members add up to more than "
+                f"{self.ratio_bound} bytes ({MAX_EXPANSION} times the archive's size, at least "
+                f"{MIN_UNPACK_BOUND}), at member {member.name!r}. An archive that expands this "
+                "much is a decompression bomb or damaged; do not deploy it."
+            )
+        if self.total > self.free - FREE_SPACE_RESERVE:
+            raise ArchiveError(
+                f"{self.archive}: refusing to unpack: its members need more than the "
+                f"{self.free} bytes free in {self.dest_parent} (keeping {FREE_SPACE_RESERVE} "
+                "free); free some space and run again."
+            )
+
+
 def _check_size(archive: Path, size: int | None) -> int:
     try:
         actual_size = archive.stat().st_size
@@ -365,7 +406,8 @@ def extract_archive(
 ) -> Path:
     """Safely unpack ``archive_path`` to ``dest_parent/expected_root`` and return that path.
 
-    The size is checked before anything is unpacked; the sha256 of a tar archive while it
+    The size is checked before anything is unpacked, and what it unpacks to is bounded
+    (``_UnpackBound``: a ratio of its size, and the free space); the sha256 of a tar archive while it
     is unpacked (the file is read once), before anything is moved into place, that of a
     zip archive before unpacking. Every member must live under ``expected_root/``;
     symlinks must stay inside the layer, or lead straight into one of the
@@ -382,7 +424,7 @@ def extract_archive(
         raise ArchiveError(
             f"{dest}: already exists; remove it or unpack {archive_path.name} with replace."
         )
-    _check_size(archive_path, expected_size)
+    archive_size = _check_size(archive_path, expected_size)
     seen: _Sha256 | None = None
     if expected_sha256 is not None:
         if detect_format(archive_path) is ArchiveFormat.ZIP:
@@ -398,9 +440,11 @@ def extract_archive(
         stage = scratch / expected_root
         os.mkdir(stage, 0o755)
         extractor = _Extractor(archive_path, stage, expected_root, sibling_roots, reuse_from)
+        bound = _UnpackBound(archive_path, archive_size, dest_parent)
         count = 0
         try:
             for member in members(archive_path, seen):
+                bound.add(member)
                 extractor.add(member)
                 count += 1
         except ArchiveError:
@@ -416,14 +460,14 @@ def extract_archive(
         replace_dir(stage, dest)
     except BaseException:
         if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+            remove_tree_quietly(scratch)
             scratch = None
         for folder in reversed(created):
             _rmdir_quietly(folder)
         raise
     finally:
         if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+            remove_tree_quietly(scratch)
     return dest
 
 

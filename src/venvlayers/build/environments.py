@@ -23,6 +23,7 @@ from venvlayers.core.errors import BuildError
 from venvlayers.core.fsutil import sha256_file
 from venvlayers.core.platforms import Platform, host_platform, uv_python_platform
 from venvlayers.core.report import Reporter
+from venvlayers.core.rmtree import remove_tree
 from venvlayers.core.uv import run_uv
 from venvlayers.formats.models import BuildStamp, LayerConfig
 from venvlayers.layer_scripts import postinstall
@@ -147,7 +148,7 @@ class _StackBuilder:
         stamp.unlink(missing_ok=True)  # no stamp = incomplete build
         with self.reporter.group(f"build {layer.name}"):
             if target.exists() or target.is_symlink():
-                shutil.rmtree(target)
+                remove_tree(target)
             if layer.kind is LayerKind.RUNTIME:
                 self._build_runtime(layer, target)
                 steps.linked()  # layers on it may start while it is checked
@@ -244,7 +245,7 @@ class _StackBuilder:
             if item.name.lower().startswith("python"):
                 continue
             if item.is_dir() and not item.is_symlink():
-                shutil.rmtree(item)
+                remove_tree(item)
             else:
                 item.unlink()
             removed.add(item.name)

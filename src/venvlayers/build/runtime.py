@@ -7,11 +7,11 @@ are honoured, so air-gapped builds work from an internal runtime mirror
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 
 from venvlayers.core.errors import BuildError, UvError
+from venvlayers.core.rmtree import remove_tree
 from venvlayers.core.uv import run_uv
 
 
@@ -55,7 +55,7 @@ def install_runtime(python_implementation: str, destination: Path, *, layer_name
         restore_build_prefix(installed[0])
         drop_uv_marker(installed[0])
         if destination.exists():
-            shutil.rmtree(destination)
+            remove_tree(destination)
         installed[0].rename(destination)
 
 

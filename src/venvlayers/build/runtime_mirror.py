@@ -11,13 +11,22 @@ is checked here against what uv accepts, and a mistake fails loudly with the arc
 
 from __future__ import annotations
 
+import gzip
 import re
+import sys
+import tarfile
+import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, BinaryIO, cast
 from urllib.parse import urlsplit
 
 from venvlayers.core.errors import VenvlayersError
+
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:
+    from backports import zstd
 from venvlayers.core.fsutil import sha256_file
 from venvlayers.formats.models import RuntimeDownloads
 
@@ -154,8 +163,15 @@ def write_downloads_json(entries: Iterable[Mapping[str, Any]], path: Path) -> Pa
 # cpython-3.12.7+20241016-x86_64-unknown-linux-gnu-install_only[_stripped].tar.gz
 _PBS_NAME_RE = re.compile(
     r"^cpython-(?P<version>\d+\.\d+\.\d+(?:(?:a|b|rc)\d+)?)(?:\+(?P<build>\d+))?"
-    r"-(?P<arch>[a-z0-9_]+)-(?P<triple>[a-z0-9_-]+?)-install_only(?:_stripped)?\.tar\.(?:gz|zst)$"
+    r"-(?P<arch>[a-z0-9_]+)-(?P<triple>[a-z0-9_-]+?)-install_only(?:_stripped)?\.tar\.(?:gz|zst)\Z"
 )
+#: ``--base-url``: a plain http(s) URL (it is written into JSON that uv reads and into
+#: logs): no credentials, no query, nothing to quote
+_BASE_URL_RE = re.compile(
+    r"https?://[A-Za-z0-9.-]+(?::\d{1,5})?(?:/[A-Za-z0-9._~%!$&*+,;=:@/-]*)?\Z"
+)
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _TRIPLES = {
     "unknown-linux-gnu": ("linux", "gnu"),
     "unknown-linux-musl": ("linux", "musl"),
@@ -179,6 +195,9 @@ def entry_from_archive_name(archive: Path, *, base_url: str | None = None) -> di
         )
     os_name, libc = _TRIPLES[match["triple"]]
     arch = {"arm64": "aarch64", "amd64": "x86_64"}.get(match["arch"], match["arch"])
+    if base_url is not None:
+        check_base_url(base_url)
+    check_runtime_archive(archive)
     url = f"{base_url.rstrip('/')}/{archive.name}" if base_url else None
     return downloads_entry(
         archive,
@@ -189,3 +208,56 @@ def entry_from_archive_name(archive: Path, *, base_url: str | None = None) -> di
         libc=libc,
         build=match["build"],
     )
+
+
+def check_base_url(base_url: str) -> None:
+    """``--base-url`` must be a plain http(s) URL: no credentials (they would be published
+    in the JSON), no quotes, spaces or line breaks, no ``file:`` or relative paths."""
+    shown = re.sub(r"//[^/]*@", "//***@", base_url)[:80]  # never a password in a message
+    try:
+        credentials = urlsplit(base_url).username is not None
+    except ValueError:
+        credentials = False
+    if credentials:
+        raise RuntimeMirrorError(
+            f"--base-url {shown!r}: holds credentials, which would be published with"
+            " the mirror; serve the archives without them"
+        )
+    if not _BASE_URL_RE.match(base_url):
+        raise RuntimeMirrorError(
+            f"--base-url {shown!r} is not a plain http(s) URL; give one like"
+            " https://mirror.example/python (no quotes, spaces, query or credentials)"
+        )
+
+
+def check_runtime_archive(archive: Path) -> None:
+    """``archive`` must be what its name says: a gzip or zstd tar whose first member is
+    under ``python/`` (python-build-standalone's install_only layout)."""
+    try:
+        with archive.open("rb") as f:
+            head = f.read(4)
+            f.seek(0)
+            first = _first_tar_member(f, head)
+    except (OSError, EOFError, tarfile.TarError, zlib.error, ValueError) as exc:
+        raise RuntimeMirrorError(
+            f"{archive}: not a readable runtime archive ({exc}); download it again", path=archive
+        ) from None
+    if first is None or first.split("/")[0] != "python":
+        raise RuntimeMirrorError(
+            f"{archive}: not a python-build-standalone install_only archive (its first member"
+            f" is {first!r}, not under python/); download the install_only archive",
+            path=archive,
+        )
+
+
+def _first_tar_member(f: BinaryIO, head: bytes) -> str | None:
+    stream: IO[bytes]
+    if head.startswith(_GZIP_MAGIC):
+        stream = cast(IO[bytes], gzip.GzipFile(fileobj=f))
+    elif head.startswith(_ZSTD_MAGIC):
+        stream = cast(IO[bytes], zstd.ZstdFile(f))
+    else:
+        raise ValueError("neither gzip nor zstd data")
+    with tarfile.open(fileobj=stream, mode="r|") as tar:
+        member = tar.next()
+        return member.name if member is not None else None

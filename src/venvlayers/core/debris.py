@@ -12,8 +12,9 @@ merge skip hidden files.
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
+
+from venvlayers.core.rmtree import remove_tree_quietly
 
 #: ``fsutil.atomic_path`` temp files (mkstemp's 8 random characters) and partial archives
 _DEBRIS_FILE = re.compile(r"^\..+\.(?:[A-Za-z0-9_]{8}\.tmp|partial\.(?:tar\.xz|tar\.zst|zip))$")
@@ -38,7 +39,7 @@ def clean_folder(folder: Path, *, depth: int = 0) -> list[Path]:
                     removed.append(entry)
             elif entry.is_dir():
                 if _DEBRIS_DIR.match(entry.name):
-                    shutil.rmtree(entry, ignore_errors=True)
+                    remove_tree_quietly(entry)
                     removed.append(entry)
                 elif depth > 0:
                     removed += clean_folder(entry, depth=depth - 1)
@@ -53,7 +54,7 @@ def clean_build_folder(build_dir: Path) -> list[Path]:
     for name in SCRATCH_DIRS:
         scratch = build_dir / name
         if scratch.exists():
-            shutil.rmtree(scratch, ignore_errors=True)
+            remove_tree_quietly(scratch)
             removed.append(scratch)
     removed += clean_folder(build_dir, depth=0)
     for sub in ("_stamps", "_uv", "_lock"):
@@ -77,7 +78,7 @@ def clean_replaced_folder(folder: Path) -> list[Path]:
         return removed
     for entry in siblings:
         if pattern.match(entry.name) and entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
+            remove_tree_quietly(entry)
             removed.append(entry)
     return removed + clean_output_folder(folder)
 

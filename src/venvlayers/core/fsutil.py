@@ -6,13 +6,15 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from venvlayers.core.errors import environment_error
+from venvlayers.core.errors import StorageError, environment_error
+from venvlayers.core.rmtree import remove_tree, remove_tree_quietly
 
 
 def _read_umask() -> int:
@@ -43,8 +45,10 @@ def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temp path beside ``target``; rename it over ``target`` only on success.
 
     The file gets the mode the umask gives new files (mkstemp's would be 0600). A full
-    disk, a read-only folder and the like become a ``StorageError`` naming ``target``.
+    disk, a read-only folder and the like become a ``StorageError`` naming ``target``, and
+    so does a ``target`` that is not a regular file (``regular_file_target``).
     """
+    regular_file_target(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -75,14 +79,47 @@ def _storage_error(exc: OSError, target: Path) -> Exception:
     return environment_error(exc) or exc
 
 
+_NOT_REGULAR = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISLNK, "a link"),
+    (stat.S_ISCHR, "a device"),
+    (stat.S_ISBLK, "a device"),
+    (stat.S_ISFIFO, "a pipe"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def regular_file_target(target: Path) -> os.stat_result | None:
+    """``target``'s status when it is a regular file, None when nothing is there.
+
+    Anything else is a ``StorageError`` naming it: writers replace regular files only, so
+    ``--report /dev/stdout`` never replaces the system's link, ``/dev/zero`` is never read
+    and a folder is never swapped for a file.
+    """
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _storage_error(exc, target) from None
+    for test, kind in _NOT_REGULAR:
+        if test(st.st_mode):
+            raise StorageError(
+                f"{target}: is {kind}, not a regular file; write to a file path instead",
+                path=target,
+            )
+    return st
+
+
 def write_text_atomic(target: Path, text: str) -> bool:
     """Write ``text`` to ``target`` unless it already holds exactly that. True if written.
 
     Leaving identical files alone keeps their mtime, so "nothing changed" is visible.
     """
     data = text.encode("utf-8")
+    existing = regular_file_target(target)
     try:
-        if target.read_bytes() == data:
+        if existing is not None and existing.st_size == len(data) and target.read_bytes() == data:
             return False
     except OSError:
         pass
@@ -118,10 +155,10 @@ def replace_dir(staging: Path, target: Path) -> None:
     if target.exists() or target.is_symlink():
         old = target.with_name(f".{target.name}.old")
         if old.exists():
-            shutil.rmtree(old)
+            remove_tree(old)
         os.replace(target, old)
         os.replace(staging, target)
-        shutil.rmtree(old, ignore_errors=True)
+        remove_tree_quietly(old)
     else:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staging, target)

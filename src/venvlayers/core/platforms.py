@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,6 +49,18 @@ class Platform(StrEnum):
 
 
 ALL_PLATFORMS: tuple[Platform, ...] = tuple(sorted(Platform))
+
+#: The grammar of a platform tag in file names and metadata (venvstacks' ``<os>_<arch>``):
+#: every ``Platform``, and platforms a newer tool may publish, but never a path.
+PLATFORM_TAG = re.compile(r"(?:linux|macosx|win)_[a-z0-9_]+")
+
+
+def platform_tag_problem(tag: str) -> str | None:
+    """Why ``tag`` (read from metadata or a file name) is not a platform tag, or None."""
+    if PLATFORM_TAG.fullmatch(tag) is None or len(tag) > 40:
+        return f"{tag[:60]!r} is not a platform tag (linux_x86_64, macosx_arm64, win_amd64, ...)"
+    return None
+
 
 DEFAULT_GLIBC = (2, 28)
 DEFAULT_MACOSX = (13, 0)

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
-from venvlayers.core.errors import VenvlayersError
+from venvlayers.core.errors import StorageError, VenvlayersError
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x85\u2028\u2029]")
@@ -163,10 +163,8 @@ class GitHubReporter(Reporter):
         append_env_file("GITHUB_OUTPUT", name, value)
 
     def summary(self, markdown: str) -> None:
-        target = os.environ.get("GITHUB_STEP_SUMMARY")
-        if target:
-            with open(target, "a", encoding="utf-8") as f:
-                f.write(markdown if markdown.endswith("\n") else markdown + "\n")
+        text = markdown if markdown.endswith("\n") else markdown + "\n"
+        _append("GITHUB_STEP_SUMMARY", text)
 
 
 def _workspace_relative(path: Path | None) -> str | None:
@@ -187,12 +185,27 @@ def append_env_file(variable: str, name: str, value: str) -> None:
 
     Multi-line values use a random heredoc delimiter so content cannot end the block early.
     """
+    if "\n" in value or "\r" in value:
+        delimiter = f"ghadelimiter_{uuid.uuid4().hex}"
+        _append(variable, f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
+    else:
+        _append(variable, f"{name}={value}\n")
+
+
+def _append(variable: str, text: str) -> None:
+    """Append ``text`` to the runner's file named by ``variable`` (nothing when unset).
+
+    The runner's files are the environment's: a folder, a full disk or a missing parent is
+    a ``StorageError`` naming the variable (exit 2), never a traceback."""
     target = os.environ.get(variable)
     if not target:
         return
-    with open(target, "a", encoding="utf-8") as f:
-        if "\n" in value or "\r" in value:
-            delimiter = f"ghadelimiter_{uuid.uuid4().hex}"
-            f.write(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
-        else:
-            f.write(f"{name}={value}\n")
+    try:
+        with open(target, "a", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as exc:
+        raise StorageError(
+            f"{variable} ({target}): cannot append to it ({exc.strerror or exc}); the runner's"
+            " file must be a writable file",
+            path=target,
+        ) from None

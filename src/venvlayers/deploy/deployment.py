@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import tempfile
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -36,6 +35,7 @@ from venvlayers.core.fsutil import sha256_file
 from venvlayers.core.platforms import host_platform
 from venvlayers.core.process import run_process
 from venvlayers.core.report import Reporter
+from venvlayers.core.rmtree import remove_tree_quietly
 from venvlayers.core.runlock import run_lock_file
 from venvlayers.deploy.sources import ArchiveSource, Source, find_manifest, select_layers
 from venvlayers.deploy.stage import StagePlan, home_link, stage_layers
@@ -124,14 +124,28 @@ def deploy_stack(
             result.deployment = record.id
         elif current is not None:
             result.deployment = current.id
-    result.apps = {
-        item.install_target: run_command(target, item.install_target, item.app_launch_module)
-        for item in selected
-        if item.app_launch_module
-    }
+    result.apps = _app_commands(
+        target, [(i.install_target, i.app_launch_module) for i in selected], reporter
+    )
     for app, command in result.apps.items():
         reporter.info(f"run {app}: {' '.join(command)}")
     return result
+
+
+def _app_commands(
+    target: Path, apps: list[tuple[str, str | None]], reporter: Reporter
+) -> dict[str, list[str]]:
+    """The command of each deployed app. Called after the switch: an app whose layer config
+    cannot be read is a warning, never a failure of a deploy that already happened."""
+    commands: dict[str, list[str]] = {}
+    for install_target, module in apps:
+        if not module:
+            continue
+        try:
+            commands[install_target] = run_command(target, install_target, module)
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+            reporter.warning(f"{target / install_target}: cannot tell how to run it ({exc})")
+    return commands
 
 
 # ---------------------------------------------------------------------------
@@ -259,7 +273,7 @@ def clean_debris(target: Path, reporter: Reporter) -> None:
     for path in leftovers:
         reporter.info(f"{path}: removing what an interrupted deploy left")
         if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
+            remove_tree_quietly(path)
         else:
             path.unlink(missing_ok=True)
 
@@ -286,10 +300,11 @@ def _stage_and_switch(
         final = deployments / record.id
         os.rename(staging, final)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_tree_quietly(staging)
         raise
     switch_to(target, record.id, [i.install_target for i in plan.layers], keep_previous=True)
     reporter.info(f"{target}: deployment {record.id} is now current")
+    tidy(target, {i.install_target for i in plan.layers}, reporter)
     return record
 
 
@@ -341,12 +356,23 @@ def switch_to(target: Path, deployment: str, layers: list[str], *, keep_previous
     if keep_previous and old is not None and old != f"{DEPLOYMENTS}/{deployment}":
         _replace_link(state / PREVIOUS, old)
     _replace_link(current_link, f"{DEPLOYMENTS}/{deployment}")
-    _tidy(target, set(layers))
+
+
+def tidy(target: Path, active: set[str], reporter: Reporter) -> None:
+    """Drop links to layers no longer deployed, and deployments that neither current nor
+    previous reach (their layers linked into other deployments, transitively).
+
+    Runs after the switch: the deploy has happened, so what cannot be removed now is a
+    warning (the next deploy tries again), never a failure."""
+    try:
+        _tidy(target, active)
+    except OSError as exc:
+        reporter.warning(
+            f"{target}: old deployments not removed yet ({exc}); the next deploy retries"
+        )
 
 
 def _tidy(target: Path, active: set[str]) -> None:
-    """Drop links to layers no longer deployed, and deployments that neither current nor
-    previous reach (their layers linked into other deployments, transitively)."""
     state = target / STATE_DIR
     for entry in target.iterdir():
         ours = entry.is_symlink() and os.readlink(entry) == _active_link(entry.name)
@@ -370,7 +396,7 @@ def _tidy(target: Path, active: set[str]) -> None:
                 todo.append(home.split("/")[1])
     for folder in deployments.iterdir():
         if folder.name not in keep and not folder.name.startswith("."):
-            shutil.rmtree(folder, ignore_errors=True)
+            remove_tree_quietly(folder)
 
 
 def rollback(target: Path, *, reporter: Reporter) -> DeployResult:
@@ -390,12 +416,11 @@ def rollback(target: Path, *, reporter: Reporter) -> DeployResult:
             raise DeployError(f"{state / PREVIOUS}: the previous deployment is unreadable")
         layers = [layer.install_target for layer in previous.layers]
         switch_to(target, previous.id, layers, keep_previous=True)
-    reporter.info(f"{target}: rolled back to deployment {previous.id}")
-    apps = {
-        layer.install_target: run_command(target, layer.install_target, layer.app_launch_module)
-        for layer in previous.layers
-        if layer.app_launch_module
-    }
+        reporter.info(f"{target}: rolled back to deployment {previous.id}")
+        tidy(target, set(layers), reporter)
+    apps = _app_commands(
+        target, [(i.install_target, i.app_launch_module) for i in previous.layers], reporter
+    )
     return DeployResult(target, [], layers, apps, deployment=previous.id)
 
 

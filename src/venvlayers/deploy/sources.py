@@ -20,6 +20,7 @@ from urllib.parse import quote, urlsplit
 from pydantic import ValidationError
 
 from venvlayers.core.errors import DeployError
+from venvlayers.core.names import plain_name_problem
 from venvlayers.core.report import Reporter
 from venvlayers.formats.assets import (
     METADATA_DIR,
@@ -32,7 +33,6 @@ from venvlayers.net.downloads import Download, Downloader
 
 CATEGORIES = ("runtimes", "frameworks", "applications")
 _GITHUB = re.compile(r"github:(?P<repo>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)@(?P<tag>[^\s@]+)")
-_PLAIN_NAME = re.compile(r"[^/\\\x00-\x1f:]+")
 
 
 @dataclass(frozen=True)
@@ -268,12 +268,12 @@ def select_layers(
 
 def _check_layer(item: LayerMetadata, where: str, platform: str) -> None:
     target = item.install_target
-    if not _PLAIN_NAME.fullmatch(target) or target in (".", "..") or target != target.strip():
+    problem = plain_name_problem(target)
+    if problem is not None:
         raise DeployError(
-            f"{where}: install_target {target!r} of {item.layer_name!r} is not a plain folder name; refusing it"
+            f"{where}: install_target {target!r} of {item.layer_name!r} is not a plain folder"
+            f" name ({problem}); refusing it"
         )
-    if target.startswith("."):
-        raise DeployError(f"{where}: install_target {target!r} starts with '.'; refusing it")
     if item.target_platform and item.target_platform != platform:
         raise DeployError(
             f"{where}: {item.layer_name} was built for {item.target_platform}; this machine is {platform}"

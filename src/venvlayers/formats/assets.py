@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import re
 
+from venvlayers.core.names import plain_name_problem
+from venvlayers.core.platforms import PLATFORM_TAG
+
 METADATA_DIR = "__venvstacks__"
 MANIFEST_NAME = "venvstacks.json"
 INDEX_NAME = "venvstacks-index.json"
@@ -18,7 +21,7 @@ SHA256SUMS_NAME = "SHA256SUMS"
 _UNSAFE_ASSET_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 # <install_target>-<platform>[-<archive_build>].<ext>, as written by publish
 LAYER_ARCHIVE = re.compile(
-    r"(?P<layer>.+?)-(?P<platform>(?:linux|macosx|win)_[A-Za-z0-9_]+)(?:-\d+)?"
+    rf"(?P<layer>.+?)-(?P<platform>{PLATFORM_TAG.pattern})(?:-\d+)?"
     r"\.(?:tar\.xz|tar\.zst|tar\.gz|tar\.bz2|zip)"
 )
 ARCHIVE_SUFFIXES = (".tar.xz", ".tar.zst", ".tar.gz", ".tar.bz2", ".zip")
@@ -53,17 +56,12 @@ def manifest_candidates(platform: str) -> list[str]:
 def archive_name_problem(name: str) -> str | None:
     """Why ``name`` (from metadata) cannot be an archive beside its manifest, or None.
 
-    Archive names come from files a deployer downloads: they must stay plain file names
-    in the archives folder, never a path that leads elsewhere.
+    Archive names come from files a deployer downloads or a merge copies: they must stay
+    plain file names in the archives folder, never a path that leads elsewhere.
     """
-    if not name or name != name.strip():
-        return "is empty or has surrounding spaces"
-    if "/" in name or "\\" in name or name in (".", "..") or ":" in name:
-        return "is not a plain file name (it would be read outside the archives folder)"
-    if name.startswith("."):
-        return "starts with '.'"
-    if any(ord(c) < 32 for c in name):
-        return "holds control characters"
+    problem = plain_name_problem(name)
+    if problem is not None:
+        return f"is not a plain file name ({problem}): it would lead outside the archives folder"
     if not name.endswith(ARCHIVE_SUFFIXES):
         return f"does not end in {', '.join(ARCHIVE_SUFFIXES)}"
     return None

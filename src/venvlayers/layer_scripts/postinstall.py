@@ -52,6 +52,25 @@ def resolve(layer_path: Path, relative: str) -> Path:
     return absolute
 
 
+def inside(layer_path: Path, relative: str, what: str) -> Path:
+    """Absolute path of a config entry that this script writes into: inside the layer itself
+    (venvstacks' configs name ``site_dir`` "within this layer"; a sibling layer is read,
+    never written: in a deploy it may be the live one). See also ``writes_into``."""
+    layer = Path(abspath(layer_path))
+    absolute = Path(abspath(layer / relative))
+    if not absolute.is_relative_to(layer):
+        raise RuntimeError(f"{what} {relative!r} in {layer / LAYER_CONFIG} is outside the layer")
+    return absolute
+
+
+def writes_into(layer: Path, folder: Path, what: str) -> None:
+    """Refuse to write into ``folder`` when a link on the way to it leaves ``layer``."""
+    real_layer = os.path.realpath(layer)
+    real = os.path.realpath(folder)
+    if os.path.commonpath([real_layer, real]) != real_layer:
+        raise RuntimeError(f"{what} {str(folder)!r} leads out of the layer {str(layer)!r} (a link)")
+
+
 def pyvenv_cfg(base_python: Path, py_version: str) -> str:
     return "\n".join(
         [
@@ -96,9 +115,12 @@ def link_layer(
     python = resolve(home, config["python"])
     base_python = resolve(home, config["base_python"])
     if python != base_python:
+        local_python = inside(layer_path, os.path.relpath(python, home), "python")
+        site_dir = inside(layer_path, config["site_dir"], "site_dir")
+        writes_into(layer_path, local_python.parent, "python")
+        writes_into(layer_path, site_dir, "site_dir")
         _write_new(layer_path / "pyvenv.cfg", pyvenv_cfg(base_python, config["py_version"]))
-        _ensure_python_links(layer_path / python.relative_to(home), base_python, python)
-        site_dir = resolve(layer_path, config["site_dir"])
+        _ensure_python_links(local_python, base_python, python)
         content = sitecustomize(
             [resolve(home, d) for d in config["pylib_dirs"]],
             [resolve(home, d) for d in config["dynlib_dirs"]],

@@ -17,6 +17,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 from pydantic import ValidationError
 
+from venvlayers.core import markdown as md
 from venvlayers.core.errors import LockError
 from venvlayers.core.fsutil import sha256_text
 from venvlayers.core.process import ProcessResult, run_process
@@ -193,17 +194,19 @@ class LockDiffReport:
         }
 
     def to_markdown(self) -> str:
-        lines = [f"## Lock changes in `{self.spec_label}` against `{self.base}`", ""]
+        lines = [f"## Lock changes in {md.code(self.spec_label)} against {md.code(self.base)}", ""]
         rebuild = self.layers_needing_rebuild()
         if rebuild:
             lines.append("**Needs rebuild and republish:**")
             lines.append("")
-            lines += [f"- `{d.name}`: {', '.join(d.rebuild_reasons)}" for d in rebuild]
+            lines += [
+                f"- {md.code(d.name)}: {md.text(', '.join(d.rebuild_reasons))}" for d in rebuild
+            ]
         else:
             lines.append("No layer needs a rebuild.")
         lines.append("")
         if self.deleted_layers:
-            listed = ", ".join(f"`{n}`" for n in self.deleted_layers)
+            listed = ", ".join(md.code(n) for n in self.deleted_layers)
             lines += [f"**Deleted layers** (no longer published): {listed}", ""]
         for diff in self.layers:
             if diff.interesting:
@@ -214,11 +217,13 @@ class LockDiffReport:
                 "> **Stale locks**: these locks do not match the spec, so builds would refuse them:",
             ]
             lines += [
-                f"> - `{name}`: {'; '.join(reasons)}" for name, reasons in self.stale_layers.items()
+                f"> - {md.code(name)}: {md.text('; '.join(reasons))}"
+                for name, reasons in self.stale_layers.items()
             ]
             lines += [
                 ">",
-                f"> Run `{self.fix_command()}` and commit the changes in `{REQUIREMENTS_DIR}/`.",
+                f"> Run {md.code(self.fix_command())} and commit the changes in"
+                f" {md.code(REQUIREMENTS_DIR + '/')}.",
                 "",
             ]
         return "\n".join(lines)
@@ -228,7 +233,7 @@ class LockDiffReport:
 
 
 def _layer_section(diff: LayerDiff) -> list[str]:
-    title = f"### `{diff.name}`"
+    title = f"### {md.code(diff.name)}"
     if diff.is_new:
         title += " (new layer)"
     elif diff.is_deleted:
@@ -239,9 +244,9 @@ def _layer_section(diff: LayerDiff) -> list[str]:
     if diff.changes:
         lines += ["| Package | Change | Before | After |", "|---|---|---|---|"]
         for change in diff.changes:
-            before = ", ".join(change.old) or "—"
-            after = ", ".join(change.new) or "—"
-            lines.append(f"| {change.name} | {change.kind.value} | {before} | {after} |")
+            before = md.text(", ".join(change.old)) or "—"
+            after = md.text(", ".join(change.new)) or "—"
+            lines.append(f"| {md.text(change.name)} | {change.kind.value} | {before} | {after} |")
     elif diff.is_deleted:
         lines.append("Removed from the spec: its archives will no longer be published.")
     else:

@@ -21,6 +21,7 @@ This module is pure: text in, text out. The hashes in ``.meta.json`` are ``hashe
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -165,9 +166,19 @@ def wheel_name(entry: Mapping[str, Any]) -> str:
     return unquote(str(name))
 
 
+#: A project name as PEP 508 and PEP 503 allow it: names reach PR comments and release
+#: notes, so a lock naming ``<img src=…>`` or ``@someone`` is refused when it is read.
+_PROJECT_NAME = re.compile(r"[A-Z0-9](?:[A-Z0-9._-]*[A-Z0-9])?", re.IGNORECASE)
+
+
 def _package(entry: Mapping[str, Any], origin: str) -> LockedPackage:
     try:
         name = str(entry["name"])
+        if not _PROJECT_NAME.fullmatch(name):
+            raise LockFormatError(
+                f"{origin}: invalid package entry (name {name[:60]!r} is not a valid project"
+                " name); lock the layer again"
+            )
         version = str(Version(str(entry["version"])))
         marker, shared = split_shared(
             normalize_marker(str(entry["marker"])) if entry.get("marker") else ""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from venvlayers.core.errors import LockError, StaleLockError, UvError
 from venvlayers.core.fsutil import write_text_atomic
 from venvlayers.core.platforms import Platform, marker_environment, target_text, uncovered_platforms
 from venvlayers.core.report import Reporter
+from venvlayers.core.rmtree import remove_tree_quietly
 from venvlayers.core.uv import run_uv, translate_lock_failure
 from venvlayers.formats.models import LockMetadata, read_model
 from venvlayers.lock import lockfiles
@@ -124,7 +124,7 @@ def lock_stack(
     build_dir = build_dir or graph.spec.spec_dir / "_build"
     if clean and not check:
         for name in updatable:
-            shutil.rmtree(build_dir / "_lock" / name, ignore_errors=True)
+            remove_tree_quietly(build_dir / "_lock" / name)
     cutoff = exclude_newer(graph)
     states: dict[str, LayerLockState] = {}
 

@@ -24,13 +24,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import IO, BinaryIO, TextIO
 
 from venvlayers import __version__
 from venvlayers.core.errors import DeployError
 from venvlayers.core.fsutil import sha256_file as file_sha256
 from venvlayers.core.report import Reporter
 from venvlayers.net.retry import Budget, HttpFailure, retry_delay
+from venvlayers.net.urls import scheme_problem
 
 CHUNK = 1 << 16
 STALL_TIMEOUT = 60.0
@@ -117,11 +118,40 @@ class _Progress:
 
 
 class _NoRedirectAuth(urllib.request.HTTPRedirectHandler):
-    """Follow redirects, dropping the caller's unredirected headers (the token) on the way."""
+    """Follow redirects, dropping the caller's unredirected headers (the token) on the way,
+    and only to http(s) URLs."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: http.client.HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        if scheme_problem(newurl):
+            raise urllib.error.HTTPError(
+                req.full_url, code, f"redirect to a non-http(s) URL refused: {msg}", headers, fp
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 def _opener() -> urllib.request.OpenerDirector:
-    return urllib.request.build_opener(_NoRedirectAuth())
+    """An opener for http(s) only: urllib's default one also reads ``file://`` (local disk),
+    ``ftp://`` and ``data:`` URLs, which no answer may make us read."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (
+        urllib.request.ProxyHandler(),
+        urllib.request.UnknownHandler(),
+        urllib.request.HTTPHandler(),
+        urllib.request.HTTPSHandler(),
+        urllib.request.HTTPDefaultErrorHandler(),
+        _NoRedirectAuth(),
+        urllib.request.HTTPErrorProcessor(),
+    ):
+        opener.add_handler(handler)
+    return opener
 
 
 def _request(download: Download, start: int) -> urllib.request.Request:
@@ -190,8 +220,13 @@ class Downloader:
 
     # -- small files (manifests) -------------------------------------------
 
+    def _check_url(self, download: Download) -> None:
+        if problem := scheme_problem(download.url):
+            raise self.error(self._scrub(f"{download.label}: its URL {problem}"))
+
     def fetch_bytes(self, download: Download, *, missing_ok: bool = False) -> bytes | None:
         """A small file, with retries; None for a 404 when ``missing_ok``."""
+        self._check_url(download)
         attempt = 0
         while True:
             attempt += 1
@@ -239,6 +274,7 @@ class Downloader:
 
     def fetch(self, download: Download, progress: Callable[[int], None] | None = None) -> Path:
         """The cached file for ``download``, fetched (or resumed) first when missing."""
+        self._check_url(download)
         hit = self.cached(download.sha256, download.size)
         if hit is not None:
             if file_sha256(hit) == download.sha256:

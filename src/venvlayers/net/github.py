@@ -33,6 +33,7 @@ from venvlayers.core.report import Reporter
 from venvlayers.formats.assets import SHA256SUMS_NAME
 from venvlayers.net.deadline import Deadline
 from venvlayers.net.retry import Budget, HttpFailure, retry_delay
+from venvlayers.net.urls import api_url_problem
 
 DEFAULT_API_URL = "https://api.github.com"
 # per-socket-operation timeouts (connect, read); a stalled transfer fails and is retried
@@ -119,6 +120,15 @@ def response_failure(response: requests.Response) -> HttpFailure:
         data = {"message": response.reason or ""}
     message, codes = _message_and_codes(data)
     return HttpFailure(response.status_code, message or response.reason, response.headers, codes)
+
+
+def _refused_url(exc: AssertionError) -> bool:
+    """PyGithub refuses (with an assert) to follow a URL off its API host, such as a
+    ``Link: rel="next"`` page elsewhere: that is a bad answer, not a bug of ours."""
+    frame = exc.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    return frame is not None and frame.tb_frame.f_code.co_name.endswith("assertUrlAllowed")
 
 
 # ---------------------------------------------------------------------------
@@ -310,6 +320,15 @@ class GitHubClient:
                 HttpFailure,
             ) as exc:
                 failure = translate(exc)
+            except AssertionError as exc:
+                if not _refused_url(exc):
+                    raise
+                raise self.error(
+                    self.scrub(
+                        f"could not {what}: GitHub's answer leads to another host ({exc}); "
+                        f"refusing to follow it — check GITHUB_API_URL ({self.api_url})"
+                    )
+                ) from None
             plan = retry_delay(failure, attempt, time.time())
             if plan is None:
                 raise self.refused(what, failure) from None
@@ -439,16 +458,23 @@ class GitHubClient:
                 return RemoteAsset.from_pygithub(asset)
         return None
 
+    def checked_url(self, url: str, what: str, *, upload: bool = False) -> str:
+        """``url`` from an answer, when the token may go there (``net.urls``)."""
+        if problem := api_url_problem(url, self.api_url, upload=upload):
+            raise self.error(self.scrub(f"GitHub's {what} URL {url[:200]!r} {problem}"))
+        return url
+
     def remote_sha256(self, asset: RemoteAsset) -> str:
         known = asset.sha256_from_digest()
         if known is not None:
             return known
+        url = self.checked_url(asset.url, f"asset {asset.name}")
 
         # older GitHub Enterprise Server versions report no digest: download and hash
         def action() -> str:
             digest = hashlib.sha256()
             with self.session.get(
-                asset.url,
+                url,
                 headers={"Accept": "application/octet-stream"},
                 stream=True,
                 timeout=self.timeouts(),
@@ -467,7 +493,7 @@ class GitHubClient:
         asset = self.list_assets(release).get(name) if release is not None else None
         if asset is None or asset.size > limit:
             return None
-        url = asset.url
+        url = self.checked_url(asset.url, f"asset {name}")
 
         def action() -> bytes:
             with self.session.get(
@@ -492,7 +518,7 @@ class GitHubClient:
 
     def post_asset(self, release: RemoteRelease, name: str, path: Any, size: int) -> RemoteAsset:
         """One upload attempt of the file at ``path`` as asset ``name`` (raises HttpFailure)."""
-        url = release.upload_url.split("{", 1)[0]
+        url = self.checked_url(release.upload_url.split("{", 1)[0], "upload", upload=True)
         headers = {"Content-Type": content_type(name)}
         with path.open("rb") as body:
             # an empty file object would be sent chunked, which GitHub refuses
@@ -552,14 +578,16 @@ def release_downloads(
                 "(and GITHUB_TOKEN for a private repository, GITHUB_API_URL for GitHub "
                 "Enterprise Server)"
             )
-        assets = client.list_assets(release)
+        assets = {
+            name: a for name, a in client.list_assets(release).items() if a.state == "uploaded"
+        }
+        urls = {name: client.checked_url(a.url, f"asset {name}") for name, a in assets.items()}
     finally:
         client.close()
     headers = {"Accept": "application/octet-stream", "X-GitHub-Api-Version": API_VERSION}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     return {
-        name: AssetDownload(name, asset.url, asset.size, asset.sha256_from_digest(), headers)
+        name: AssetDownload(name, urls[name], asset.size, asset.sha256_from_digest(), headers)
         for name, asset in assets.items()
-        if asset.state == "uploaded"
     }

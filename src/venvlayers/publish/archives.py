@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from venvlayers.core.errors import PublishError
 from venvlayers.core.fsutil import sha256_file, sha256_text
 from venvlayers.core.platforms import Platform, host_platform
 from venvlayers.core.report import Reporter
+from venvlayers.core.rmtree import remove_tree_quietly
 from venvlayers.formats.layout import MetadataSet
 from venvlayers.formats.models import (
     ArchiveHashes,
@@ -164,7 +164,7 @@ class _LayerPublisher:
         sbom.write(stage / IN_LAYER)  # a new file: never written through a hard link
         archive, info = self._archive(layer, metadata, stage, previous)
         sbom.write(sbom_path(archive))
-        shutil.rmtree(stage, ignore_errors=True)
+        remove_tree_quietly(stage)
         metadata.archive_name = archive.name
         metadata.target_platform = str(self.platform)
         metadata.archive_size = info.size

@@ -19,6 +19,7 @@ from venvlayers.build.python_wrapper import install_python_wrapper
 from venvlayers.core.errors import PublishError
 from venvlayers.core.fsutil import link_or_copy
 from venvlayers.core.platforms import Platform
+from venvlayers.core.rmtree import remove_tree
 from venvlayers.formats.layout import MetadataSet
 from venvlayers.formats.models import (
     LayerMetadata,
@@ -118,7 +119,7 @@ def stage_layer(
     """A deployable view of a built layer at ``stage_path`` (hard links unless ``copy``)."""
     layout = LayerLayout(platform, layer.py_version, layer.implementation)
     if stage_path.exists() or stage_path.is_symlink():
-        shutil.rmtree(stage_path)
+        remove_tree(stage_path)
 
     def ignore(folder: str, names: list[str]) -> set[str]:
         relative_folder = Path(folder).relative_to(build_path)

@@ -10,6 +10,7 @@ is collected before failing, so one run shows everything that is wrong.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections import defaultdict
@@ -18,8 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from venvlayers.core.errors import MergeError
-from venvlayers.core.fsutil import link_or_copy, replace_dir, sha256_file, write_text_atomic
+from venvlayers.core.fsutil import (
+    link_or_copy,
+    regular_file_target,
+    replace_dir,
+    sha256_file,
+    write_text_atomic,
+)
+from venvlayers.core.platforms import platform_tag_problem
 from venvlayers.core.report import Reporter
+from venvlayers.core.rmtree import remove_tree_quietly
 from venvlayers.formats.assets import sbom_name
 from venvlayers.formats.layout import MetadataSet, find_publish_outputs
 from venvlayers.formats.models import (
@@ -34,6 +43,7 @@ from venvlayers.formats.models import (
     read_model,
 )
 from venvlayers.formats.sbom import check_sbom
+from venvlayers.release.merge_inputs import entry_problem, input_file_problem
 from venvlayers.release.merge_report import (
     MergeConsistencyError,
     MergeReport,
@@ -80,6 +90,8 @@ def merge_publish_outputs(
     either way; the report also goes to the step summary.
     """
     output_dir = Path(output_dir)
+    if report_path is not None:
+        regular_file_target(report_path)  # a device or a folder fails before any work
     if not inputs:
         raise MergeError("merge: no input folders given; pass the downloaded publish outputs")
     _check_inputs(inputs, output_dir)
@@ -178,6 +190,10 @@ def _load_jobs(inputs: list[Path], exclude: Path, problems: list[Problem]) -> li
 
 def _load_job(meta: MetadataSet, problems: list[Problem]) -> PlatformJob | None:
     info_path = meta.publish_info
+    for path in (meta.manifest, info_path):
+        if path.exists() and (bad := input_file_problem(meta.output_dir, path)):
+            problems.append(Problem(ProblemKind.UNREADABLE, bad, platform=meta.platform))
+            return None
     try:
         manifest = read_model(StackManifest, meta.manifest, MergeError)
         info = read_model(PublishInfo, info_path, MergeError) if info_path.exists() else None
@@ -194,6 +210,9 @@ def _load_job(meta: MetadataSet, problems: list[Problem]) -> PlatformJob | None:
             )
         )
         return None
+    if bad := platform_tag_problem(platform):  # it becomes file names in the output
+        problems.append(Problem(ProblemKind.UNREADABLE, f"{meta.manifest}: {bad}; refusing it"))
+        return None
     job = PlatformJob(platform, meta, manifest, info)
     if info is not None and info.platform != platform:
         problems.append(
@@ -205,6 +224,11 @@ def _load_job(meta: MetadataSet, problems: list[Problem]) -> PlatformJob | None:
         )
     for category in sorted(manifest.layers):
         for entry in manifest.layers[category]:
+            if bad := entry_problem(entry):  # names that become paths in the output
+                problems.append(
+                    Problem(ProblemKind.UNREADABLE, f"{meta.manifest}: {bad}", platform=platform)
+                )
+                continue
             if entry.layer_name in job.layers:
                 problems.append(
                     Problem(
@@ -326,6 +350,8 @@ def _check_layer_metadata(
         )
     snippet = job.meta.env_metadata(name)
     try:
+        if snippet.exists() and (bad := input_file_problem(job.archives_dir, snippet)):
+            raise MergeError(bad)
         detail = read_model(LayerMetadata, snippet, MergeError)
     except MergeError as exc:
         problems.append(
@@ -357,17 +383,15 @@ def _check_archive(
             "metadata has no archive_name/archive_size/archive_hashes; was it written by `publish`?",
         )
         return
-    if Path(meta.archive_name).name != meta.archive_name or meta.archive_name in ("", ".", ".."):
-        problem(
-            ProblemKind.MISSING_ARCHIVE, f"archive_name {meta.archive_name!r} is not a file name"
-        )
-        return
     archive = job.archives_dir / meta.archive_name
     if not archive.is_file():
         problem(
             ProblemKind.MISSING_ARCHIVE,
             f"archive {meta.archive_name} is missing from {job.archives_dir}; upload it with the metadata",
         )
+        return
+    if bad := input_file_problem(job.archives_dir, archive):
+        problem(ProblemKind.MISSING_ARCHIVE, bad)
         return
     size = archive.stat().st_size
     if size != meta.archive_size:
@@ -497,15 +521,17 @@ def _write_output(jobs: list[PlatformJob], index: StackIndex, output_dir: Path) 
         for job in jobs:
             for _, meta in job.layers.values():
                 assert meta.archive_name
-                link_or_copy(job.archives_dir / meta.archive_name, staging / meta.archive_name)
+                # the file itself, never a link (checked to lie inside the input)
+                archive = os.path.realpath(job.archives_dir / meta.archive_name)
+                link_or_copy(archive, staging / meta.archive_name)
                 sbom = job.archives_dir / sbom_name(meta.archive_name)
-                if sbom.is_file():
-                    link_or_copy(sbom, staging / sbom.name)
+                if sbom.is_file() and not input_file_problem(job.archives_dir, sbom):
+                    link_or_copy(os.path.realpath(sbom), staging / sbom.name)
             _copy_metadata(job, _merged_set(job, jobs, staging))
         index.write(staging / INDEX_NAME)
         replace_dir(staging, output_dir)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_tree_quietly(staging)
         raise
 
 
@@ -517,7 +543,7 @@ def _copy_metadata(job: PlatformJob, merged: MetadataSet) -> None:
         pairs.append((job.meta.publish_info, merged.publish_info))
     for source, target in pairs:
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
+        shutil.copyfile(os.path.realpath(source), target)
 
 
 __all__ = [

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from venvlayers.core import markdown as md
 from venvlayers.core.errors import MergeError
 from venvlayers.formats.models import INDEX_NAME
 
@@ -94,11 +95,11 @@ class MergeReport:
             "",
         ]
         if self.layers and self.platforms:
-            lines.append("| Layer | " + " | ".join(f"`{p}`" for p in self.platforms) + " |")
+            lines.append("| Layer | " + " | ".join(md.code(p) for p in self.platforms) + " |")
             lines.append("|---|" + "---|" * len(self.platforms))
             for layer in self.layers:
                 cells = " | ".join(self._cell(layer, p) for p in self.platforms)
-                lines.append(f"| `{layer}` | {cells} |")
+                lines.append(f"| {md.code(layer)} | {cells} |")
             counts = self.layer_counts
             lines.append(
                 "| **layers** | " + " | ".join(str(counts[p]) for p in self.platforms) + " |"
@@ -111,17 +112,17 @@ class MergeReport:
                 where = " ".join(
                     part
                     for part in (
-                        f"`{problem.layer}`" if problem.layer else "",
-                        f"on `{problem.platform}`" if problem.platform else "",
+                        md.code(problem.layer) if problem.layer else "",
+                        f"on {md.code(problem.platform)}" if problem.platform else "",
                     )
                     if part
                 )
                 lines.append(
-                    f"- **{problem.kind.value}**{' ' + where if where else ''}: {problem.message}"
+                    f"- **{problem.kind.value}**{' ' + where if where else ''}: {md.text(problem.message)}"
                 )
             lines.append("")
         elif self.output_dir is not None:
-            lines.append(f"Merged into `{self.output_dir}` (index: `{INDEX_NAME}`).")
+            lines.append(f"Merged into {md.code(str(self.output_dir))} (index: `{INDEX_NAME}`).")
             lines.append("")
         return "\n".join(lines)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from venvlayers.core import markdown as md
 from venvlayers.core.errors import ReleaseError, VenvlayersError
 from venvlayers.core.report import Reporter
 from venvlayers.formats.assets import INDEX_NAME
@@ -43,16 +44,16 @@ def default_notes(
             sections.append(report.to_markdown())
     sections.append(
         "Install an app on a target machine:\n\n"
-        f"```\nvenvlayers deploy --from github:{client.repo_name}@{tag} --target DIR APP\n```\n"
+        + md.fence(f"venvlayers deploy --from github:{client.repo_name}@{tag} --target DIR APP")
     )
     return "\n".join(sections)
 
 
 def layer_table(index: StackIndex, previous: str | None, old: StackIndex | None) -> str:
     """The layers, their lock versions and archive sizes; what changed since ``previous``."""
-    title = f"## Changes since {previous}" if previous is not None else "## Layers"
+    title = f"## Changes since {md.text(previous)}" if previous is not None else "## Layers"
     lines = [title, ""]
-    header = "| Layer | Lock version | " + " | ".join(index.platforms) + " |"
+    header = "| Layer | Lock version | " + " | ".join(map(md.code, index.platforms)) + " |"
     lines += [header, "|---|---|" + "---|" * len(index.platforms)]
     changed = 0
     for name, layer in sorted(index.layers.items()):
@@ -73,7 +74,7 @@ def layer_table(index: StackIndex, previous: str | None, old: StackIndex | None)
             else:
                 mark = " (unchanged)"
             cells.append(format_size(entry.archive_size) + mark)
-        lines.append(f"| `{name}` | {layer.lock_version} | " + " | ".join(cells) + " |")
+        lines.append(f"| {md.code(name)} | {layer.lock_version} | " + " | ".join(cells) + " |")
     if old is not None:
         lines += ["", f"{changed} archive(s) new or changed; deployers fetch only those."]
     return "\n".join(lines) + "\n"

@@ -8,8 +8,9 @@ decide where we write or what we ship from outside the spec's folder.
 from __future__ import annotations
 
 import os
-import unicodedata
 from pathlib import Path
+
+from venvlayers.core.names import plain_name_problem
 
 #: Layer names become folder, file and archive names on every platform (and GitHub
 #: asset names): at most this long, so ``framework-<name>@<version>-<platform>-<build>``
@@ -34,15 +35,13 @@ def name_problem(name: str) -> str | None:
         return "must not be empty"
     if len(name) > MAX_NAME_LENGTH:
         return f"is {len(name)} characters long; use at most {MAX_NAME_LENGTH}"
-    if name != name.strip():
-        return "has leading or trailing spaces"
     for char in name:
-        category = unicodedata.category(char)
-        if category[0] in "CZ" and char != " ":
-            return f"contains the control or invisible character {char!r}"
         if char in _WINDOWS_FORBIDDEN:
             what = "a path separator" if char in "/\\" else f"{char!r}"
             return f"contains {what}, which cannot be part of a folder name"
+    problem = plain_name_problem(name)  # what every name that becomes a path must pass
+    if problem is not None:
+        return problem
     if ".." in name:
         return "contains '..'"
     if not name[0].isalnum():
