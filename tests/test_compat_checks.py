@@ -354,31 +354,3 @@ def test_show_marks_invalid_locks_and_versioned_targets(
     assert "│   └── rt\n" in stale
     assert "│   └── *framework-fw -> framework-fw@???\n" in stale
     assert "    └── *app-app\n" in stale
-
-
-def test_lock_version_continues_from_earlier_venvlayers_dotted_names(
-    tmp_path: Path, wheels: SimpleIndex, runtime_mirror: RuntimeMirror, cli: Callable[..., Run]
-) -> None:
-    """Locks that earlier venvlayers wrote as pylock.<name with dots>.toml are replaced,
-    and a versioned layer's lock_version goes on from theirs."""
-    spec = tmp_path / "venvstacks.toml"
-    spec.write_text(
-        '[[runtimes]]\nname = "cpython-3.12"\npython_implementation = "cpython@3.12.1"\n'
-        'requirements = ["alpha"]\nversioned = true\n' + index_table(wheels.url)
-    )
-    folder = tmp_path / "requirements" / "cpython-3.12"
-    folder.mkdir(parents=True)
-    (folder / "pylock.cpython-3.12.toml").write_text('lock-version = "1.0"\npackages = []\n')
-    (folder / "pylock.cpython-3.12.meta.json").write_text(
-        json.dumps({"lock_version": 4, "locked_at": "2026-11-24T10:01:17Z"})
-    )
-    run = cli("lock", spec)
-    assert run.code == 0, run.text
-    assert sorted(p.name for p in folder.iterdir()) == [
-        "packages-cpython-3.12.txt",
-        "pylock.cpython-3_12.meta.json",
-        "pylock.cpython-3_12.toml",
-        "requirements-cpython-3_12.in",
-    ]
-    assert json.loads((folder / "pylock.cpython-3_12.meta.json").read_text())["lock_version"] == 5
-    assert "-> cpython-3.12@5" in cli("show", spec).out

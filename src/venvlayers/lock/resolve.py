@@ -10,7 +10,6 @@ installed from this layer. Lock validity is venvstacks' own (the four hashes in
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -405,7 +404,7 @@ def _record_lock(
         now = datetime.now(UTC)
         locked_at = min(now, limit) if limit else now
         lock_version = 1
-        last = previous.lock_version if previous is not None else _legacy_version(state)
+        last = previous.lock_version if previous is not None else None
         if layer.spec.versioned and last is not None:
             lock_version = last + 1
         meta = lock_metadata(
@@ -419,35 +418,12 @@ def _record_lock(
     changed = meta.write(paths.meta) or changed
     summary = lockfiles.summary_text(layer.name, entries)
     changed = write_text_atomic(paths.packages, summary) or changed
-    for legacy in _legacy_files(state):
-        legacy.unlink(missing_ok=True)  # replaced by the files just written
     state.entries = entries
     state.metadata = meta
     state.changed = changed
     reporter.info(
         f"{layer.name}: {'updated' if changed else 'unchanged'} ({len(state.own)} packages)"
     )
-
-
-def _legacy_files(state: LayerLockState) -> list[Path]:
-    """Lock files earlier venvlayers versions wrote for a layer with dots in its name
-    (``pylock.cpython-3.12.toml``, not a valid PEP 751 name)."""
-    name = state.layer.name
-    if "." not in name:
-        return []
-    folder = state.paths.folder
-    return [folder / f"pylock.{name}.toml", folder / f"pylock.{name}.meta.json"]
-
-
-def _legacy_version(state: LayerLockState) -> int | None:
-    """The lock_version recorded under the earlier name, so a relock continues it."""
-    for path in _legacy_files(state)[1:]:
-        try:
-            version = json.loads(path.read_text(encoding="utf-8")).get("lock_version")
-        except (OSError, ValueError, AttributeError):
-            return None
-        return version if isinstance(version, int) else None
-    return None
 
 
 def require_fresh_locks(result: LockResult) -> None:
