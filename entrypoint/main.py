@@ -73,6 +73,7 @@ class Inputs:
     notes_file: str = ""
     local_wheels: list[str] = field(default_factory=list)
     no_index: bool = False
+    pr_comment: str = ""
 
     @staticmethod
     def from_env() -> Inputs:
@@ -94,6 +95,7 @@ class Inputs:
             notes_file=read_input("notes-file"),
             local_wheels=split_list(read_input("local-wheels")),
             no_index=read_input("no-index", "false").lower() == "true",
+            pr_comment=read_input("pr-comment"),
         )
 
 
@@ -166,7 +168,15 @@ def cli_commands(inputs: Inputs, report: Path) -> list[list[str]]:
             raise VenvlayersError(
                 "input 'base' is required for lock-diff (a git ref such as origin/main)"
             )
-        return [["lock-diff", "--base", inputs.base, "--report", str(report), spec]]
+        comment = []
+        if inputs.pr_comment:
+            if not inputs.pr_comment.isdigit() or not inputs.pr_comment.isascii():
+                raise VenvlayersError(
+                    f"input 'pr-comment' is {inputs.pr_comment[:40]!r}; give the pull request's "
+                    "number (github.event.pull_request.number)"
+                )
+            comment = ["--pr-comment", inputs.pr_comment]
+        return [["lock-diff", "--base", inputs.base, "--report", str(report), *comment, spec]]
     if inputs.command == "merge":
         dirs = _merge_dirs(inputs.merge_inputs)
         return [["merge", *dirs, "--output-dir", out, "--report", str(report)]]
@@ -195,7 +205,8 @@ def prepare_environment(inputs: Inputs) -> None:
     for key in [key for key in os.environ if key.startswith("INPUT_")]:
         del os.environ[key]
     os.environ.update(PYTHONUTF8="1", PYTHONIOENCODING="utf-8")
-    if inputs.command == "release" and inputs.token:
+    commenting = inputs.command == "lock-diff" and bool(inputs.pr_comment)
+    if (inputs.command == "release" or commenting) and inputs.token:
         os.environ["GITHUB_TOKEN"] = inputs.token
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(encoding="utf-8")

@@ -312,19 +312,18 @@ def test_release_job_runs_in_the_release_environment(jobs: dict[str, Any]) -> No
 # --- PR comment, Dependabot, image --------------------------------------------------------
 
 
-def test_pr_comment_is_found_by_its_hidden_marker() -> None:
+def test_pr_comment_is_the_actions_own_input() -> None:
+    """The example posts through the action (``pr-comment``), never with gh's --edit-last."""
     for path in EXAMPLES:
         assert "--edit-last" not in path.read_text(encoding="utf-8"), path.name
     docs = (ROOT / "docs" / "github-actions.md").read_text(encoding="utf-8")
-    assert "--edit-last ||" not in docs and "<!-- venvlayers:lock-diff -->" in docs
+    assert "<!-- venvlayers:lock-diff -->" in docs and "gh api" not in docs
     workflow = load_yaml(ROOT / "examples" / "workflows" / "pr-lock-check.yml")
-    (post,) = [s for s in steps(workflow["jobs"]["lock-diff"]) if "gh " in s.get("run", "")]
-    script = post["run"]
-    assert "marker='<!-- venvlayers:lock-diff -->'" in script
-    assert 'startswith(\\"$marker\\")' in script and "github-actions[bot]" in script
-    assert '--method PATCH "repos/$GH_REPO/issues/comments/$id"' in script
-    syntax = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True)
-    assert syntax.returncode == 0, syntax.stderr
+    job = workflow["jobs"]["lock-diff"]
+    [diff] = [s for s in steps(job) if s.get("id") == "diff"]
+    assert diff["with"]["pr-comment"] == "${{ github.event.pull_request.number }}"
+    assert job["permissions"] == {"contents": "read", "pull-requests": "write"}
+    assert not [s for s in steps(job) if "run" in s]  # no hand-written API calls
 
 
 def test_dependabot_keeps_actions_python_and_the_image_current() -> None:

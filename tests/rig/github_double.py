@@ -1,4 +1,4 @@
-"""A stand-in for the GitHub releases REST API: a real threaded HTTP server on 127.0.0.1.
+"""A stand-in for the GitHub REST API (releases, pull request comments): a real threaded HTTP server on 127.0.0.1.
 
 It speaks the subset PyGithub and ``venvlayers.release.create`` use, with GitHub's JSON shapes
 and status codes, laid out like GitHub Enterprise Server (API at ``/api/v3``, uploads
@@ -9,8 +9,9 @@ recorded (the token value is never stored) for tests to inspect.
 
 Like GitHub: drafts are published with ``PATCH /releases/{id}``; a repository with
 ``immutable=True`` refuses uploads to (and asset deletions from) a published release;
-a ``private=True`` repository answers 404 to requests without the token, a public one
-serves reads without it; ``GET /releases/assets/{id}`` with ``Accept:
+pull request comments are listed, posted and edited (only by their author; the token
+writes as ``github-actions[bot]``, which may not read ``/user``); a ``private=True``
+repository answers 404 to requests without the token, a public one serves reads without it; ``GET /releases/assets/{id}`` with ``Accept:
 application/octet-stream`` redirects to a storage path (``/storage/...``, no token needed,
 HTTP ranges honoured) the way GitHub redirects to its storage host.
 """
@@ -34,6 +35,8 @@ from urllib.parse import parse_qsl, quote, urlsplit
 from .local_server import LocalHTTPServer
 
 API_PREFIX = "/api/v3"
+#: who the workflow's token writes as (GITHUB_TOKEN is an installation token of GitHub Actions)
+BOT_LOGIN = "github-actions[bot]"
 UPLOADS_PREFIX = "/api/uploads"
 DOCS = "https://docs.github.com/rest"
 
@@ -118,6 +121,19 @@ class ReleaseState:
     published_at: str | None = None
 
 
+@dataclass
+class CommentState:
+    """An issue (pull request) comment; ``edits`` counts PATCHes of its body."""
+
+    id: int
+    issue: int
+    body: str
+    login: str
+    created_at: str
+    updated_at: str
+    edits: int = 0
+
+
 class _Answer(Exception):
     """Raised by route handlers to answer with an error status."""
 
@@ -155,6 +171,7 @@ class GitHubDouble:
         self._ids = itertools.count(1001)
         self._numbers = itertools.count(1)
         self.releases: dict[int, ReleaseState] = {}
+        self.comments: dict[int, CommentState] = {}
         self.assets: dict[int, AssetState] = {}
         self.faults: list[Fault] = []
         self._requests: list[RecordedRequest] = []
@@ -243,6 +260,16 @@ class GitHubDouble:
             asset.digest = digest
             return asset.id
 
+    def seed_comment(self, issue: int, body: str, login: str = "octocat") -> int:
+        """A comment someone else wrote (a person, another bot) on pull request ``issue``."""
+        with self._lock:
+            return self._create_comment(issue, body, login).id
+
+    def comments_on(self, issue: int) -> list[CommentState]:
+        with self._lock:
+            return [replace(c) for c in sorted(self.comments.values(), key=lambda c: c.id)
+                    if c.issue == issue]  # fmt: skip
+
     def release_by_tag(self, tag: str) -> ReleaseState | None:
         with self._lock:
             for release in self.releases.values():
@@ -275,6 +302,30 @@ class GitHubDouble:
         self.releases[release_id] = release
         return release
 
+    def _create_comment(self, issue: int, body: str, login: str) -> CommentState:
+        now = _now()
+        comment = CommentState(next(self._ids), issue, body, login, now, now)
+        self.comments[comment.id] = comment
+        return comment
+
+    def _comment_json(self, comment: CommentState) -> dict[str, Any]:
+        web = f"{self.base_url}/{self.owner}/{self.repo}/pull/{comment.issue}"
+        user = self._user_json() if comment.login == BOT_LOGIN else {
+            "login": comment.login, "id": 583231, "type": "User",
+        }  # fmt: skip
+        return {
+            "id": comment.id,
+            "node_id": f"IC_double{comment.id}",
+            "url": f"{self.api_url}{self.repo_path}/issues/comments/{comment.id}",
+            "html_url": f"{web}#issuecomment-{comment.id}",
+            "issue_url": f"{self.api_url}{self.repo_path}/issues/{comment.issue}",
+            "body": comment.body,
+            "user": user,
+            "created_at": comment.created_at,
+            "updated_at": comment.updated_at,
+            "author_association": "NONE" if comment.login == BOT_LOGIN else "CONTRIBUTOR",
+        }
+
     def _new_asset(self, release_id: int, name: str, label: str, content_type: str) -> AssetState:
         asset = AssetState(
             id=next(self._ids),
@@ -295,7 +346,7 @@ class GitHubDouble:
 
     def _user_json(self) -> dict[str, Any]:
         return {
-            "login": "github-actions[bot]",
+            "login": BOT_LOGIN,
             "id": 41898282,
             "node_id": "MDM6Qm90NDE4OTgyODI=",
             "type": "Bot",
@@ -665,7 +716,72 @@ class _Handler(BaseHTTPRequestHandler):
             return self._page(rest, items, query)
         if match := re.fullmatch(rf"{repo}/releases/assets/(\d+)", rest):
             return self._asset(int(match.group(1)))
+        if rest == "/user" and method == "GET":
+            # an installation token (the workflow's GITHUB_TOKEN) may not read /user
+            raise _Answer(403, {"message": "Resource not accessible by integration",
+                                "documentation_url": DOCS, "status": "403"})  # fmt: skip
+        if match := re.fullmatch(rf"{repo}/issues/(\d+)/comments", rest):
+            return self._issue_comments(int(match.group(1)), query)
+        if match := re.fullmatch(rf"{repo}/issues/comments/(\d+)", rest):
+            return self._comment(int(match.group(1)))
         raise _not_found()
+
+    def _issue_comments(self, issue: int, query: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        """GET lists (oldest first, paged), POST adds one as the token's account (the bot)."""
+        double = self.owner
+        if self.command == "GET":
+            with double._lock:
+                items = [
+                    double._comment_json(c)
+                    for c in sorted(double.comments.values(), key=lambda c: c.id)
+                    if c.issue == issue
+                ]
+            return self._page(f"{double.repo_path}/issues/{issue}/comments", items, query)
+        if self.command != "POST":
+            raise _not_found()
+        body = self._comment_payload()
+        with double._lock:
+            comment = double._create_comment(issue, body, BOT_LOGIN)
+            data = double._comment_json(comment)
+        return 201, data, {"Location": data["url"]}
+
+    def _comment(self, comment_id: int) -> tuple[int, Any, dict[str, str]]:
+        """GET one, or PATCH its body: only its author may (403 otherwise, as GitHub)."""
+        double = self.owner
+        with double._lock:
+            comment = double.comments.get(comment_id)
+        if comment is None:
+            raise _not_found()
+        if self.command == "GET":
+            with double._lock:
+                return 200, double._comment_json(comment), {}
+        if self.command != "PATCH":
+            raise _not_found()
+        body = self._comment_payload()
+        with double._lock:
+            if comment.login != BOT_LOGIN:
+                raise _Answer(403, {"message": "Resource not accessible by integration"})
+            comment.body, comment.updated_at = body, _now()
+            comment.edits += 1
+            return 200, double._comment_json(comment), {}
+
+    def _comment_payload(self) -> str:
+        try:
+            payload = json.loads(self._read_body() or b"{}")
+        except ValueError:
+            raise _Answer(400, {"message": "Problems parsing JSON"}) from None
+        body = payload.get("body") if isinstance(payload, dict) else None
+        if not isinstance(body, str) or not body:
+            raise _Answer(422, {"message": "Validation Failed",
+                                "errors": [{"resource": "IssueComment", "code": "missing_field",
+                                            "field": "body"}]})  # fmt: skip
+        if len(body) > 65536:
+            raise _Answer(422, {"message": "Validation Failed",
+                                "errors": [{"resource": "IssueComment", "code": "custom",
+                                            "field": "body",
+                                            "message": "body is too long (maximum is 65536 "
+                                                       "characters)"}]})  # fmt: skip
+        return body
 
     def _page(
         self, rest: str, items: list[dict[str, Any]], query: dict[str, str]

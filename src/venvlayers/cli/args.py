@@ -374,6 +374,15 @@ def _lock_diff(commands: Commands) -> None:
     add = diff.add_argument
     add("--base", required=True, help="git ref (e.g. origin/main) or a folder with the older spec")
     add("--report", type=Path, default=None, help="also write the markdown report here")
+    add(
+        "--pr-comment",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also show the report in one comment on pull request N, edited on each run "
+        "(GITHUB_TOKEN with pull-requests: write; GITHUB_API_URL)",
+    )
+    add("--repo", default=None, help="owner/name for --pr-comment (default: GITHUB_REPOSITORY)")
     add("--json", action="store_true", help="print the result as JSON")
     add("spec", type=Path, help="the stack spec (venvstacks.toml)")
 

@@ -253,20 +253,63 @@ def cmd_merge(args: argparse.Namespace, reporter: Reporter) -> Outcome:
 
 def cmd_lock_diff(args: argparse.Namespace, reporter: Reporter) -> Outcome:
     from venvlayers.core.fsutil import write_text_atomic
-    from venvlayers.lock.diff import lock_diff
+    from venvlayers.lock.diff import failure_markdown, lock_diff
 
-    report = lock_diff(args.spec, args.base, reporter=reporter)
+    comment = _pr_commenter(args, reporter)
+    try:
+        report = lock_diff(args.spec, args.base, reporter=reporter)
+    except VenvlayersError as exc:
+        if comment is not None:  # the comment must not keep an earlier push's verdict
+            comment(failure_markdown(args.spec, args.base, exc.message))
+        raise
     markdown = report.to_markdown()
     if args.report:
         write_text_atomic(args.report, markdown)
         reporter.set_output("report", str(args.report))
     reporter.summary(markdown)
+    if comment is not None:
+        comment(markdown)
     reporter.set_output("stale", "true" if report.stale else "false")
     code = 1 if report.stale else 0
     if args.json:
         return _finish(args, report.to_json(), code)
     sys.stdout.write(neutralize(markdown))
     return Outcome(code)
+
+
+def _pr_commenter(args: argparse.Namespace, reporter: Reporter) -> Callable[[str], None] | None:
+    """``--pr-comment N``: checked now (exit 2); posting later only warns when GitHub refuses
+    (a fork's read-only token): the report is in the job summary either way."""
+    if args.pr_comment is None:
+        return None
+    import os
+
+    from venvlayers.net.github import api_url_from
+    from venvlayers.net.pr_comment import CommentError, check_target, upsert_comment
+    from venvlayers.net.retry import Budget
+
+    number, token = args.pr_comment, os.environ.get("GITHUB_TOKEN", "")
+    repo, api_url = args.repo or os.environ.get("GITHUB_REPOSITORY", ""), api_url_from()
+    check_target(repo, number, token, api_url)
+
+    def post(markdown: str) -> None:
+        try:
+            done = upsert_comment(
+                repo=repo,
+                number=number,
+                markdown=markdown,
+                token=token,
+                api_url=api_url,
+                reporter=reporter,
+                budget=Budget(120),
+            )
+        except CommentError as exc:
+            reporter.warning(f"pull request #{number}: no comment ({exc.message})")
+            return
+        done_what = "posted" if done.created else "updated"
+        reporter.info(f"pull request #{number}: lock-diff comment {done_what}: {done.url}")
+
+    return post
 
 
 def cmd_runtime_mirror(args: argparse.Namespace, reporter: Reporter) -> Outcome:

@@ -450,6 +450,19 @@ def _spec_label(spec_path: Path) -> str:
     return spec_path.as_posix()
 
 
+def failure_markdown(spec_path: Path, base: str, message: str) -> str:
+    """The report when lock-diff itself failed (a PR comment must not keep an older verdict)."""
+    return "\n".join(
+        [
+            f"## Lock changes in {md.code(_spec_label(Path(spec_path)))} against {md.code(base)}",
+            "",
+            "> [!CAUTION]",
+            f"> **lock-diff failed**: {md.text(message)}",
+            "",
+        ]
+    )
+
+
 def lock_diff(spec_path: Path, base: str, *, reporter: Reporter) -> LockDiffReport:
     """Compare the spec's current locks with those at ``base`` (git ref or folder)."""
     spec_path = Path(spec_path)
