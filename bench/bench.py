@@ -27,7 +27,8 @@ with its own caches, and runs, N times, alternating which tool goes first:
 
 Before the repetitions each tool runs lock + build once, untimed, so "warm" caches are warm
 on the first repetition too. Wall time is measured around each command; peak
-memory is ``ru_maxrss`` from ``os.wait4`` (the largest process of the command's tree).
+memory is the command's own (``bench/measure.py``: started from a small launcher, the larger
+of its largest process's ``ru_maxrss`` and the sampled sum of its process tree's Pss).
 
 Runtimes come from local ``install_only`` archives made by the test rig from local
 CPythons: venvlayers reads them through ``UV_PYTHON_DOWNLOADS_JSON_URL``, the reference
@@ -63,19 +64,34 @@ REPO_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(REPO_ROOT / "tests"))  # the offline rig: runtimes, wheels, index
 
 import limits  # noqa: E402
+import scale_report  # noqa: E402
+from measure import measure  # noqa: E402
 from peers import DEFAULT_PEER, PEER_VERSIONS, peer_python  # noqa: E402
 from rig import LEAKY_ENV  # noqa: E402
 from rig.index import SimpleIndex  # noqa: E402
 from rig.runtime import local_cpython_prefix, make_runtime_mirror  # noqa: E402
 from rig.wheels import make_wheelhouse  # noqa: E402
+from scale_stacks import SCALE_STACKS, bump_patch, prepare  # noqa: E402
 
 STACKS = ("small", "realistic")
+ALL_STACKS = (*STACKS, *SCALE_STACKS)
+#: Rows of the scale stacks (lock rows and no-ops say nothing new at that size).
+SCALE_ROWS = (
+    "lock_warm",
+    "build",
+    "publish_xz",
+    "publish_zst",
+    "deploy_first",
+    "deploy_update",
+    "deploy_first_nobc",
+)
 RUNTIME_VERSIONS = ("3.12.1", "3.11.7")
 #: The realistic stack resolves PyPI as of this instant, for both tools and every run.
 EXCLUDE_NEWER = "2025-10-01T00:00:00Z"
 ARCHIVE_SUFFIXES = (".tar.xz", ".tar.zst", ".zip", ".tar.gz")
 
 VENVLAYERS = "venvlayers"
+SCALE_MARK = ".scale-stack"  # in a scale stack's folder: its update bumps a package
 REFERENCE = "venvstacks"
 
 
@@ -89,34 +105,49 @@ class Sample:
     deploy wrote into its target."""
 
     seconds: float
-    rss_kib: int
+    rss_kib: int  # the larger of the two below
     archive_bytes: int | None = None
     written_bytes: int | None = None
+    largest_kib: int | None = None  # ru_maxrss: the largest single process of the tree
+    tree_kib: int | None = None  # the largest sampled sum of the tree's Pss
 
 
 class CommandFailed(RuntimeError):
     pass
 
 
-def run_measured(command: Sequence[str], *, env: dict[str, str], cwd: Path, log: Path) -> Sample:
-    """Run ``command`` to completion; output goes to ``log`` (appended)."""
+class OverBudget(CommandFailed):
+    """A command that did not finish within its tool's budget (it was stopped)."""
+
+
+def run_measured(
+    command: Sequence[str],
+    *,
+    env: dict[str, str],
+    cwd: Path,
+    log: Path,
+    budget: float | None = None,
+) -> Sample:
+    """Run ``command`` to completion through ``bench/measure.py``'s launcher, so its peak
+    memory is its own (not this process's size); output goes to ``log`` (appended)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a", encoding="utf-8") as out:
         out.write(f"\n$ {' '.join(command)}\n")
         out.flush()
-        start = time.perf_counter()
-        process = subprocess.Popen(
-            list(command), cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT
+        measured = measure(
+            command, env=env, cwd=cwd, stdout=out, result_dir=log.parent, timeout=budget
         )
-        # wait4 reports the child's own rusage, which covers every descendant it waited
-        # for; ru_maxrss is then the largest resident set of any process in the tree.
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - start
-        process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
+    if measured.timed_out:
+        raise OverBudget(f"did not finish within {budget:.0f} s: {' '.join(command)}")
+    if measured.exit_code != 0:
         tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-25:])
-        raise CommandFailed(f"{' '.join(command)} exited {process.returncode}; log {log}:\n{tail}")
-    return Sample(seconds=seconds, rss_kib=int(usage.ru_maxrss))
+        raise CommandFailed(f"{' '.join(command)} exited {measured.exit_code}; log {log}:\n{tail}")
+    return Sample(
+        seconds=measured.seconds,
+        rss_kib=measured.peak_kib,
+        largest_kib=measured.largest_kib,
+        tree_kib=measured.tree_kib,
+    )
 
 
 def archive_bytes(folder: Path) -> int:
@@ -145,15 +176,17 @@ class Tool:
     noop_lock_args: list[str] = field(default_factory=list)
     formats: tuple[str, ...] = ("tar.xz",)
     deploy_from: bool = False  # venvlayers' deploy takes --from SOURCE (issue 16)
+    index_args: list[str] = field(default_factory=list)  # --local-wheels DIR [--no-index]
+    budget: float | None = None  # seconds a command may take before it is given up
 
     def lock(self, spec: Path) -> list[str]:
-        return [*self.prefix, "lock", str(spec)]
+        return [*self.prefix, "lock", *self.index_args, str(spec)]
 
     def build(self, spec: Path) -> list[str]:
         if self.name == VENVLAYERS:
             # --locked: use the locks as they are (fail if stale) rather than relocking
-            return [*self.prefix, "build", "--locked", str(spec)]
-        return [*self.prefix, "build", str(spec)]
+            return [*self.prefix, "build", "--locked", *self.index_args, str(spec)]
+        return [*self.prefix, "build", *self.index_args, str(spec)]
 
     def publish(self, spec: Path, out: Path, fmt: str) -> list[str]:
         command = [*self.prefix, "publish", "--output-dir", str(out)]
@@ -181,7 +214,7 @@ class Tool:
 
     def noop(self, spec: Path, out: Path) -> list[list[str]]:
         return [
-            [*self.prefix, "lock", *self.noop_lock_args, str(spec)],
+            [*self.prefix, "lock", *self.noop_lock_args, *self.index_args, str(spec)],
             self.build(spec),
             self.publish(spec, out, "tar.xz"),
         ]
@@ -267,6 +300,7 @@ class StackRun:
     samples: dict[str, list[Sample]] = field(default_factory=dict)
     current: Path | None = None  # the stack copy of the running repetition
     limits: dict[str, float] = field(default_factory=dict)  # see data_for_limits
+    gave_up: str | None = None  # why this tool's later rows were not run (over its budget)
 
     @property
     def log(self) -> Path:
@@ -292,19 +326,25 @@ def step(run: StackRun, row: str, source: Path, rep: int) -> Sample | None:
         cold_cache = run.root / f"rep{rep}-cold-cache"
         shutil.rmtree(cold_cache, ignore_errors=True)
         env = {**tool.env, **cache_env(cold_cache)}
-        sample = run_measured(tool.lock(folder / "venvstacks.toml"), env=env, cwd=folder, log=log)
+        sample = run_measured(
+            tool.lock(folder / "venvstacks.toml"), env=env, cwd=folder, log=log, budget=tool.budget
+        )
         shutil.rmtree(folder)
         shutil.rmtree(cold_cache)
         return sample
     if row == "lock_warm":
         run.current = run.fresh_copy(source, f"rep{rep}")
         spec = run.current / "venvstacks.toml"
-        return run_measured(tool.lock(spec), env=run.warm_env(), cwd=run.current, log=log)
+        return run_measured(
+            tool.lock(spec), env=run.warm_env(), cwd=run.current, log=log, budget=tool.budget
+        )
     assert run.current is not None
     spec = run.current / "venvstacks.toml"
     if row == "build":
         shutil.rmtree(run.current / "_build", ignore_errors=True)
-        return run_measured(tool.build(spec), env=run.warm_env(), cwd=run.current, log=log)
+        return run_measured(
+            tool.build(spec), env=run.warm_env(), cwd=run.current, log=log, budget=tool.budget
+        )
     if row in ("publish_xz", "publish_zst"):
         fmt = "tar.xz" if row == "publish_xz" else "tar.zst"
         if fmt not in tool.formats:
@@ -312,20 +352,30 @@ def step(run: StackRun, row: str, source: Path, rep: int) -> Sample | None:
         out = run.current / f"_out-{fmt}"
         shutil.rmtree(out, ignore_errors=True)
         sample = run_measured(
-            tool.publish(spec, out, fmt), env=run.warm_env(), cwd=run.current, log=log
+            tool.publish(spec, out, fmt),
+            env=run.warm_env(),
+            cwd=run.current,
+            log=log,
+            budget=tool.budget,
         )
         sample.archive_bytes = archive_bytes(out)
         return sample
     if row == "noop":
         out = run.current / "_out-tar.xz"
         samples = [
-            run_measured(command, env=run.warm_env(), cwd=run.current, log=log)
+            run_measured(command, env=run.warm_env(), cwd=run.current, log=log, budget=tool.budget)
             for command in tool.noop(spec, out)
         ]
         return combine(samples)
     if row == "noop_one":
         out = run.current / "_out-tar.xz"
-        return run_measured(tool.pipeline(spec, out), env=run.warm_env(), cwd=run.current, log=log)
+        return run_measured(
+            tool.pipeline(spec, out),
+            env=run.warm_env(),
+            cwd=run.current,
+            log=log,
+            budget=tool.budget,
+        )
     if row == "deploy_first":
         out, target = run.current / "_out-tar.xz", run.current / "_deployed"
         shutil.rmtree(target, ignore_errors=True)
@@ -333,10 +383,20 @@ def step(run: StackRun, row: str, source: Path, rep: int) -> Sample | None:
     if row == "deploy_update":
         out, target = run.current / "_out-tar.xz", run.current / "_deployed"
         previous = archive_digests(out)
+        if (run.current / SCALE_MARK).exists():
+            # one small package changed: both tools lock, build and publish again
+            bump_patch(run.current)
+            for command in tool.noop(spec, out):
+                run_measured(
+                    command, env=run.warm_env(), cwd=run.current, log=log, budget=tool.budget
+                )
+            return measure_deploy(run, out, target, previous=previous)
         app = change_app(run.current)
         if tool.name == VENVLAYERS:
             for command in tool.noop(spec, out):  # lock if needed, build, publish
-                run_measured(command, env=run.warm_env(), cwd=run.current, log=log)
+                run_measured(
+                    command, env=run.warm_env(), cwd=run.current, log=log, budget=tool.budget
+                )
         else:
             # venvstacks' publish keeps an existing archive whose lock did not change (its
             # `publish --force` rebuilds every layer), so the app's archive is taken as
@@ -380,6 +440,7 @@ def measure_deploy(
         env=run.warm_env(),
         cwd=run.current or out,
         log=run.log,
+        budget=run.tool.budget,
     )
     after = file_states(target)
     # a file whose inode (same mtime and size) was in the target before is a hard link or
@@ -427,7 +488,7 @@ def prime(run: StackRun, source: Path) -> None:
     spec = folder / "venvstacks.toml"
     env = run.warm_env()
     for command in (run.tool.lock(spec), run.tool.build(spec)):
-        run_measured(command, env=env, cwd=folder, log=run.log)
+        run_measured(command, env=env, cwd=folder, log=run.log, budget=run.tool.budget)
     shutil.rmtree(folder)
 
 
@@ -438,20 +499,33 @@ def bench_stack(
     reps: int,
     keep: bool,
     say: Callable[[str], None],
+    source: Path | None = None,
+    rows: Sequence[str] = ROWS,
 ) -> dict[str, StackRun]:
-    source = BENCH_DIR / "stacks" / name
+    source = source or BENCH_DIR / "stacks" / name
     runs = {t.name: StackRun(t, work / name / t.name) for t in tools}
     for run in runs.values():
         shutil.rmtree(run.root, ignore_errors=True)
         run.root.mkdir(parents=True)
         say(f"[{name}] priming {run.tool.name} (untimed lock+build)")
-        prime(run, source)
+        try:
+            prime(run, source)
+        except OverBudget as exc:
+            run.gave_up = f"priming (lock + build) {exc}"
+            say(f"[{name}] {run.tool.name} gave up: {run.gave_up}")
     for rep in range(reps):
         # alternate who goes first, so drifting machine load hits both tools alike
         order = list(runs.values()) if rep % 2 == 0 else list(reversed(runs.values()))
-        for row in ROWS:
+        for row in rows:
             for run in order:
-                sample = step(run, row, source, rep)
+                if run.gave_up:
+                    continue
+                try:
+                    sample = step(run, row, source, rep)
+                except OverBudget as exc:  # a tool over its budget: its later rows are not run
+                    run.gave_up = f"{ROW_TITLES[row]} {exc}"
+                    say(f"[{name}] {run.tool.name} gave up: {run.gave_up}")
+                    continue
                 if sample is None:
                     continue
                 run.record(row, sample)
@@ -462,7 +536,7 @@ def bench_stack(
                     f"[{name}] rep {rep + 1}/{reps} {row:<11} {run.tool.name:<10} "
                     f"{sample.seconds:7.2f} s, {sample.rss_kib / 1024:6.0f} MiB{extra}"
                 )
-        if rep == 0:
+        if rep == 0 and not runs[VENVLAYERS].gave_up:
             data_for_limits(runs[VENVLAYERS], work, say)
         if not keep:
             for run in runs.values():
@@ -492,10 +566,25 @@ def data_for_limits(run: StackRun, work: Path, say: Callable[[str], None]) -> No
 # -- environments for a stack -----------------------------------------------------------------
 
 
+@dataclass
+class StackSetup:
+    """What a stack needs: extra environment, its spec folder, index options, its rows."""
+
+    env: dict[str, str]
+    source: Path | None = None  # default: bench/stacks/<name>
+    index_args: list[str] = field(default_factory=list)
+    rows: Sequence[str] = ROWS
+    unpacked_bytes: int | None = None
+
+
 @contextlib.contextmanager
-def stack_environment(name: str, work: Path) -> Iterator[dict[str, str]]:
-    """Extra environment both tools get for stack ``name`` (index or PyPI cut-off)."""
-    if name == "small":
+def stack_environment(name: str, work: Path) -> Iterator[StackSetup]:
+    """What both tools get for stack ``name`` (index, PyPI cut-off or local wheels)."""
+    if name in SCALE_STACKS:
+        stack = prepare(name, work, say=lambda m: print(m, file=sys.stderr, flush=True))
+        (stack.folder / SCALE_MARK).write_text("the update row bumps vlbench-patch\n")
+        yield StackSetup(stack.env, stack.folder, stack.index_args, SCALE_ROWS)
+    elif name == "small":
         wheelhouse = work / "wheelhouse"
         if not wheelhouse.is_dir():
             partial = work / "wheelhouse.partial"
@@ -503,9 +592,9 @@ def stack_environment(name: str, work: Path) -> Iterator[dict[str, str]]:
             make_wheelhouse(partial)
             partial.rename(wheelhouse)
         with SimpleIndex(wheelhouse) as index:
-            yield {"UV_DEFAULT_INDEX": index.url, "PIP_INDEX_URL": index.url}
+            yield StackSetup({"UV_DEFAULT_INDEX": index.url, "PIP_INDEX_URL": index.url})
     else:
-        yield {"UV_EXCLUDE_NEWER": EXCLUDE_NEWER}
+        yield StackSetup({"UV_EXCLUDE_NEWER": EXCLUDE_NEWER})
 
 
 def deploy_takes_from() -> bool:
@@ -520,7 +609,14 @@ def deploy_takes_from() -> bool:
     return "--from" in completed.stdout
 
 
-def make_tools(peer: Path, work: Path, stack_env: dict[str, str]) -> list[Tool]:
+def make_tools(
+    peer: Path,
+    work: Path,
+    stack_env: dict[str, str],
+    index_args: Sequence[str] = (),
+    budget: float | None = None,
+) -> list[Tool]:
+    """The two tools; ``budget`` bounds each of the reference's commands (scale stacks)."""
     versions = [v for v in RUNTIME_VERSIONS]
     prefixes = []
     for version in versions:
@@ -540,6 +636,7 @@ def make_tools(peer: Path, work: Path, stack_env: dict[str, str]) -> list[Tool]:
         deploy_from=deploy_takes_from(),
         # venvstacks' meaning since issue 20: without --if-needed, lock re-resolves every layer
         noop_lock_args=["--if-needed"],
+        index_args=list(index_args),
     )
     reference = Tool(
         name=REFERENCE,
@@ -552,6 +649,8 @@ def make_tools(peer: Path, work: Path, stack_env: dict[str, str]) -> list[Tool]:
         },
         # without --if-needed venvstacks re-resolves every layer on each lock
         noop_lock_args=["--if-needed"],
+        index_args=list(index_args),
+        budget=budget,
     )
     return [venvlayers, reference]
 
@@ -600,7 +699,7 @@ def _mb(value: float | None) -> str:
     return _fmt(value / 1e6 if value is not None else None, ".2f")
 
 
-def markdown_table(name: str, table: Table, peer: str) -> str:
+def markdown_table(name: str, table: Table, peer: str, rows: Sequence[str] = ROWS) -> str:
     lines = [
         f"### Stack `{name}`",
         "",
@@ -609,7 +708,7 @@ def markdown_table(name: str, table: Table, peer: str) -> str:
         "| venvlayers wrote MB | venvstacks wrote MB |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for row in ROWS:
+    for row in rows:
         ours, theirs = table[row][VENVLAYERS], table[row][REFERENCE]
         lines.append(
             f"| {ROW_TITLES[row]} "
@@ -622,7 +721,7 @@ def markdown_table(name: str, table: Table, peer: str) -> str:
         )
     lines += [
         "",
-        "MiB: peak resident memory of the largest process. MB: archives written (publish) or "
+        "MiB: the command's own peak memory (bench/measure.py: the larger of its largest process's ru_maxrss and its process tree's sampled Pss sum). MB: archives written (publish) or "
         "archives a deploy from a remote source needs (deploy: those not already deployed). "
         "wrote MB: bytes of the files a deploy created or replaced in its target.",
     ]
@@ -797,7 +896,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--quick", action="store_true", help="smoke test: 1 repetition, small stack only"
     )
     parser.add_argument(
-        "--stack", action="append", choices=STACKS, help="stacks to run (default: all)"
+        "--stack",
+        action="append",
+        choices=ALL_STACKS,
+        help="stacks to run (default: small and realistic; the scale stacks torch, scale "
+        "(2 GB) and scale-6g only when named)",
+    )
+    parser.add_argument(
+        "--ref-budget",
+        type=float,
+        default=1200.0,
+        help="on the scale stacks, seconds one reference command may take before it is "
+        "stopped and its later rows skipped (default 1200)",
     )
     parser.add_argument(
         "--work-dir",
@@ -841,11 +951,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"(median of {args.reps}, {started:%Y-%m-%d %H:%M} UTC)\n"
     ]
     failed = False
+    per_gb_input: dict[str, tuple[scale_report.Table, float]] = {}
     for name in args.stack:
-        with stack_environment(name, work) as stack_env:
-            tools = make_tools(peer, work, stack_env)
+        scale = name in SCALE_STACKS
+        with stack_environment(name, work) as setup:
+            tools = make_tools(
+                peer, work, setup.env, setup.index_args, args.ref_budget if scale else None
+            )
             try:
-                runs = bench_stack(name, tools, work, args.reps, args.keep, say)
+                runs = bench_stack(
+                    name, tools, work, args.reps, args.keep, say, setup.source, setup.rows
+                )
             except CommandFailed as exc:
                 say(f"[{name}] FAILED: {exc}")
                 results["stacks"][name] = {"error": str(exc)}  # type: ignore[index]
@@ -853,9 +969,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 failed = True
                 continue
         table = summarize(runs)
-        targets = check_targets(table)
         measured = runs[VENVLAYERS].limits
-        report.append(markdown_table(name, table, peer_version))
+        if scale:
+            targets = [Target(*t) for t in scale_report.scale_targets(table, VENVLAYERS, REFERENCE)]
+            per_gb_input[name] = (table, measured.get("tar_bytes", 0.0))
+        else:
+            targets = check_targets(table)
+        report.append(markdown_table(name, table, peer_version, setup.rows))
+        for run in runs.values():
+            if run.gave_up:
+                report.append(f"{run.tool.name} did not finish: {run.gave_up}.\n")
         report.append(limits_markdown(table, measured))
         report.append(f"Targets ({name}):\n\n" + targets_markdown(targets))
         results["stacks"][name] = {  # type: ignore[index]
@@ -866,6 +989,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for tool, run in runs.items()
             },
             "targets": [vars(t) for t in targets],
+            "gave_up": {tool: run.gave_up for tool, run in runs.items() if run.gave_up},
+        }
+    text, flat = scale_report.per_gb_markdown(per_gb_input, VENVLAYERS)
+    if text:
+        report.append(text)
+        if flat:
+            report.append(
+                "Targets (time per GB):\n\n" + targets_markdown([Target(*t) for t in flat])
+            )
+        results["time_per_gb"] = {  # type: ignore[assignment]
+            name: scale_report.per_gb(table, tar, VENVLAYERS)
+            for name, (table, tar) in per_gb_input.items()
         }
     results["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     text = "\n".join(report)

@@ -1,0 +1,92 @@
+"""What the benchmark reports for its scale stacks (``torch``, ``scale``, ``scale-6g``).
+
+- Issue 23's scale targets per stack: peak memory <= 400 MiB for the build (its post-build
+  check included), publish and deploy rows, each also <= the reference's on the same row;
+- time per GB of tar (the layers' uncompressed bytes) per row and stack, and whether it is
+  flat within 15 % from the torch stack to the largest stack measured.
+
+Tables are medians from ``bench.summarize``: row -> tool -> {"seconds", "rss_mib", ...}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+Table = Mapping[str, Mapping[str, Mapping[str, float | None]]]
+TargetTuple = tuple[str, bool | None, str]
+
+MEMORY_BOUND_MIB = 400.0
+FLAT_WITHIN = 0.15
+MEMORY_ROWS = ("build", "publish_xz", "publish_zst", "deploy_first", "deploy_update")
+PER_GB_ROWS = ("build", "publish_xz", "publish_zst", "deploy_first", "deploy_first_nobc")
+TITLES = {
+    "build": "build (with the post-build check)",
+    "publish_xz": "publish tar.xz",
+    "publish_zst": "publish tar.zst",
+    "deploy_first": "deploy (first)",
+    "deploy_update": "deploy (one small package changed)",
+    "deploy_first_nobc": "deploy (first, no bytecode)",
+}
+
+
+def _f(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def scale_targets(table: Table, ours: str, theirs: str) -> list[TargetTuple]:
+    targets: list[TargetTuple] = []
+    for row in MEMORY_ROWS:
+        mine = table.get(row, {}).get(ours, {}).get("rss_mib")
+        ref = table.get(row, {}).get(theirs, {}).get("rss_mib")
+        text = f"{TITLES[row]}: peak memory <= {MEMORY_BOUND_MIB:.0f} MiB and <= the reference's"
+        if mine is None:
+            targets.append((text, None, "not measured"))
+            continue
+        holds = mine <= MEMORY_BOUND_MIB and (ref is None or mine <= ref)
+        vs = f" vs {ref:.0f} MiB" if ref is not None else " (the reference did not finish)"
+        targets.append((text, holds, f"{mine:.0f} MiB{vs}"))
+    return targets
+
+
+def per_gb(table: Table, tar_bytes: float, tool: str) -> dict[str, float | None]:
+    """Seconds per GB of tar for each row of ``PER_GB_ROWS``."""
+    out: dict[str, float | None] = {}
+    for row in PER_GB_ROWS:
+        seconds = table.get(row, {}).get(tool, {}).get("seconds")
+        out[row] = seconds / (tar_bytes / 1e9) if seconds is not None and tar_bytes else None
+    return out
+
+
+def per_gb_markdown(
+    stacks: Mapping[str, tuple[Table, float]], ours: str
+) -> tuple[str, list[TargetTuple]]:
+    """A table of s/GB per row (columns: the stacks, in the order given) and the flatness
+    targets: each row's s/GB on the largest stack within 15 % of the torch stack's."""
+    names = list(stacks)
+    if not names:
+        return "", []
+    rates = {name: per_gb(table, tar, ours) for name, (table, tar) in stacks.items()}
+    lines = [
+        "### Time per GB (venvlayers, seconds per GB of uncompressed tar)",
+        "",
+        "| row | " + " | ".join(f"{n} ({stacks[n][1] / 1e9:.2f} GB)" for n in names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
+    for row in PER_GB_ROWS:
+        lines.append(
+            f"| {TITLES[row]} | " + " | ".join(_f(rates[n][row], ".1f") for n in names) + " |"
+        )
+    targets: list[TargetTuple] = []
+    if "torch" in rates and len(names) > 1:
+        largest = max((n for n in names if n != "torch"), key=lambda n: stacks[n][1])
+        for row in PER_GB_ROWS:
+            a, b = rates["torch"][row], rates[largest][row]
+            text = f"{TITLES[row]}: time per GB within 15 % from torch to {largest}"
+            if a is None or b is None:
+                targets.append((text, None, "not measured"))
+                continue
+            change = b / a - 1
+            targets.append(
+                (text, abs(change) <= FLAT_WITHIN, f"{a:.1f} -> {b:.1f} s/GB ({change:+.0%})")
+            )
+    return "\n".join(lines) + "\n", targets
