@@ -175,7 +175,7 @@ def test_zstd_window_fits_the_layer(tmp_path: Path) -> None:
     assert tar_size <= window
     # The cap: a layer of any size needs at most 128 MiB, the default decoder limit.
     entry = scan.Entry(rel="x", kind="file", path=src, mode=0o644, size=5 << 30, target="")
-    assert tar_writer.zstd_window_log([entry]) == 27
+    assert tar_writer.zstd_window_log(entry.size) == 27
 
 
 def test_tar_metadata_is_normalized(tmp_path: Path) -> None:
@@ -185,7 +185,10 @@ def test_tar_metadata_is_normalized(tmp_path: Path) -> None:
     with tarfile.open(out) as tf:
         members = tf.getmembers()
     names = [m.name for m in members]
-    assert names == sorted(names)
+    # folders first (sorted), then the files unit by unit (``archive.units``)
+    folders = [m.name for m in members if m.isdir()]
+    assert names[: len(folders)] == sorted(folders)
+    assert sorted(names) == sorted(set(names))
     assert names[0] == "layer"
     assert all(n == "layer" or n.startswith("layer/") for n in names)
     by_name = {m.name: m for m in members}
@@ -719,23 +722,28 @@ def test_xz_chunks_are_independent_streams_of_the_tar_stream(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Workers read their chunk's files themselves; the bytes are still exactly the tar
-    stream cut into XZ_CHUNK pieces, each compressed on its own (same bytes as buffering)."""
+    stream cut at unit starts and every XZ_CHUNK inside a unit, each piece compressed on
+    its own (same bytes as buffering)."""
     monkeypatch.setattr(tuning, "XZ_CHUNK", 64 << 10)
     src = big_tree(tmp_path / "src")
     make_tree(src / "tree")
     (src / "exact.bin").write_bytes(b"x" * (64 << 10))  # a file ending on a chunk boundary
-    write(src, tmp_path / "a.tar.xz", ArchiveFormat.TAR_XZ)
+    info = write(src, tmp_path / "a.tar.xz", ArchiveFormat.TAR_XZ)
     packed = (tmp_path / "a.tar.xz").read_bytes()
     tar_stream = lzma.decompress(packed)
     chunk = 64 << 10
+    assert info.layout is not None
+    segments = info.layout.segments
+    assert all(s.tar_end - s.tar_start <= chunk for s in segments)
+    assert segments[-1].tar_end == len(tar_stream) and segments[-1].end == len(packed)
     expected = b"".join(
         lzma.compress(
-            tar_stream[i : i + chunk],
+            tar_stream[s.tar_start : s.tar_end],
             format=lzma.FORMAT_XZ,
             check=lzma.CHECK_CRC64,
             filters=tuning.XZ_FILTERS,
         )
-        for i in range(0, len(tar_stream), chunk)
+        for s in segments
     )
     assert packed == expected
     assert len(tar_stream) > 10 * chunk and len(tar_stream) % tarfile.RECORDSIZE == 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -29,7 +30,7 @@ from rig.runtime import RuntimeMirror
 from venvlayers.cli.commands import main
 from venvlayers.core.platforms import host_platform
 from venvlayers.core.runlock import LOCK_NAME
-from venvlayers.formats.assets import sbom_name
+from venvlayers.formats.assets import layer_index_name, sbom_name
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 
@@ -114,8 +115,11 @@ def test_published_metadata_is_venvstacks_own(outputs: Outputs, tagged: bool) ->
     assert f"__venvstacks__/env_metadata/app-one{tag}.json" in expected
     own = f"__venvstacks__/{OUR_OWN if tagged else 'venvlayers-publish.json'}"
     sboms = {sbom_name(m["archive_name"]) for m in layer_files(mine).values()}  # ours only
-    # beyond venvstacks' files: our publish record, SBOMs and the run lock a publish holds
-    assert files_below(mine) == expected | {own, LOCK_NAME} | sboms
+    indexes = {m["venvlayers_index"]["name"] for m in layer_files(mine).values()}
+    assert indexes == {layer_index_name(m["archive_name"]) for m in layer_files(mine).values()}
+    # beyond venvstacks' files: our publish record, SBOMs and layer indexes, and the run
+    # lock a publish holds
+    assert files_below(mine) == expected | {own, LOCK_NAME} | sboms | indexes
     # Archive bytes differ (another compressor), so their sizes and hashes do; nothing else
     sizes_and_hashes = [
         (f'"archive_size": {m["archive_size"]},', m["archive_hashes"]["sha256"], name)
@@ -124,6 +128,8 @@ def test_published_metadata_is_venvstacks_own(outputs: Outputs, tagged: bool) ->
     theirs_by_layer = layer_files(theirs)
     for relative in sorted(p for p in expected if p.endswith(".json")):
         text = (mine / relative).read_text(encoding="utf-8")
+        # our one addition, which venvstacks reads past (it loads metadata as plain JSON)
+        text = re.sub(r',\n\s*"venvlayers_index": \{[^}]*\}', "", text)
         for size, digest, name in sizes_and_hashes:
             other = theirs_by_layer[name]
             text = text.replace(size, f'"archive_size": {other["archive_size"]},')

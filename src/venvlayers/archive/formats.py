@@ -5,11 +5,15 @@ from __future__ import annotations
 import sys
 import tarfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from venvlayers.core.errors import ArchiveError
+
+if TYPE_CHECKING:
+    from venvlayers.archive.units import ArchiveLayout
 
 if sys.version_info >= (3, 14):
     from compression import zstd as zstd
@@ -31,6 +35,8 @@ class ArchiveFormat(StrEnum):
 class ArchiveInfo:
     size: int
     sha256: str
+    layout: ArchiveLayout | None = field(default=None, compare=False, repr=False)
+    """tar formats: where each member and segment landed (``units``), for the layer index."""
 
 
 def default_format_for(platform_tag: str) -> ArchiveFormat:

@@ -168,6 +168,9 @@ class ArchiveJob:
     out: IO[bytes]
     threads: int
     progress: Progress
+    unit_starts: tuple[int, ...] = ()
+    """Indexes of the entries that start a unit (``units.plan_units``); tar writers start
+    a new xz stream or zstd frame there."""
 
 
 # --- ordered parallel pipeline ----------------------------------------------------------

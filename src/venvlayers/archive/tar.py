@@ -13,8 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from venvlayers.archive import tuning
-from venvlayers.archive.formats import TAR_BLOCK, TAR_RECORD, zstd
+from venvlayers.archive.formats import TAR_BLOCK, TAR_RECORD, ArchiveFormat, zstd
 from venvlayers.archive.scan import ArchiveJob, Entry, Ordered, member_name, read_pieces
+from venvlayers.archive.units import Segment, cut_points
 
 # --- tar writing ------------------------------------------------------------------------
 
@@ -37,50 +38,6 @@ def _tar_header(name: str, entry: Entry, mtime: int) -> bytes:
     return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "strict")
 
 
-class _Chunker:
-    """Collects the tar stream and passes it on in pieces of exactly ``size`` bytes."""
-
-    def __init__(self, size: int, emit: Callable[[bytes, int], None]):
-        self.size = size
-        self.emit = emit
-        self.buffer = bytearray()
-        self.content = 0  # file bytes in the buffer, for progress
-        self.total = 0
-
-    def write(self, data: bytes, content: int = 0) -> None:
-        self.buffer += data
-        self.content += content
-        self.total += len(data)
-        while len(self.buffer) >= self.size:
-            piece = bytes(self.buffer[: self.size])
-            del self.buffer[: self.size]
-            # Progress is attributed to the chunk that completes, close enough for a bar.
-            self.emit(piece, self.content)
-            self.content = 0
-
-    def close(self) -> None:
-        if self.buffer:
-            self.emit(bytes(self.buffer), self.content)
-            self.buffer = bytearray()
-            self.content = 0
-
-
-def _produce_tar(job: ArchiveJob, out: _Chunker) -> None:
-    for entry in job.entries:
-        out.write(_tar_header(member_name(job.root_name, entry), entry, job.mtime))
-        if entry.kind != "file":
-            continue
-        for piece in read_pieces(entry):
-            out.write(piece, len(piece))
-        if entry.size % TAR_BLOCK:
-            out.write(b"\0" * (TAR_BLOCK - entry.size % TAR_BLOCK))
-    # End-of-archive marker, then pad to a whole record like tarfile and GNU tar do.
-    out.write(b"\0" * (2 * TAR_BLOCK))
-    if out.total % TAR_RECORD:
-        out.write(b"\0" * (TAR_RECORD - out.total % TAR_RECORD))
-    out.close()
-
-
 # Across every archive written at once (publish compresses layers concurrently), no more
 # xz encoders (~94 MiB each) run than there are cores: more would only cost memory.
 _XZ_ENCODERS = threading.BoundedSemaphore(min(os.cpu_count() or 1, tuning.XZ_MAX_THREADS))
@@ -99,13 +56,24 @@ class _Part:
     entry: Entry | None
 
 
-def _tar_layout(job: ArchiveJob) -> tuple[list[_Part], int]:
-    """Where every header, file and padding sits in the tar stream, and its total size.
+@dataclass(frozen=True)
+class TarLayout:
+    """Where a tar writer put things: its segments, and each entry's content offset in
+    the tar stream (same order as the job's entries)."""
 
-    The tar stream is fully determined by the scanned entries, so each xz chunk can be
-    read straight from the files by the worker compressing it: no chunk is ever held in
+    segments: list[Segment]
+    data_offsets: list[int]
+
+
+def _tar_layout(job: ArchiveJob) -> tuple[list[_Part], int, list[tuple[int, int]]]:
+    """Where every header, file and padding sits in the tar stream, its total size, and
+    each entry's (header offset, content offset).
+
+    The tar stream is fully determined by the scanned entries, so each segment can be
+    read straight from the files by the worker compressing it: no segment is ever held in
     memory, only the compressor's own state and its (compressed) output."""
     parts: list[_Part] = []
+    offsets: list[tuple[int, int]] = []
     offset = 0
 
     def literal(data: bytes) -> None:
@@ -114,7 +82,9 @@ def _tar_layout(job: ArchiveJob) -> tuple[list[_Part], int]:
         offset += len(data)
 
     for entry in job.entries:
+        head = offset
         literal(_tar_header(member_name(job.root_name, entry), entry, job.mtime))
+        offsets.append((head, offset))
         if entry.kind != "file":
             continue
         if entry.size:
@@ -126,66 +96,98 @@ def _tar_layout(job: ArchiveJob) -> tuple[list[_Part], int]:
     end = 2 * TAR_BLOCK
     end += -(offset + end) % TAR_RECORD
     literal(bytes(end))
-    return parts, offset
+    return parts, offset, offsets
 
 
-def _xz_chunk(
-    parts: list[_Part], starts: list[int], begin: int, end: int, filters: list[dict[str, int]]
+Compressor = lzma.LZMACompressor | zstd.ZstdCompressor
+
+
+def _compress_run(
+    parts: list[_Part], starts: list[int], begin: int, end: int, make: Callable[[], Compressor]
 ) -> tuple[bytes, int]:
-    """The tar stream's bytes ``begin:end``, read from the files, as one xz stream; and how
-    many file bytes it holds (for progress)."""
+    """The tar stream's bytes ``begin:end``, read from the files, as one xz stream or zstd
+    frame; and how many file bytes it holds (for progress)."""
     out = []
     content = 0
-    with _XZ_ENCODERS:
-        compressor = lzma.LZMACompressor(
-            format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, filters=filters
-        )
-        # headers and small files gathered into ~1 MiB feeds: fewer, larger encoder calls
-        feed = bytearray()
-        index = max(bisect.bisect_right(starts, begin) - 1, 0)
-        while index < len(parts) and parts[index].offset < end:
-            part = parts[index]
-            lo = max(begin - part.offset, 0)
-            hi = min(end - part.offset, part.length)
-            if part.entry is not None:
-                content += hi - lo
-                for piece in read_pieces(part.entry, lo, hi - lo):
-                    feed += piece
-                    if len(feed) >= _FEED:
-                        out.append(compressor.compress(feed))
-                        feed.clear()
-            elif part.data is not None:
-                feed += part.data[lo:hi]
-            index += 1
-        out.append(compressor.compress(feed))
-        out.append(compressor.flush())
+    compressor = make()
+    # headers and small files gathered into ~1 MiB feeds: fewer, larger encoder calls
+    feed = bytearray()
+    index = max(bisect.bisect_right(starts, begin) - 1, 0)
+    while index < len(parts) and parts[index].offset < end:
+        part = parts[index]
+        lo = max(begin - part.offset, 0)
+        hi = min(end - part.offset, part.length)
+        if part.entry is not None:
+            content += hi - lo
+            for piece in read_pieces(part.entry, lo, hi - lo):
+                feed += piece
+                if len(feed) >= _FEED:
+                    out.append(compressor.compress(feed))
+                    feed.clear()
+        elif part.data is not None:
+            feed += part.data[lo:hi]
+        index += 1
+    out.append(compressor.compress(feed))
+    out.append(compressor.flush())
     return b"".join(out), content
 
 
-def write_tar_xz(job: ArchiveJob, filters: list[dict[str, int]] = tuning.XZ_FILTERS) -> None:
-    """Fixed-size chunks of the tar stream, each compressed as its own xz stream, in order.
+def _xz_run(
+    parts: list[_Part], starts: list[int], begin: int, end: int, filters: list[dict[str, int]]
+) -> tuple[bytes, int]:
+    with _XZ_ENCODERS:
+        return _compress_run(
+            parts,
+            starts,
+            begin,
+            end,
+            lambda: lzma.LZMACompressor(
+                format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, filters=filters
+            ),
+        )
 
-    Same bytes as compressing the whole tar stream cut into ``XZ_CHUNK`` pieces; workers
-    read their chunk's files themselves, so memory is the encoders plus a bounded number
-    of compressed chunks waiting for their turn to be written."""
+
+_Run = Callable[[list[_Part], list[int], int, int], tuple[bytes, int]]
+
+
+def _write_segments(job: ArchiveJob, fmt: ArchiveFormat, run: _Run) -> TarLayout:
+    """Compress the tar stream segment by segment (cut at unit starts, ``units.cut_points``)
+    on the pool, writing them in order; where each landed."""
     out, progress = job.out, job.progress
-    parts, total = _tar_layout(job)
+    parts, total, offsets = _tar_layout(job)
     starts = [p.offset for p in parts]
+    heads = [offsets[i][0] for i in job.unit_starts] if job.unit_starts else [0]
+    cuts = cut_points(heads, total, fmt)
+    bounds = list(zip(cuts, [*cuts[1:], total], strict=True))
+    segments: list[Segment] = []
+    written = 0
 
     def sink(result: tuple[bytes, int]) -> None:
+        nonlocal written
+        begin, end = bounds[len(segments)]
         out.write(result[0])
+        segments.append(Segment(begin, end, written, written + len(result[0])))
+        written += len(result[0])
         progress.advance(result[1])
 
     threads = min(job.threads, tuning.XZ_MAX_THREADS)
     ordered: Ordered[tuple[bytes, int]] = Ordered(_xz_pool(threads), threads + 1, sink)
     try:
-        for begin in range(0, total, tuning.XZ_CHUNK):
-            end = min(begin + tuning.XZ_CHUNK, total)
-            ordered.submit(functools.partial(_xz_chunk, parts, starts, begin, end, filters))
+        for begin, end in bounds:
+            ordered.submit(functools.partial(run, parts, starts, begin, end))
         ordered.drain()
     except BaseException:
         ordered.cancel()
         raise
+    return TarLayout(segments, [o[1] for o in offsets])
+
+
+def write_tar_xz(job: ArchiveJob, filters: list[dict[str, int]] = tuning.XZ_FILTERS) -> TarLayout:
+    """The tar stream cut into segments, each compressed as its own xz stream, in order.
+
+    Workers read their segment's files themselves, so memory is the encoders plus a
+    bounded number of compressed segments waiting for their turn to be written."""
+    return _write_segments(job, ArchiveFormat.TAR_XZ, functools.partial(_xz_run, filters=filters))
 
 
 _XZ_POOLS: dict[int, ThreadPoolExecutor] = {}
@@ -203,30 +205,23 @@ def _xz_pool(threads: int) -> ThreadPoolExecutor:
         return pool
 
 
-def zstd_window_log(entries: list[Entry]) -> int:
-    """The smallest window holding the whole tar stream (bounded), from the entries alone."""
-    # The tar size, generously: content rounded up to blocks, a header block and a PAX
-    # header per entry, the end-of-archive blocks. (Only paths over ~450 bytes need more;
-    # a window a little short of the stream is still correct, just less effective.)
-    tar_bytes = sum(-(-e.size // 512) * 512 + 3 * 512 for e in entries) + 1024
-    needed = max(tar_bytes - 1, 1).bit_length()
+def zstd_window_log(size: int) -> int:
+    """The smallest window holding ``size`` bytes of tar stream (bounded)."""
+    needed = max(size - 1, 1).bit_length()
     return max(tuning.ZSTD_WINDOW_LOG_MIN, min(tuning.ZSTD_WINDOW_LOG_MAX, needed))
 
 
-def write_tar_zst(job: ArchiveJob) -> None:
-    out, progress = job.out, job.progress
-    # Always at least one worker: zstd's single-threaded mode writes different bytes.
-    workers = min(job.threads, zstd.CompressionParameter.nb_workers.bounds()[1])
+def _zstd_run(parts: list[_Part], starts: list[int], begin: int, end: int) -> tuple[bytes, int]:
+    # One worker: zstd's single-threaded mode writes other bytes, and with any worker count
+    # the bytes are the same; frames run side by side on the pool instead.
     options = {
         **tuning.ZSTD_OPTIONS,
-        zstd.CompressionParameter.window_log: zstd_window_log(job.entries),
-        zstd.CompressionParameter.nb_workers: workers,
+        zstd.CompressionParameter.window_log: zstd_window_log(end - begin),
+        zstd.CompressionParameter.nb_workers: 1,
     }
-    compressor = zstd.ZstdCompressor(options=options)
+    return _compress_run(parts, starts, begin, end, lambda: zstd.ZstdCompressor(options=options))
 
-    def emit(data: bytes, content: int) -> None:
-        out.write(compressor.compress(data))
-        progress.advance(content)
 
-    _produce_tar(job, _Chunker(tuning.ZSTD_FEED, emit))
-    out.write(compressor.flush())
+def write_tar_zst(job: ArchiveJob) -> TarLayout:
+    """The tar stream cut into segments, each its own zstd frame, compressed side by side."""
+    return _write_segments(job, ArchiveFormat.TAR_ZST, _zstd_run)

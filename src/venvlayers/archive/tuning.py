@@ -20,8 +20,8 @@ XZ_FILTERS_X86: list[dict[str, int]] = [
     {"id": lzma.FILTER_X86},
     {"id": lzma.FILTER_LZMA2, "preset": XZ_PRESET, "nice_len": 32},
 ]
-# Fixed 16 MiB chunks, each its own xz stream compressed on its own core: ~1 % larger than
-# one stream, and the bytes do not depend on the thread count.
+# Each unit (``units``) its own xz stream, cut every 16 MiB, compressed on its own core:
+# ~1 % larger than one stream, and the bytes do not depend on the thread count.
 XZ_CHUNK = 16 << 20
 # Each preset-6 encoder needs ~94 MiB: the thread count is capped for memory.
 XZ_MAX_THREADS = 16
@@ -40,6 +40,9 @@ ZSTD_OPTIONS: dict[int, int] = {
 ZSTD_WINDOW_LOG_MAX = 27
 ZSTD_WINDOW_LOG_MIN = 20
 ZSTD_FEED = 4 << 20
+# tar.zst is one frame per unit group (``units``); a bigger unit is cut into frames of this
+# size, compressed side by side.
+ZSTD_SPLIT = 32 << 20
 # zlib's default level, like zipfile's ZIP_DEFLATED. Files bigger than one chunk are
 # deflated in chunks primed with the previous 32 KiB, so big files use every core too.
 ZIP_LEVEL = 6

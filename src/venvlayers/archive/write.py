@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, cast
 
 from venvlayers.archive import tuning
 from venvlayers.archive.formats import ArchiveFormat, ArchiveInfo, ExcludeCallback, ProgressCallback
-from venvlayers.archive.scan import ArchiveJob, Progress, check_root_name, scan_tree, thread_count
-from venvlayers.archive.tar import write_tar_xz, write_tar_zst
+from venvlayers.archive.scan import (
+    ArchiveJob,
+    Entry,
+    Progress,
+    check_root_name,
+    read_pieces,
+    scan_tree,
+    thread_count,
+)
+from venvlayers.archive.tar import TarLayout, write_tar_xz, write_tar_zst
+from venvlayers.archive.units import ArchiveLayout, plan_units
 from venvlayers.archive.zip import write_zip
 from venvlayers.core.errors import ArchiveError
 from venvlayers.core.fsutil import atomic_path, sha256_file
@@ -19,7 +30,7 @@ from venvlayers.core.fsutil import atomic_path, sha256_file
 # --- public writing API -----------------------------------------------------------------
 
 
-_ArchiveWriter = Callable[[ArchiveJob], None]
+_ArchiveWriter = Callable[[ArchiveJob], TarLayout | None]
 
 
 class _HashingWriter:
@@ -62,6 +73,13 @@ def write_archive(
     if not source_dir.is_dir():
         raise ArchiveError(f"{source_dir}: cannot archive it, it is not a folder.")
     entries = scan_tree(source_dir, exclude)
+    # members unit by unit in every format (tar writers start a stream/frame at each)
+    units = plan_units(entries)
+    entries = [e for unit in units for e in unit.entries]
+    starts = [0]
+    for unit in units[:-1]:
+        starts.append(starts[-1] + len(unit.entries))
+    unit_starts = tuple(starts)
     total = sum(e.size for e in entries if e.kind == "file")
     tracker = Progress(progress, total)
     workers = thread_count(threads)
@@ -76,13 +94,33 @@ def write_archive(
         with tmp.open("wb") as out:
             # tar writers only append: hash as they write rather than read the file again
             sink = out if fmt is ArchiveFormat.ZIP else _HashingWriter(out)
-            writers[fmt](
-                ArchiveJob(entries, root_name, mtime, cast(IO[bytes], sink), workers, tracker)
+            job = ArchiveJob(
+                entries, root_name, mtime, cast(IO[bytes], sink), workers, tracker, unit_starts
             )
+            tar_layout = writers[fmt](job)
         tmp.chmod(0o644)  # mkstemp creates 0o600; an archive is meant to be shared
         if isinstance(sink, _HashingWriter):
             info = ArchiveInfo(size=sink.size, sha256=sink.digest.hexdigest())
         else:  # zip goes back to fill in its headers
             info = ArchiveInfo(size=tmp.stat().st_size, sha256=sha256_file(tmp))
     tracker.finish()
+    if tar_layout is not None:
+        layout = ArchiveLayout(
+            fmt, entries, tar_layout.data_offsets, tar_layout.segments, _digests(entries, workers)
+        )
+        info = dataclasses.replace(info, layout=layout)
     return info
+
+
+def _digests(entries: list[Entry], workers: int) -> dict[str, str]:
+    """sha256 of every file, by path below the root (for the layer index)."""
+
+    def digest(entry: Entry) -> str:
+        h = hashlib.sha256()
+        for piece in read_pieces(entry):
+            h.update(piece)
+        return h.hexdigest()
+
+    files = [e for e in entries if e.kind == "file"]
+    with ThreadPoolExecutor(workers) as pool:
+        return dict(zip((e.rel for e in files), pool.map(digest, files), strict=True))

@@ -85,3 +85,15 @@ def sbom_name(archive_name: str) -> str:
         if archive_name.endswith(suffix):
             return archive_name.removesuffix(suffix) + SBOM_SUFFIX
     return archive_name + SBOM_SUFFIX
+
+
+LAYER_INDEX_SUFFIX = ".index.json.xz"
+
+
+def layer_index_name(archive_name: str) -> str:
+    """The layer index published beside a tar archive (``formats/layer_index``):
+    ``<archive stem>.index.json.xz``."""
+    for suffix in ARCHIVE_SUFFIXES:
+        if archive_name.endswith(suffix):
+            return archive_name.removesuffix(suffix) + LAYER_INDEX_SUFFIX
+    return archive_name + LAYER_INDEX_SUFFIX

@@ -75,6 +75,14 @@ class ArchiveHashes(FileModel):
     sha256: str
 
 
+class LayerIndexRef(FileModel):
+    """``venvlayers_index`` in a layer's metadata: the layer index published beside its
+    archive (``formats/layer_index``). venvstacks reads metadata as plain JSON and ignores it."""
+
+    name: str
+    sha256: str
+
+
 class SupportModule(FileModel):
     name: str
     hash: str
@@ -108,6 +116,8 @@ class LayerMetadata(VenvstacksFile):
     target_platform: str | None = None
     archive_size: int | None = None
     archive_hashes: ArchiveHashes | None = None
+    # venvlayers only (publish of tar archives): what deploy needs to fetch only changes
+    venvlayers_index: LayerIndexRef | None = None
 
     @property
     def archive_sha256(self) -> str:

@@ -23,6 +23,7 @@ from venvlayers.core.fsutil import sha256_file, sha256_text
 from venvlayers.core.platforms import Platform, host_platform
 from venvlayers.core.report import Reporter
 from venvlayers.core.rmtree import remove_tree_quietly
+from venvlayers.formats.assets import layer_index_name
 from venvlayers.formats.layout import MetadataSet
 from venvlayers.formats.models import (
     ArchiveHashes,
@@ -34,6 +35,7 @@ from venvlayers.formats.models import (
 )
 from venvlayers.formats.sbom import sbom_path
 from venvlayers.lock.status import lock_paths
+from venvlayers.publish.layer_index import write_index
 from venvlayers.publish.sbom import IN_LAYER, layer_sbom
 from venvlayers.publish.staging import (
     check_built,
@@ -169,6 +171,7 @@ class _LayerPublisher:
         metadata.target_platform = str(self.platform)
         metadata.archive_size = info.size
         metadata.archive_hashes = ArchiveHashes(sha256=info.sha256)
+        metadata.venvlayers_index = write_index(archive, metadata.install_target, info)
         PublishStamp(key=key, archive=archive.name, mtime_ns=archive.stat().st_mtime_ns).write(
             stamp_path
         )
@@ -217,6 +220,7 @@ class _LayerPublisher:
             "build": build_stamp.read_text(encoding="utf-8") if build_stamp.exists() else "",
             "metadata": metadata.dump(),
             "format": str(self.fmt),
+            "layout": "units-1",  # members unit by unit, with a layer index (archive/units)
             "tag_outputs": self.meta.tagged,
             "epoch": os.environ.get("SOURCE_DATE_EPOCH", ""),
         }
@@ -237,6 +241,10 @@ def _reuse_archive(
             and stamp.archive == previous.archive_name
             and archive.stat().st_mtime_ns == stamp.mtime_ns
             and archive.stat().st_size == previous.archive_size
+            and (
+                previous.venvlayers_index is None
+                or (output_dir / layer_index_name(previous.archive_name)).is_file()
+            )
         )
     except (OSError, ValueError):
         return None

@@ -17,6 +17,7 @@ from venvlayers.formats.assets import (
     METADATA_DIR,
     SHA256SUMS_NAME,
     archive_name_problem,
+    layer_index_name,
     manifest_candidates,
     platform_manifest_name,
     sbom_name,
@@ -78,9 +79,9 @@ def release_files(out: Path, reporter: Reporter) -> dict[str, Path]:
                 problems.append(f"{name} ({layer_name} on {platform}) is missing")
                 continue
             files[name] = archive
-            sbom = out / sbom_name(name)
-            if sbom.is_file():
-                files[sbom.name] = sbom
+            for beside in (sbom_name(name), layer_index_name(name)):
+                if (out / beside).is_file():
+                    files[beside] = out / beside
     if problems:
         raise ReleaseError(f"{index_path}: {'; '.join(problems)}; run `venvlayers merge` again")
     released = set(files.values())

@@ -30,6 +30,7 @@ from venvlayers.core.platforms import platform_tag_problem
 from venvlayers.core.report import Reporter
 from venvlayers.core.rmtree import remove_tree_quietly
 from venvlayers.formats.assets import sbom_name
+from venvlayers.formats.layer_index import index_problem
 from venvlayers.formats.layout import MetadataSet, find_publish_outputs
 from venvlayers.formats.models import (
     INDEX_NAME,
@@ -333,6 +334,10 @@ def _check_job_layers(job: PlatformJob, problems: list[Problem]) -> None:
             problems.append(
                 Problem(ProblemKind.SBOM, sbom_problem, layer=name, platform=job.platform)
             )
+        if bad_index := index_problem(job.archives_dir, meta):
+            problems.append(
+                Problem(ProblemKind.LAYER_INDEX, bad_index, layer=name, platform=job.platform)
+            )
 
 
 def _check_layer_metadata(
@@ -527,6 +532,9 @@ def _write_output(jobs: list[PlatformJob], index: StackIndex, output_dir: Path) 
                 sbom = job.archives_dir / sbom_name(meta.archive_name)
                 if sbom.is_file() and not input_file_problem(job.archives_dir, sbom):
                     link_or_copy(os.path.realpath(sbom), staging / sbom.name)
+                if meta.venvlayers_index is not None:  # checked: a file of the input
+                    name = meta.venvlayers_index.name
+                    link_or_copy(job.archives_dir / name, staging / name)
             _copy_metadata(job, _merged_set(job, jobs, staging))
         index.write(staging / INDEX_NAME)
         replace_dir(staging, output_dir)

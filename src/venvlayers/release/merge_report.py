@@ -30,6 +30,7 @@ class ProblemKind(StrEnum):
     HASH_MISMATCH = "hash-mismatch"
     DUPLICATE_ARCHIVE = "duplicate-archive"
     SBOM = "sbom"
+    LAYER_INDEX = "layer-index"
 
 
 @dataclass(frozen=True, order=True)

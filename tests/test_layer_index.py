@@ -1,0 +1,175 @@
+"""Addressable archives (issue 21): units, segments and the layer index beside an archive.
+
+Every file of a published tar archive can be decoded from its index range alone; the
+archive stays one ordinary tar.xz / tar.zst that tar, xz and zstd unpack, the same bytes
+on every run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from venvlayers.archive import units
+from venvlayers.archive.formats import ArchiveFormat
+from venvlayers.archive.units import decode_segments, plan_units
+from venvlayers.archive.write import write_archive
+from venvlayers.core.errors import VenvlayersError
+from venvlayers.formats.layer_index import LayerIndex, load_index
+from venvlayers.publish.layer_index import build_index, write_index
+
+SITE = "lib/python3.12/site-packages"
+
+
+def _noise(seed: int, size: int) -> bytes:
+    """Compressible but not trivially so: words drawn at random."""
+    rng = random.Random(seed)
+    words = [f"word{i}".encode() for i in range(500)]
+    out = bytearray()
+    while len(out) < size:
+        out += rng.choice(words) + b" "
+    return bytes(out[:size])
+
+
+def _dist(root: Path, name: str, version: str, files: dict[str, bytes]) -> None:
+    site = root / SITE
+    info = f"{name}-{version}.dist-info"
+    rows = []
+    for rel, data in files.items():
+        path = site / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        rows.append(f"{rel},sha256=x,{len(data)}")
+    (site / info).mkdir(parents=True, exist_ok=True)
+    (site / info / "METADATA").write_text(f"Name: {name}\nVersion: {version}\n")
+    rows += [f"{info}/METADATA,,", f"{info}/RECORD,,"]
+    (site / info / "RECORD").write_text("\n".join(rows) + "\n")
+
+
+def make_layer(root: Path, small_version: str = "1.0") -> Path:
+    _dist(
+        root,
+        "big",
+        "2.0",
+        {f"big/mod{i}.py": _noise(i, 60_000) for i in range(6)}
+        | {"../../../bin/big-tool": b"#!/bin/sh\necho big\n"},
+    )
+    _dist(root, "small", small_version, {"small.py": _noise(99, 3000) + small_version.encode()})
+    _dist(root, "tiny", "0.1", {"tiny/__init__.py": b"X = 1\n"})
+    (root / "bin").mkdir(exist_ok=True)
+    os.symlink("../../cpython/bin/python", root / "bin" / "python")
+    (root / "bin" / "big-tool").chmod(0o755)
+    meta = root / "share" / "venv" / "metadata"
+    meta.mkdir(parents=True)
+    (meta / "venvstacks_layer.json").write_text('{"python": "bin/python"}\n')
+    (root / "empty.txt").write_bytes(b"")
+    return root
+
+
+def test_units_follow_each_distributions_record(tmp_path: Path) -> None:
+    from venvlayers.archive.scan import scan_tree
+
+    units = plan_units(scan_tree(make_layer(tmp_path / "layer"), None))
+    names = {u.name: {e.rel for e in u.entries} for u in units}
+    big = names[f"{SITE}/big-2.0.dist-info"]
+    assert "bin/big-tool" in big and f"{SITE}/big/mod0.py" in big  # ../../../bin via RECORD
+    # small distributions are grouped: small and tiny share one unit
+    grouped = names[f"{SITE}/small-1.0.dist-info"]
+    assert {f"{SITE}/small.py", f"{SITE}/tiny/__init__.py"} <= grouped
+    assert units[0].name == "(folders)" and all(e.kind == "dir" for e in units[0].entries)
+    everything = [e.rel for u in units for e in u.entries]
+    assert sorted(everything) == sorted(set(everything))  # each entry exactly once
+    assert "share/venv/metadata/venvstacks_layer.json" in names["(other)"]
+
+
+@pytest.mark.parametrize("fmt", [ArchiveFormat.TAR_XZ, ArchiveFormat.TAR_ZST])
+def test_every_file_decodes_from_its_index_range(
+    tmp_path: Path, fmt: ArchiveFormat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(units, "ZSTD_GROUP", 64 << 10)  # zstd frames group units up to 2 MiB
+    src = make_layer(tmp_path / "layer")
+    archive = tmp_path / f"layer.{fmt}"
+    info = write_archive(src, archive, root_name="layer", fmt=fmt, mtime=1_700_000_000)
+    index = build_index(archive, "layer", info)
+    assert index is not None and index.archive_sha256 == info.sha256
+    data = archive.read_bytes()
+    files = [e for e in index.entries if e.kind == "file"]
+    assert {e.path for e in files} == {
+        p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file() and not p.is_symlink()
+    }
+    for entry in files:
+        expected = (src / entry.path).read_bytes()
+        assert entry.sha256 == hashlib.sha256(expected).hexdigest()
+        if not entry.size:
+            continue
+        assert entry.range is not None and entry.skip is not None
+        piece = data[entry.range[0] : entry.range[1]]
+        out = b"".join(decode_segments(fmt, piece, entry.skip + entry.size))
+        assert out[entry.skip :] == expected, entry.path
+    links = {e.path: e.target for e in index.entries if e.kind == "symlink"}
+    assert links == {"bin/python": "../../cpython/bin/python"}
+    # a pure-Python bump touches one unit: far fewer bytes than the archive
+    small = next(e for e in files if e.path.endswith("small.py"))
+    assert small.range is not None and small.range[1] - small.range[0] < info.size / 3
+
+
+@pytest.mark.parametrize("fmt", [ArchiveFormat.TAR_XZ, ArchiveFormat.TAR_ZST])
+def test_unit_layout_is_reproducible_and_plain_tools_unpack_it(
+    tmp_path: Path, fmt: ArchiveFormat
+) -> None:
+    src = make_layer(tmp_path / "layer")
+    one = write_archive(src, tmp_path / f"a.{fmt}", root_name="layer", fmt=fmt, mtime=1, threads=1)
+    two = write_archive(src, tmp_path / f"b.{fmt}", root_name="layer", fmt=fmt, mtime=1, threads=8)
+    assert one.sha256 == two.sha256
+    assert (tmp_path / f"a.{fmt}").read_bytes() == (tmp_path / f"b.{fmt}").read_bytes()
+    ref_one = write_index(tmp_path / f"a.{fmt}", "layer", one)
+    first = (tmp_path / f"a{'.index.json.xz'}").read_bytes()
+    ref_again = write_index(tmp_path / f"a.{fmt}", "layer", one)
+    assert ref_one == ref_again and (tmp_path / "a.index.json.xz").read_bytes() == first
+    assert ref_one is not None and ref_one.name == "a.index.json.xz"
+    tool = "xz" if fmt is ArchiveFormat.TAR_XZ else "zstd"
+    if shutil.which("tar") is None or shutil.which(tool) is None:
+        pytest.skip(f"no tar/{tool} here")
+    dest = tmp_path / "plain"
+    dest.mkdir()
+    flag = "-J" if fmt is ArchiveFormat.TAR_XZ else "--zstd"
+    subprocess.run(["tar", flag, "-xf", str(tmp_path / f"a.{fmt}"), "-C", str(dest)], check=True)
+    for path in src.rglob("*"):
+        twin = dest / "layer" / path.relative_to(src)
+        if path.is_symlink():
+            assert os.readlink(twin) == os.readlink(path)
+        elif path.is_file():
+            assert twin.read_bytes() == path.read_bytes()
+    # the whole archive is also one valid xz / zstd file for the plain tool
+    subprocess.run([tool, "-t", str(tmp_path / f"a.{fmt}")], check=True)
+
+
+def test_index_is_checked_against_the_metadata_sha256(tmp_path: Path) -> None:
+    src = make_layer(tmp_path / "layer")
+    info = write_archive(src, tmp_path / "a.tar.xz", root_name="layer", fmt="tar.xz", mtime=1)
+    ref = write_index(tmp_path / "a.tar.xz", "layer", info)
+    assert ref is not None
+    data = (tmp_path / ref.name).read_bytes()
+    assert isinstance(load_index(data, ref.sha256, ref.name), LayerIndex)
+    with pytest.raises(VenvlayersError, match=r"does not match venvlayers_index\.sha256"):
+        load_index(data + b"\0", ref.sha256, ref.name)
+    # an index whose range leaves the archive is refused even with a matching digest
+    index = load_index(data, ref.sha256, ref.name)
+    entries = [
+        e.model_copy(update={"range": (0, info.size + 10)}) if e.range else e for e in index.entries
+    ]
+    bad = LayerIndex.model_construct(**{**index.__dict__, "entries": entries}).to_bytes()
+    with pytest.raises(VenvlayersError, match="range ends past the archive"):
+        load_index(bad, hashlib.sha256(bad).hexdigest(), "bad")
+
+
+def test_zip_has_no_index(tmp_path: Path) -> None:
+    src = make_layer(tmp_path / "layer")
+    info = write_archive(src, tmp_path / "a.zip", root_name="layer", fmt="zip", mtime=1)
+    assert write_index(tmp_path / "a.zip", "layer", info) is None
