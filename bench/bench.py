@@ -110,6 +110,8 @@ class Sample:
     written_bytes: int | None = None
     largest_kib: int | None = None  # ru_maxrss: the largest single process of the tree
     tree_kib: int | None = None  # the largest sampled sum of the tree's Pss
+    cpu_seconds: float | None = None
+    """user + system CPU of the command's tree (less noisy than wall time on a busy machine)"""
 
 
 class CommandFailed(RuntimeError):
@@ -147,6 +149,7 @@ def run_measured(
         rss_kib=measured.peak_kib,
         largest_kib=measured.largest_kib,
         tree_kib=measured.tree_kib,
+        cpu_seconds=measured.cpu_seconds,
     )
 
 
@@ -160,7 +163,11 @@ def archive_bytes(folder: Path) -> int:
 
 def combine(samples: Sequence[Sample]) -> Sample:
     """Several commands as one step: times add up, memory is the largest."""
-    return Sample(seconds=sum(s.seconds for s in samples), rss_kib=max(s.rss_kib for s in samples))
+    return Sample(
+        seconds=sum(s.seconds for s in samples),
+        rss_kib=max(s.rss_kib for s in samples),
+        cpu_seconds=sum(s.cpu_seconds or 0.0 for s in samples),
+    )
 
 
 # -- the two tools ---------------------------------------------------------------------------
@@ -534,7 +541,8 @@ def bench_stack(
                     extra += f", wrote {sample.written_bytes / 1e6:.1f} MB"
                 say(
                     f"[{name}] rep {rep + 1}/{reps} {row:<11} {run.tool.name:<10} "
-                    f"{sample.seconds:7.2f} s, {sample.rss_kib / 1024:6.0f} MiB{extra}"
+                    f"{sample.seconds:7.2f} s ({sample.cpu_seconds or 0:.2f} CPU s), "
+                    f"{sample.rss_kib / 1024:6.0f} MiB{extra}"
                 )
         if rep == 0 and not runs[VENVLAYERS].gave_up:
             data_for_limits(runs[VENVLAYERS], work, say)
@@ -683,6 +691,7 @@ def summarize(runs: dict[str, StackRun]) -> Table:
                 "rss_mib": rss / 1024 if rss is not None else None,
                 "archive_bytes": median(samples, "archive_bytes"),
                 "written_bytes": median(samples, "written_bytes"),
+                "cpu_seconds": median(samples, "cpu_seconds"),
             }
     return table
 

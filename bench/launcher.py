@@ -3,12 +3,13 @@
 Forks and execs COMMAND from this small interpreter, so the command's ``ru_maxrss`` starts
 from this process's ~10 MiB and not from the benchmark's size; samples the summed ``Pss``
 of the command's process tree while it has more than one process; writes the wall time,
-both peaks and the exit code to RESULT as JSON. Standard library only (``os``, ``sys``,
-``json``, ``time``), nothing else imported, so it stays small.
+both peaks, the CPU seconds and the exit code to RESULT as JSON. Standard library only
+(``os``, ``sys``, ``json``, ``time``, ``select``), nothing else imported, so it stays small.
 """
 
 import json
 import os
+import select
 import sys
 import time
 
@@ -67,6 +68,9 @@ def _launch(result: str, command: list[str], timeout: float | None) -> int:
         os._exit(127)
     tree_kib = 0
     timed_out = False
+    # wait on a pidfd between samples: the wall time ends when the command does, not at the
+    # next 50 ms tick (that tick was a third of a 0.15 s deploy)
+    exited = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
     while True:
         done, status, usage = os.wait4(pid, os.WNOHANG)
         if done:
@@ -80,7 +84,10 @@ def _launch(result: str, command: list[str], timeout: float | None) -> int:
         tree = _tree(pid)
         if len(tree) > 1:
             tree_kib = max(tree_kib, sum(_pss_kib(p) for p in tree))
-        time.sleep(POLL_SECONDS)
+        if exited is None:
+            time.sleep(POLL_SECONDS)
+        else:
+            select.select([exited], [], [], POLL_SECONDS)
     seconds = time.perf_counter() - start
     code = os.waitstatus_to_exitcode(status)
     data = {
@@ -89,6 +96,7 @@ def _launch(result: str, command: list[str], timeout: float | None) -> int:
         "tree_kib": tree_kib,
         "exit_code": code,
         "timed_out": timed_out,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
     }
     with open(result, "w", encoding="utf-8") as f:
         json.dump(data, f)

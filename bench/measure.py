@@ -21,7 +21,7 @@ writes to RESULT (JSON):
   runs in its own process group, killed whole then).
 
 ``peak_kib`` (what the benchmark's tables show) is the larger of the two. The launcher
-imports only ``os``, ``sys``, ``json`` and ``time``, so it stays small; the tests in
+imports only ``os``, ``sys``, ``json``, ``time`` and ``select``, so it stays small; the tests in
 ``tests/test_bench_measure.py`` check both figures against children of known size.
 """
 
@@ -46,6 +46,8 @@ class Measured:
     tree_kib: int
     exit_code: int
     timed_out: bool = False
+    cpu_seconds: float = 0.0
+    """user + system CPU of the command and every descendant it waited for (``wait4``)"""
 
     @property
     def peak_kib(self) -> int:
@@ -96,4 +98,5 @@ def measure(
         tree_kib=data["tree_kib"],
         exit_code=data["exit_code"],
         timed_out=data.get("timed_out", False),
+        cpu_seconds=data.get("cpu_seconds", 0.0),
     )

@@ -88,3 +88,16 @@ def test_the_exit_code_and_output_of_the_command_come_through(tmp_path: Path) ->
     assert log.read_text().strip() == "hello"
     missing = measure.measure(["/no/such/program"], stdout=log.open("a"), result_dir=tmp_path)
     assert missing.exit_code == 127
+
+
+def test_the_cpu_seconds_of_a_tree_count_its_children(tmp_path: Path) -> None:
+    # a child that spins until it has used 0.3 CPU seconds (by its own clock): the tree's
+    # user + system time is at least that, however busy the machine is
+    spin = "import time\nwhile time.process_time() < 0.3:\n    pass\n"
+    script = (
+        "import subprocess, sys\n"
+        f"sys.exit(subprocess.run([sys.executable, '-I', '-S', '-c', {spin!r}]).returncode)\n"
+    )
+    result = measure.measure(python("-c", script), result_dir=tmp_path)
+    assert result.exit_code == 0
+    assert result.cpu_seconds >= 0.3
