@@ -12,7 +12,7 @@ import pytest
 from venvlayers.core.errors import DeployError
 from venvlayers.core.report import Reporter
 from venvlayers.deploy.sources import FolderSource, find_manifest, open_source, select_layers
-from venvlayers.formats.models import StackManifest
+from venvlayers.formats.records import StackManifest
 from venvlayers.net.downloads import Downloader
 
 SHA = "a" * 64
@@ -80,7 +80,7 @@ def test_an_untagged_manifest_of_another_platform_is_not_taken(tmp_path: Path) -
 
 
 def test_selection_brings_what_an_app_needs_lowest_first() -> None:
-    model = StackManifest.model_validate(manifest())
+    model = StackManifest.parse(manifest())
     chosen = select_layers(model, ["one"], "m", "linux_x86_64")
     assert [m.install_target for m in chosen] == ["cpython-3.12", "framework-base", "app-one"]
 
@@ -99,7 +99,7 @@ def test_selection_brings_what_an_app_needs_lowest_first() -> None:
     ],
 )
 def test_untrusted_metadata_is_checked(change: dict[str, Any], message: str) -> None:
-    model = StackManifest.model_validate(manifest(**change))
+    model = StackManifest.parse(manifest(**change))
     with pytest.raises(DeployError, match=message):
         select_layers(model, [], "m", "linux_x86_64")
 

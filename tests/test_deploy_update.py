@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,3 +136,33 @@ def test_a_corrupted_archive_is_refused_and_the_target_untouched(
     assert snapshot(target) == before
     assert run_app(target, "app-one").startswith("one v1")
     assert list((cache / "partial").iterdir()) == []  # the bad bytes are not kept
+
+
+def test_a_local_deploy_and_update_load_no_pydantic_and_no_spec_lock_build_or_http_code(
+    versions: Versions, tmp_path: Path
+) -> None:
+    """`venvlayers deploy --from FOLDER` (first, then an app-only update) in a fresh
+    interpreter loads only what it uses: no pydantic, tomlkit, packaging or HTTP client,
+    nothing from stack, lock, build, publish or release (issue 23: an update as fast as
+    plain tar)."""
+    target = tmp_path / "target"
+    code = (
+        "import sys\n"
+        "from venvlayers.cli.commands import main\n"
+        "codes = [main(['-q', 'deploy', '--from', source, '--target', sys.argv[1]])\n"
+        "         for source in sys.argv[2:]]\n"
+        "heavy = ('pydantic', 'pydantic_core', 'tomlkit', 'tomllib', 'requests', 'github',\n"
+        "         'packaging', 'ssl', 'http', 'email')\n"
+        "stages = ('stack', 'lock', 'build', 'publish', 'release')\n"
+        "print(codes, sorted(m for m in sys.modules if m.split('.')[0] in heavy\n"
+        "    or (m.startswith('venvlayers.') and m.split('.')[1] in stages)\n"
+        "    or m in ('venvlayers.formats.models', 'urllib.request')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(target), str(versions.v1), str(versions.v2)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "[0, 0] []", done.stderr
+    assert run_app(target, "app-one").startswith("one v2")

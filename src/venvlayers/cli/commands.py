@@ -15,13 +15,15 @@ from venvlayers.cli.args import build_parser
 from venvlayers.core.errors import VenvlayersError, environment_error
 from venvlayers.core.fsutil import dumps_json
 from venvlayers.core.report import OUTPUT_LOCK, Reporter, neutralize, write_line
-from venvlayers.stack.graph import StackGraph, load_stack
 
+# Each command imports what it uses when it runs: `deploy` (and `platform`) never load the
+# spec, lock, build or publish code, nor pydantic (tests/test_structure.py)
 if TYPE_CHECKING:
     from venvlayers.archive.formats import ArchiveFormat
     from venvlayers.build.check import CheckLevel
     from venvlayers.cli.pipeline import PublishRequest
     from venvlayers.publish.archives import PublishResult
+    from venvlayers.stack.graph import StackGraph
 
 
 @dataclass
@@ -46,6 +48,7 @@ def _finish(args: argparse.Namespace, document: Any, code: int = 0) -> Outcome:
 def cmd_show(args: argparse.Namespace, reporter: Reporter) -> Outcome:
     from venvlayers.cli.selection import command_plan, spec_path
     from venvlayers.cli.show import render_json, render_tree, status_document
+    from venvlayers.stack.graph import load_stack
     from venvlayers.stack.operations import Widening
 
     graph = load_stack(spec_path(args.spec))
@@ -76,6 +79,7 @@ def cmd_lock(args: argparse.Namespace, reporter: Reporter) -> Outcome:
         spec_relative,
     )
     from venvlayers.lock.resolve import lock_stack
+    from venvlayers.stack.graph import load_stack
 
     graph = load_stack(spec_path(args.spec))
     build_dir = spec_relative(graph, args.build_dir)
@@ -125,6 +129,7 @@ def cmd_build(args: argparse.Namespace, reporter: Reporter) -> Outcome:
         spec_path,
         spec_relative,
     )
+    from venvlayers.stack.graph import load_stack
 
     lock = None if args.lock_if_needed or args.lock else False
     if args.locked and lock is None:
@@ -352,6 +357,7 @@ def _publish_request(args: argparse.Namespace, graph: StackGraph) -> PublishRequ
 def cmd_publish(args: argparse.Namespace, reporter: Reporter) -> Outcome:
     from venvlayers.cli.pipeline import publish_pipeline
     from venvlayers.cli.selection import command_plan, show_plan, spec_path, spec_relative
+    from venvlayers.stack.graph import load_stack
 
     graph = load_stack(spec_path(args.spec))
     plan = command_plan(graph, args, reporter, lock=False, build=False, publish=True)
@@ -408,6 +414,7 @@ def cmd_local_export(args: argparse.Namespace, reporter: Reporter) -> Outcome:
     from venvlayers.cli.pipeline import holding_output, holding_stack
     from venvlayers.cli.selection import command_plan, show_plan, spec_path, spec_relative
     from venvlayers.publish.export import export_stack
+    from venvlayers.stack.graph import load_stack
 
     graph = load_stack(spec_path(args.spec))
     plan = command_plan(graph, args, reporter, lock=False, build=False, publish=True)

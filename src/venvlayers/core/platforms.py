@@ -8,11 +8,11 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from packaging.markers import Marker
-from packaging.tags import Tag, cpython_tags, mac_platforms
-from packaging.tags import compatible_tags as generic_compatible_tags
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+# packaging is imported by the functions that use it: a deploy needs only host_platform
+if TYPE_CHECKING:
+    from packaging.tags import Tag
 
 
 class Platform(StrEnum):
@@ -142,6 +142,8 @@ def marker_environment(
 
 def platform_of_marker(marker: str) -> Platform | None:
     """The target platform whose lock environment uv names (uv reorders the clauses)."""
+    from packaging.markers import Marker
+
     for target, markers in MARKERS.items():
         environment = marker_environment(target, "3.12.0")
         try:
@@ -167,6 +169,8 @@ def platform_tags(
     if target.is_windows:
         return [target.value]
     if target.is_macos:
+        from packaging.tags import mac_platforms
+
         arch = "arm64" if target == Platform.MACOSX_ARM64 else "x86_64"
         return list(mac_platforms(macosx, arch))
     arch = target.arch
@@ -187,6 +191,9 @@ def compatible_tags(
     target: Platform, *, py_version: str, glibc: tuple[int, int], macosx: tuple[int, int]
 ) -> frozenset[Tag]:
     """Every wheel tag a CPython ``py_version`` on ``target`` installs (``packaging.tags``)."""
+    from packaging.tags import compatible_tags as generic_compatible_tags
+    from packaging.tags import cpython_tags
+
     major, minor = (int(part) for part in py_version.split(".")[:2])
     plats = platform_tags(target, glibc=glibc, macosx=macosx)
     version = (major, minor)
@@ -211,6 +218,8 @@ def uncovered_platforms(
 
     For PyPy only the platform tags are compared, as venvstacks compares them (uv chose
     wheels for the interpreter; PyPy's ABI tags name PyPy's own version)."""
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
     wheel_tags: set[Tag] = set()
     for name in wheel_names:
         try:

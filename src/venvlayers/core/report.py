@@ -10,7 +10,6 @@ import os
 import re
 import sys
 import threading
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -186,6 +185,8 @@ def append_env_file(variable: str, name: str, value: str) -> None:
     Multi-line values use a random heredoc delimiter so content cannot end the block early.
     """
     if "\n" in value or "\r" in value:
+        import uuid
+
         delimiter = f"ghadelimiter_{uuid.uuid4().hex}"
         _append(variable, f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
     else:

@@ -39,11 +39,11 @@ from venvlayers.core.rmtree import remove_tree_quietly
 from venvlayers.core.runlock import run_lock_file
 from venvlayers.deploy.sources import ArchiveSource, Source, find_manifest, select_layers
 from venvlayers.deploy.stage import StagePlan, home_link, stage_layers
-from venvlayers.formats.models import (
+from venvlayers.formats.records import (
     DeployedLayer,
     DeploymentRecord,
     LayerMetadata,
-    read_model,
+    read_record,
 )
 from venvlayers.layer_scripts import postinstall
 from venvlayers.net.downloads import Downloader
@@ -205,7 +205,7 @@ def _read_record(link: Path, reporter: Reporter) -> DeploymentRecord | None:
         return None
     path = link / RECORD_NAME
     try:
-        return read_model(DeploymentRecord, path, DeployError)
+        return read_record(DeploymentRecord, path, DeployError)
     except (VenvlayersError, OSError, UnicodeDecodeError):
         # without it every layer is unpacked again: slower, never wrong
         reporter.warning(f"{path}: unreadable deploy record; unpacking every layer again")

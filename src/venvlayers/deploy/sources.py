@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote, urlsplit
 
-from pydantic import ValidationError
-
 from venvlayers.core.errors import DeployError
 from venvlayers.core.names import plain_name_problem
 from venvlayers.core.report import Reporter
@@ -28,7 +26,7 @@ from venvlayers.formats.assets import (
     github_asset_name,
     manifest_candidates,
 )
-from venvlayers.formats.models import LayerMetadata, StackManifest
+from venvlayers.formats.records import LayerMetadata, RecordError, StackManifest
 from venvlayers.net.downloads import Download, Downloader
 
 CATEGORIES = ("runtimes", "frameworks", "applications")
@@ -197,12 +195,10 @@ def find_manifest(source: Source, platform: str) -> tuple[StackManifest, str]:
         if data is None:
             continue
         try:
-            manifest = StackManifest.model_validate_json(data)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+            manifest = StackManifest.from_json(data)
+        except RecordError as exc:
             raise DeployError(
-                f"{source.label}/{relative}: field '{where}': {first['msg']}; publish again"
+                f"{source.label}/{relative}: field '{exc.where}': {exc.msg}; publish again"
             ) from None
         platforms = {m.target_platform for m in _ordered(manifest) if m.target_platform}
         if platforms and platforms != {platform} and not relative.endswith(f"-{platform}.json"):

@@ -36,7 +36,7 @@ from venvlayers.archive.extract import extract_archive
 from venvlayers.core.errors import DeployError
 from venvlayers.core.fsutil import link_or_copy
 from venvlayers.deploy.bytecode import compile_layers
-from venvlayers.formats.models import LayerMetadata
+from venvlayers.formats.records import LayerMetadata
 from venvlayers.layer_scripts import postinstall
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from compileall import compile_dir
 from os.path import abspath
 from pathlib import Path
 from typing import Any
@@ -136,6 +135,8 @@ def link_layer(
         lib_name = "Lib" if os.name == "nt" else "lib"
         lib = layer_path / lib_name
         if lib.is_dir():
+            from compileall import compile_dir  # only here: deploy links in process, compiles apart
+
             compile_dir(lib, quiet=1, workers=0, ddir=str(home / lib_name))
 
 

@@ -12,19 +12,15 @@ never to the host a redirect leads to.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import os
-import socket
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, BinaryIO, TextIO
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from venvlayers import __version__
 from venvlayers.core.errors import DeployError
@@ -32,6 +28,11 @@ from venvlayers.core.fsutil import sha256_file as file_sha256
 from venvlayers.core.report import Reporter
 from venvlayers.net.retry import Budget, HttpFailure, retry_delay
 from venvlayers.net.urls import scheme_problem
+
+# urllib.request (with http.client, ssl, email) loads when something is fetched: a deploy
+# from a folder never needs it
+if TYPE_CHECKING:
+    import urllib.request
 
 CHUNK = 1 << 16
 STALL_TIMEOUT = 60.0
@@ -117,29 +118,33 @@ class _Progress:
                 self.stream.flush()
 
 
-class _NoRedirectAuth(urllib.request.HTTPRedirectHandler):
-    """Follow redirects, dropping the caller's unredirected headers (the token) on the way,
-    and only to http(s) URLs."""
-
-    def redirect_request(
-        self,
-        req: urllib.request.Request,
-        fp: IO[bytes],
-        code: int,
-        msg: str,
-        headers: http.client.HTTPMessage,
-        newurl: str,
-    ) -> urllib.request.Request | None:
-        if scheme_problem(newurl):
-            raise urllib.error.HTTPError(
-                req.full_url, code, f"redirect to a non-http(s) URL refused: {msg}", headers, fp
-            )
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
 def _opener() -> urllib.request.OpenerDirector:
     """An opener for http(s) only: urllib's default one also reads ``file://`` (local disk),
     ``ftp://`` and ``data:`` URLs, which no answer may make us read."""
+    import http.client
+    import urllib.error
+    import urllib.request
+    from typing import IO
+
+    class _NoRedirectAuth(urllib.request.HTTPRedirectHandler):
+        """Follow redirects, dropping the caller's unredirected headers (the token) on the
+        way, and only to http(s) URLs."""
+
+        def redirect_request(
+            self,
+            req: urllib.request.Request,
+            fp: IO[bytes],
+            code: int,
+            msg: str,
+            headers: http.client.HTTPMessage,
+            newurl: str,
+        ) -> urllib.request.Request | None:
+            if scheme_problem(newurl):
+                raise urllib.error.HTTPError(
+                    req.full_url, code, f"redirect to a non-http(s) URL refused: {msg}", headers, fp
+                )
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
     opener = urllib.request.OpenerDirector()
     for handler in (
         urllib.request.ProxyHandler(),
@@ -155,6 +160,8 @@ def _opener() -> urllib.request.OpenerDirector:
 
 
 def _request(download: Download, start: int) -> urllib.request.Request:
+    import urllib.request
+
     request = urllib.request.Request(
         download.url, headers={"User-Agent": f"venvlayers/{__version__}"}
     )
@@ -167,6 +174,9 @@ def _request(download: Download, start: int) -> urllib.request.Request:
 
 
 def _failure(exc: BaseException) -> HttpFailure:
+    import socket
+    import urllib.error
+
     if isinstance(exc, urllib.error.HTTPError):
         return HttpFailure(exc.code, str(exc.reason or ""), dict(exc.headers or {}))
     if isinstance(exc, urllib.error.URLError) and isinstance(
@@ -180,7 +190,11 @@ def _failure(exc: BaseException) -> HttpFailure:
     return HttpFailure(None, f"connection dropped ({type(exc).__name__})")
 
 
-_NETWORK_ERRORS = (urllib.error.URLError, OSError, http.client.HTTPException)
+def _network_errors() -> tuple[type[BaseException], ...]:
+    import http.client
+    import urllib.error
+
+    return (urllib.error.URLError, OSError, http.client.HTTPException)
 
 
 class Downloader:
@@ -202,7 +216,14 @@ class Downloader:
         self.error = error
         self.counters = Counters()
         self.secrets = [s for s in secrets if s]
-        self._opener = _opener()
+        self._http: urllib.request.OpenerDirector | None = None
+
+    @property
+    def _opener(self) -> urllib.request.OpenerDirector:
+        """The http(s) opener, made on first use."""
+        if self._http is None:
+            self._http = _opener()
+        return self._http
 
     def _scrub(self, text: str) -> str:
         for secret in self.secrets:
@@ -227,6 +248,7 @@ class Downloader:
     def fetch_bytes(self, download: Download, *, missing_ok: bool = False) -> bytes | None:
         """A small file, with retries; None for a 404 when ``missing_ok``."""
         self._check_url(download)
+        network_errors = _network_errors()
         attempt = 0
         while True:
             attempt += 1
@@ -238,7 +260,7 @@ class Downloader:
                         f"{download.label}: over {MAX_SMALL_FILE} bytes; not a manifest"
                     )
                 return data
-            except _NETWORK_ERRORS as exc:
+            except network_errors as exc:
                 failure = _failure(exc)
             if failure.status == 404 and missing_ok:
                 return None
@@ -306,6 +328,9 @@ class Downloader:
     def _fill(
         self, download: Download, handle: BinaryIO, progress: Callable[[int], None] | None
     ) -> None:
+        from urllib.error import HTTPError
+
+        network_errors = _network_errors()
         attempt = 0
         have = handle.seek(0, os.SEEK_END)
         if download.size is not None and have > download.size:
@@ -340,14 +365,14 @@ class Downloader:
                 if download.size is None or have >= download.size:
                     return
                 failure = HttpFailure(None, "connection closed early")
-            except urllib.error.HTTPError as exc:
+            except HTTPError as exc:
                 if exc.code == 416 and have:  # nothing left past what we hold: start over
                     handle.truncate(0)
                     handle.seek(0)
                     have = 0
                     continue
                 failure = _failure(exc)
-            except _NETWORK_ERRORS as exc:
+            except network_errors as exc:
                 failure = _failure(exc)
             if have > before:
                 attempt = 1  # progress was made: a fresh series of attempts

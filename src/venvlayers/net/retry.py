@@ -7,8 +7,6 @@ one command by wall-clock time, stalls and waits included.
 
 from __future__ import annotations
 
-import email.utils
-import http
 import time
 from collections.abc import Callable, Mapping
 
@@ -43,8 +41,10 @@ class HttpFailure(Exception):
             return self.message
         message = self.message
         if not message:  # e.g. an HTML error page from a proxy: name the status instead
+            from http import HTTPStatus
+
             try:
-                message = http.HTTPStatus(self.status).phrase
+                message = HTTPStatus(self.status).phrase
             except ValueError:
                 message = ""
         return f"{self.status} {message}".rstrip()
@@ -55,6 +55,8 @@ def _retry_after(value: str, now: float) -> float | None:
     if value.isdigit():
         return float(value)
     try:
+        import email.utils  # only for a Retry-After date
+
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
