@@ -1,7 +1,7 @@
 """build-stacks.yml's supply-chain inputs, read as GitHub would run them.
 
-Job conditions and names are evaluated with the action harness's expression evaluator
-(tests/rig/action_runner.py), so "which jobs run when attest is off" is answered by the
+Job conditions and names are evaluated with the workflow runner's expression evaluator
+(tests/rig/gha/expressions.py), so "which jobs run when attest is off" is answered by the
 workflow's own `if:` expressions, not by string matching. The linters (actionlint, zizmor,
 check-jsonschema) run over these files in test_workflows.py.
 """
@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rig.action_runner import condition, interpolate, load_yaml
+from rig.gha.actions import load_yaml
+from rig.gha.expressions import condition, interpolate
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_STACKS = ROOT / ".github" / "workflows" / "build-stacks.yml"

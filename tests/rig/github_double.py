@@ -1,4 +1,5 @@
-"""A stand-in for the GitHub REST API (releases, pull request comments): a real threaded HTTP server on 127.0.0.1.
+"""A double of the GitHub REST API (releases, pull request comments): a real threaded HTTP
+server on 127.0.0.1.
 
 It speaks the subset PyGithub and ``venvlayers.release.create`` use, with GitHub's JSON shapes
 and status codes, laid out like GitHub Enterprise Server (API at ``/api/v3``, uploads

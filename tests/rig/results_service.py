@@ -59,6 +59,7 @@ class Artifact:
     digest: str = ""
     finalized: bool = False
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    expires_at: str = ""  # set when the upload asked for retention-days
 
 
 @dataclass
@@ -143,6 +144,26 @@ class ResultsService:
     def cache_keys(self) -> list[str]:
         return [c.key for c in sorted(self.caches.values(), key=lambda c: c.id) if c.finalized]
 
+    def artifact_zip(self, name: str) -> Path:
+        """The stored zip of the finalized artifact ``name`` (the newest one of that name)."""
+        found = [a for a in self.artifacts.values() if a.finalized and a.name == name]
+        if not found:
+            raise KeyError(f"no artifact {name!r}: {self.artifact_names()}")
+        return self.blob_path(max(found, key=lambda a: a.id).blob)
+
+    def artifact(self, name: str) -> Artifact:
+        return max(
+            (a for a in self.artifacts.values() if a.finalized and a.name == name),
+            key=lambda a: a.id,
+        )
+
+    def cache_blob(self, key: str) -> Path:
+        """The stored archive (tar, zstd- or gzip-compressed) of the cache entry ``key``."""
+        found = [c for c in self.caches.values() if c.finalized and c.key == key]
+        if not found:
+            raise KeyError(f"no cache entry {key!r}: {self.cache_keys()}")
+        return self.blob_path(found[-1].blob)
+
     def count(self, service: str, method: str) -> int:
         return sum(1 for c in self.calls if c.service == service and c.method == method)
 
@@ -184,6 +205,7 @@ class ResultsService:
                 artifact_id = self._next_id()
                 blob = f"blob/artifacts/{run}/{artifact_id}.zip"
                 self.artifacts[artifact_id] = Artifact(artifact_id, run, job, name, blob)
+                self.artifacts[artifact_id].expires_at = str(body.get("expires_at") or "")
                 return {"ok": True, "signed_upload_url": self.signed_url(blob)}
             if method == "FinalizeArtifact":
                 found = next((a for a in current if a.name == name and not a.finalized), None)

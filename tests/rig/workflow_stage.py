@@ -49,7 +49,9 @@ def checkout_files(root: Path = ROOT) -> list[str]:
 
 
 class Stage:
-    def __init__(self, root: Path, runtime_archive: Path, *, private_venvlayers: str = "") -> None:
+    def __init__(
+        self, root: Path, runtime_archive: Path | None = None, *, private_venvlayers: str = ""
+    ) -> None:
         self.root = root
         self.runtime_archive = runtime_archive
         self.private_venvlayers = private_venvlayers  # a token: venvlayers is private then
@@ -70,11 +72,14 @@ class Stage:
         (self.root / "runtimes").mkdir(parents=True, exist_ok=True)
         for server in (self.results, self.git, self.github, self.index, self.runtimes):
             server.__enter__()
-        served = self.root / "runtimes" / self.runtime_archive.name
-        shutil.copy2(self.runtime_archive, served)
-        version = self.runtime_archive.name.split("-")[1]
-        entry = downloads_entry(served, version=version, url=f"{self.runtimes.url}{served.name}")
-        write_downloads_json([entry], self.root / "runtimes" / "downloads.json")
+        entries = []
+        if self.runtime_archive is not None:  # without one, jobs name their Python by path
+            served = self.root / "runtimes" / self.runtime_archive.name
+            shutil.copy2(self.runtime_archive, served)
+            version = self.runtime_archive.name.split("-")[1]
+            url = f"{self.runtimes.url}{served.name}"
+            entries.append(downloads_entry(served, version=version, url=url))
+        write_downloads_json(entries, self.root / "runtimes" / "downloads.json")
         tokens = {self.private_venvlayers} if self.private_venvlayers else set()
         self.git.create(VENVLAYERS, private=bool(self.private_venvlayers), tokens=tokens)
         self.venvlayers_sha = self.git.publish(
