@@ -160,3 +160,8 @@ def test_fully_offline_lock_and_build(
     rebuilt = ours("build", "--clean", "--no-index", spec)
     assert rebuilt.code == 0, rebuilt.text
     assert run_app(spec) == "hello localpkg alpha"
+    # and published: the SBOM names each local wheel (locked by `path`, with no URL)
+    published = ours("publish", spec)
+    assert published.code == 0, published.text
+    sbom = (spec.parent / "_artifacts" / "app-hello.cdx.json").read_text()
+    assert "pkg:pypi/alpha@1.0.0" in sbom

@@ -30,6 +30,8 @@ else:
 from venvlayers.core.fsutil import sha256_file
 from venvlayers.formats.models import RuntimeDownloads
 
+#: Implementations uv installs from a downloads JSON (venvstacks runs both).
+KNOWN_IMPLEMENTATIONS = frozenset({"cpython", "pypy"})
 #: Operating system names as uv spells them in its downloads JSON.
 KNOWN_OS = frozenset({"linux", "darwin", "windows"})
 #: Architecture families python-build-standalone publishes (uv also accepts a few more).
@@ -101,8 +103,10 @@ def downloads_entry(
     arch_variant: str | None = None,
     variant: str | None = None,
     build: str | None = None,
+    implementation: str = "cpython",
 ) -> dict[str, Any]:
-    """Describe one python-build-standalone style ``install_only`` archive for uv.
+    """Describe one runtime archive for uv: a python-build-standalone ``install_only``
+    archive (``implementation="cpython"``) or a PyPy release archive (``"pypy"``).
 
     ``archive`` must exist (its sha256 goes into the entry, and uv checks it after
     downloading). ``url`` is where uv fetches it from; by default the archive's own
@@ -114,13 +118,14 @@ def downloads_entry(
             path=archive,
         )
     major, minor, patch, prerelease = parse_python_version(version)
+    _check_choice(implementation, KNOWN_IMPLEMENTATIONS, "implementation", archive)
     _check_choice(os_name, KNOWN_OS, "os", archive)
     _check_choice(arch, KNOWN_ARCH, "arch", archive)
     _check_choice(libc, KNOWN_LIBC, "libc", archive)
     if variant is not None:
         _check_choice(variant, KNOWN_VARIANTS, "variant", archive)
     entry: dict[str, Any] = {
-        "name": "cpython",
+        "name": implementation,
         "arch": {"family": arch, "variant": arch_variant},
         "os": os_name,
         "libc": libc,
@@ -186,11 +191,20 @@ def entry_from_archive_name(archive: Path, *, base_url: str | None = None) -> di
     ``base_url`` is where clients will fetch it (the archive's file name is appended);
     without it, the archive's own ``file://`` URL is used.
     """
+    if archive.name.startswith("pypy"):
+        from venvlayers.build.pypy_mirror import pypy_entry_fields
+
+        if base_url is not None:
+            check_base_url(base_url)
+        fields = pypy_entry_fields(archive)
+        url = f"{base_url.rstrip('/')}/{archive.name}" if base_url else None
+        return downloads_entry(archive, url=url, implementation="pypy", **fields)
     match = _PBS_NAME_RE.match(archive.name)
     if not match or match["triple"] not in _TRIPLES:
         raise RuntimeMirrorError(
             f"{archive.name} is not named like a python-build-standalone install_only archive"
-            " (cpython-X.Y.Z+BUILD-ARCH-TRIPLE-install_only.tar.gz)",
+            " (cpython-X.Y.Z+BUILD-ARCH-TRIPLE-install_only.tar.gz) or a PyPy release archive"
+            " (pypyX.Y-vA.B.C-PLATFORM.tar.gz)",
             path=archive,
         )
     os_name, libc = _TRIPLES[match["triple"]]
@@ -250,7 +264,8 @@ def check_runtime_archive(archive: Path) -> None:
         )
 
 
-def _first_tar_member(f: BinaryIO, head: bytes) -> str | None:
+def open_tar_stream(f: BinaryIO, head: bytes) -> IO[bytes]:
+    """The decompressed stream of a gzip or zstd runtime archive."""
     stream: IO[bytes]
     if head.startswith(_GZIP_MAGIC):
         stream = cast(IO[bytes], gzip.GzipFile(fileobj=f))
@@ -258,6 +273,10 @@ def _first_tar_member(f: BinaryIO, head: bytes) -> str | None:
         stream = cast(IO[bytes], zstd.ZstdFile(f))
     else:
         raise ValueError("neither gzip nor zstd data")
-    with tarfile.open(fileobj=stream, mode="r|") as tar:
+    return stream
+
+
+def _first_tar_member(f: BinaryIO, head: bytes) -> str | None:
+    with tarfile.open(fileobj=open_tar_stream(f, head), mode="r|") as tar:
         member = tar.next()
         return member.name if member is not None else None

@@ -202,6 +202,18 @@ def _assess(state: LayerLockState, inputs: LockInputs, cutoff: str | None, *, fo
             reasons.append(f"locked at {meta.locked_at}, after exclude-newer {cutoff}")
 
 
+def _python_request(layer: Layer) -> str:
+    """The interpreter uv locks with: the runtime's own implementation and version.
+
+    A bare ``3.9.16`` would let uv take any CPython of that version, and never download a
+    PyPy one: ``pypy@3.9.16`` finds (or installs) the runtime the layer is built on, as
+    venvstacks locks with its installed runtime.
+    """
+    if layer.implementation == "PyPy":
+        return f"pypy@{layer.py_version}"
+    return layer.py_version
+
+
 def _project_file(layer: Layer, inputs: LockInputs, settings: dict[str, Any]) -> str:
     import tomlkit
 
@@ -301,7 +313,7 @@ def _resolve(
         # (PyPI: 10 minutes) is what `uv lock` and `uv pip compile` honour by default.
         (workspace / "uv.lock").unlink(missing_ok=True)
         run_uv(
-            ["lock", *config, "--python", layer.py_version],
+            ["lock", *config, "--python", _python_request(layer)],
             cwd=workspace,
             env=env,
             what=f"lock {layer.name}",

@@ -105,8 +105,11 @@ def read_lock_entries(pylock: Path) -> dict[tuple[str, str], LockedEntry]:
         name, version = str(package.get("name", "")), str(package.get("version", ""))
         wheels = []
         for wheel in package.get("wheels", []):
+            # A wheel from --local-wheels is locked by its `path` (relative to the lock),
+            # which names no place anyone else can fetch it from: no URL in the SBOM
             url = str(wheel.get("url", ""))
-            filename = str(wheel.get("name") or url.rsplit("/", 1)[-1])
+            located = url or str(wheel.get("path", ""))
+            filename = str(wheel.get("name") or located.replace("\\", "/").rsplit("/", 1)[-1])
             try:
                 tags = parse_wheel_filename(filename)[3]
             except InvalidWheelFilename:
