@@ -164,3 +164,14 @@ def deploy_versions(
             mp.setenv(key, value)
         mp.delenv("SOURCE_DATE_EPOCH", raising=False)
         return published_versions(tmp_path_factory.mktemp("deploy-stack"), local_index.url)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Which commit of each GitHub action the workflow runner ran (issue 24: say so)."""
+    from rig.workflow_stage import actions_summary
+
+    lines = actions_summary()
+    if lines:
+        terminalreporter.section("GitHub actions run by the workflow runner")
+        for line in lines:
+            terminalreporter.write_line(line)

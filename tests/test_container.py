@@ -1,4 +1,6 @@
-"""The builder image: built from the real Dockerfile with buildah, run without a daemon.
+"""The builder image: built from the real Dockerfile with buildah, run without a daemon;
+and the container job example (examples/workflows/container-job.yml) run in it by the
+workflow runner, as GitHub runs a ``container:`` job (scenario g of issue 24).
 
 No registry is reachable, so the base image is made here: a ``debootstrap --variant=minbase``
 Debian bookworm rootfs with python3, from the Debian mirror this machine's apt uses. It is
@@ -16,12 +18,18 @@ import re
 import shutil
 import subprocess
 import time
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 from rig import copy_source
+from rig.caller_repo import add_greeting, lock_stack, write_stack
+from rig.gha.container import ContainerEngine
+from rig.gha.host import SYSTEM_PATH
+from rig.gha_skips import runner_missing
 from rig.runtime import RuntimeMirror
+from rig.workflow_stage import Stage, describe
 
 from venvlayers.cli.args import build_parser
 
@@ -273,3 +281,38 @@ def test_publish_the_example(
     assert outputs["metadata-dir"].endswith("/__venvstacks__")
     metadata = tmp_path / "_publish" / "__venvstacks__" / "venvstacks-linux_x86_64.json"
     assert metadata.is_file()
+
+
+def test_the_container_job_example_builds_and_publishes_in_the_image(
+    buildah: Buildah, image: str, tmp_path: Path, runtime_mirror: RuntimeMirror
+) -> None:
+    """Every step of the example's job (checkout, lock check, build, publish, upload) runs
+    inside the image: the runner's PATH has no venvlayers, the image's has."""
+    if reason := runner_missing():
+        pytest.skip(reason)
+    example = ROOT / "examples" / "workflows" / "container-job.yml"
+    with Stage(tmp_path / "stage", runtime_mirror.archives[runtime_mirror.version]) as stage:
+        named = "ghcr.io/venvlayers/venvlayers:1"
+        assert f"image: {named} " in example.read_text(encoding="utf-8")
+        stage.services.containers = ContainerEngine(buildah.argv, {named: image})
+        repo = tmp_path / "repo"
+        add_greeting(stage.packages)
+        lock_stack(write_stack(repo, stage.index.url))
+        workflow = repo / ".github" / "workflows" / "container-job.yml"
+        workflow.parent.mkdir(parents=True)
+        shutil.copy2(example, workflow)
+        sha = stage.publish_caller(repo, ["refs/heads/main"])
+        run = stage.run(workflow, stage.event(sha))
+        print(describe(run, stage))
+        job = run.job("publish")
+        assert job.result == "success", job.log
+        assert [s.outcome for s in job.steps] == ["success"] * len(job.steps), job.log
+        assert shutil.which("venvlayers", path=SYSTEM_PATH) is None  # so the steps ran inside
+        assert stage.results.artifact_names() == ["venvlayers-linux_x86_64"]
+        with zipfile.ZipFile(stage.results.artifact_zip("venvlayers-linux_x86_64")) as zipped:
+            names = zipped.namelist()
+        assert "__venvstacks__/venvstacks-linux_x86_64.json" in names
+        assert sorted(n for n in names if n.endswith(".tar.xz")) == [
+            "app-hello-linux_x86_64-1.tar.xz",
+            "cpython-3.12-linux_x86_64-1.tar.xz",
+        ], names

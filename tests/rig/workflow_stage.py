@@ -37,6 +37,31 @@ CALLER = "octo-org/stacks"
 TOKEN = "ghs_workflowRunnerTokenNotASecret0001"
 
 
+#: Every remote action that ran in this test session, as pinned (``owner/repo[/path]@ref``),
+#: with the commits whose code ran; printed at the end of the session (conftest.py).
+SESSION_ACTIONS: dict[str, set[str]] = {}
+
+
+def remember_actions(run: RunRecord) -> None:
+    for job in run.jobs:
+        for step in job.steps:
+            for item in step.walk():
+                if item.commit and item.outcome != "skipped":
+                    SESSION_ACTIONS.setdefault(item.uses, set()).add(item.commit)
+
+
+def actions_summary() -> list[str]:
+    """One line per pinned action: the commit that ran, and when it is not the pin."""
+    lines = []
+    for uses, commits in sorted(SESSION_ACTIONS.items()):
+        ref = uses.partition("@")[2]
+        ran = ", ".join(sorted(commits))
+        moved = [c for c in commits if c != ref and len(ref) == 40]
+        note = " (not the pinned commit: see shared/gha-actions/README.md)" if moved else ""
+        lines.append(f"{uses} ran {ran}{note}")
+    return lines
+
+
 def checkout_files(root: Path = ROOT) -> list[str]:
     """This checkout's files as a commit would hold them (tracked and new, not ignored)."""
     done = subprocess.run(
@@ -119,8 +144,13 @@ class Stage:
         return Event(repository=CALLER, sha=sha, run_id=self.runs, **kwargs)  # type: ignore[arg-type]
 
     def run(self, workflow: Path, event: Event, call: Call | None = None) -> RunRecord:
-        runner = WorkflowRunner(self.services, self.sources, self.root / f"run-{event.run_id}")
-        return runner.run(workflow, event, call=call)
+        """Run ``workflow``; what ran and what the doubles answered go to ``run-N/describe.txt``."""
+        folder = self.root / f"run-{event.run_id}"
+        record = WorkflowRunner(self.services, self.sources, folder).run(workflow, event, call=call)
+        remember_actions(record)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "describe.txt").write_text(describe(record, self) + "\n", encoding="utf-8")
+        return record
 
 
 def describe(run: RunRecord, stage: Stage) -> str:

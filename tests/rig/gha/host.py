@@ -16,7 +16,10 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .container import ContainerEngine
 
 #: Labels of GitHub-hosted Linux x64 runners and of a self-hosted one like this machine.
 LINUX_LABELS = ("ubuntu-latest", "ubuntu-24.04", "ubuntu-22.04", "self-hosted", "linux", "x64")
@@ -57,6 +60,7 @@ class Services:
     tool_cache: Path  # RUNNER_TOOL_CACHE
     token: str = "ghs_workflowRunnerTokenNotASecret0001"
     machine_env: dict[str, str] = field(default_factory=dict)  # e.g. UV_INDEX_URL of a mirror
+    containers: ContainerEngine | None = None  # runs container jobs (container.py)
 
     def job_env(self, home: Path, temp: Path) -> dict[str, str]:
         env = {

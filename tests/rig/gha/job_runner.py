@@ -1,11 +1,13 @@
 """One job on a fresh runner: its own workspace, temp, home and token, steps, post steps,
-outputs. The workflow runner decides whether and how often (matrix) it runs."""
+outputs; a ``container:`` job runs them in its image (container.py). The workflow runner
+decides whether and how often (matrix) it runs."""
 
 from __future__ import annotations
 
 import json
 import re
 import shutil
+import subprocess
 import time
 import uuid
 from dataclasses import dataclass
@@ -13,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from .actions import ActionSources
-from .expressions import ExpressionError, interpolate
+from .container import ContainerError, ContainerExecutor
+from .expressions import ExpressionError, Scope, interpolate
 from .host import Event, Services
 from .job_state import Executor, Frame, HostExecutor, JobState
 from .model import JobRecord
@@ -47,7 +50,7 @@ class JobRunner:
         self.root = root
         self.count = 0
 
-    def run(self, spec: JobSpec, executor: Executor | None = None) -> JobRecord:
+    def run(self, spec: JobSpec) -> JobRecord:
         self.count += 1
         # every job's runner has the same paths (as GitHub's /home/runner/work/...), fresh:
         # cache versions hash the cached paths, so they must not differ from job to job
@@ -70,6 +73,54 @@ class JobRunner:
             GITHUB_JOB=spec.id.rsplit("/", 1)[-1],
             GITHUB_WORKFLOW=str(spec.contexts.get("workflow_name", "")),
         )
+        record = JobRecord(
+            spec.id, spec.name, "success", dict(spec.contexts.get("matrix") or {}), spec.runner
+        )
+        try:
+            executor = self._executor(spec, base, machine_env)
+        except (ContainerError, ExpressionError, subprocess.TimeoutExpired) as exc:
+            record.result, record.reason = "failure", f"container: {exc}"
+            return record
+        try:
+            return self._run(spec, record, base, workspace, temp, files, machine_env, executor)
+        finally:
+            if isinstance(executor, ContainerExecutor):
+                executor.close()
+
+    def _executor(self, spec: JobSpec, base: Path, machine_env: dict[str, str]) -> Executor:
+        """This host, or the job's container (its PATH replaces the runner's)."""
+        container = spec.definition.get("container")
+        if not container:
+            return HostExecutor()
+        definition = {"image": container} if isinstance(container, str) else dict(container)
+        unsupported = sorted(set(definition) - {"image", "env"})
+        if unsupported:
+            raise ContainerError(f"the test runner does not support container {unsupported}")
+        scope = Scope({**spec.contexts, "github": spec.event.github_context(machine_env, "")})
+        image = interpolate(definition["image"], scope)
+        if self.services.containers is None:
+            raise ContainerError(f"no container engine here to run {image!r}")
+        mounts = [base, self.services.tool_cache, self.sources.shared_root]
+        mounts += [folder for folder, _ in self.sources.repositories.values()]
+        if self.node is not None:  # GitHub mounts its own node into the container too
+            mounts += [self.node.parent, self.node.resolve().parent]
+        executor = self.services.containers.open(image, mounts)
+        machine_env["PATH"] = executor.path
+        for key, value in (definition.get("env") or {}).items():
+            machine_env[str(key)] = interpolate(value, scope)
+        return executor
+
+    def _run(
+        self,
+        spec: JobSpec,
+        record: JobRecord,
+        base: Path,
+        workspace: Path,
+        temp: Path,
+        files: Path,
+        machine_env: dict[str, str],
+        executor: Executor,
+    ) -> JobRecord:
         github = spec.event.github_context(machine_env, self.services.token)
         github["job"] = machine_env["GITHUB_JOB"]
         github["workflow"] = machine_env["GITHUB_WORKFLOW"]
@@ -89,7 +140,7 @@ class JobRunner:
             contexts=contexts,
             sources=self.sources,
             node=self.node,
-            executor=executor or HostExecutor(),
+            executor=executor,
         )
         state.masks.append(self.services.token)
         state.masks.extend(str(v) for v in (contexts.get("secrets") or {}).values() if v)
@@ -97,9 +148,6 @@ class JobRunner:
         state.default_shell = str(defaults.get("shell", ""))
         state.default_working_directory = str(defaults.get("working-directory", ""))
         frame = Frame(state, contexts.get("inputs") or {})
-        record = JobRecord(
-            spec.id, spec.name, "success", dict(contexts.get("matrix") or {}), spec.runner
-        )
         record.workspace = str(workspace)
         try:
             for env_source in (spec.workflow_env, spec.definition.get("env") or {}):
