@@ -119,3 +119,14 @@ def test_merge_inputs_are_folders_never_options(
     assert len(errors) == 1, text
     assert f"input --expect-platform={LINUX} is not a folder" in errors[0], text
     assert not (tmp_path / "merged").exists()
+
+
+@pytest.mark.parametrize("number", ["7 --repo evil/x", "-1", "７", "#7"])
+def test_pr_comment_is_a_number_never_options(
+    tmp_path: Path, runner_files: dict[str, Path], number: str
+) -> None:
+    env = {**show_env(tmp_path, runner_files), "INPUT_COMMAND": "lock-diff", "INPUT_BASE": "main"}
+    env["INPUT_PR_COMMENT"] = number
+    code, text, errors = run_entrypoint(env, tmp_path)
+    assert code == 2, text
+    assert len(errors) == 1 and "input 'pr-comment'" in errors[0], text

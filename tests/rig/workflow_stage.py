@@ -144,12 +144,14 @@ class Stage:
         return Event(repository=CALLER, sha=sha, run_id=self.runs, **kwargs)  # type: ignore[arg-type]
 
     def run(self, workflow: Path, event: Event, call: Call | None = None) -> RunRecord:
-        """Run ``workflow``; what ran and what the doubles answered go to ``run-N/describe.txt``."""
+        """Run ``workflow``; what ran and what the doubles answered go to ``run-N/describe.txt``,
+        the jobs' logs to ``run-N/log.txt``."""
         folder = self.root / f"run-{event.run_id}"
         record = WorkflowRunner(self.services, self.sources, folder).run(workflow, event, call=call)
         remember_actions(record)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "describe.txt").write_text(describe(record, self) + "\n", encoding="utf-8")
+        (folder / "log.txt").write_text(record.log, encoding="utf-8")  # masked as shown
         return record
 
 
