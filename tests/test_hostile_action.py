@@ -121,7 +121,7 @@ def test_merge_inputs_are_folders_never_options(
     assert not (tmp_path / "merged").exists()
 
 
-@pytest.mark.parametrize("number", ["7 --repo evil/x", "-1", "７", "#7"])
+@pytest.mark.parametrize("number", ["7 --repo evil/x", "-1", "\uff17", "#7"])
 def test_pr_comment_is_a_number_never_options(
     tmp_path: Path, runner_files: dict[str, Path], number: str
 ) -> None:
