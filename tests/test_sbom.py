@@ -333,6 +333,29 @@ def test_the_installed_wheel_is_found_by_its_tags(tmp_path: Path) -> None:
         installed_wheel(stranger, LockedEntry("Fast_Lib", "1.0", "", entry.wheels), "framework-x")
 
 
+def test_a_local_wheel_locked_by_path_is_found(tmp_path: Path) -> None:
+    # `--local-wheels` folders: uv records the wheel's relative `path`, no `url`
+    from packaging.tags import parse_tag
+
+    lock = tmp_path / "pylock.toml"
+    lock.write_text(
+        'lock-version = "1.0"\n\n[[packages]]\nname = "torch"\nversion = "2.13.0+cpu"\n'
+        'index = "file:///wheels"\n\n[[packages.wheels]]\n'
+        'path = "../../wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"\n\n'
+        f'[packages.wheels.hashes]\nsha256 = "{"3" * 64}"\n'
+    )
+    entry = read_lock_entries(lock)[("torch", "2.13.0+cpu")]
+    dist = InstalledDist(
+        "torch",
+        "2.13.0+cpu",
+        frozenset(parse_tag("cp311-cp311-manylinux_2_28_x86_64")),
+        tmp_path,
+    )
+    wheel = installed_wheel(dist, entry, "framework-torch")
+    assert wheel.sha256 == "3" * 64
+    assert wheel.filename == "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
+
+
 def test_purls_follow_the_purl_spec() -> None:
     from venvlayers.publish.sbom import pypi_purl
 
