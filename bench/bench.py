@@ -1008,7 +1008,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "Targets (time per GB):\n\n" + targets_markdown([Target(*t) for t in flat])
             )
         results["time_per_gb"] = {  # type: ignore[assignment]
-            name: scale_report.per_gb(table, tar, VENVLAYERS)
+            name: {
+                "wall": scale_report.per_gb(table, tar, VENVLAYERS),
+                "cpu": scale_report.per_gb(table, tar, VENVLAYERS, "cpu_seconds"),
+            }
             for name, (table, tar) in per_gb_input.items()
         }
     results["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -6,11 +6,16 @@
   flat within 15 % from the torch stack to the largest stack measured.
 
 Tables are medians from ``bench.summarize``: row -> tool -> {"seconds", "rss_mib", ...}.
+Stacks measured in separate runs are put side by side from their results files:
+``python bench/scale_report.py bench/results/A.json bench/results/B.json``.
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 Table = Mapping[str, Mapping[str, Mapping[str, float | None]]]
 TargetTuple = tuple[str, bool | None, str]
@@ -48,45 +53,68 @@ def scale_targets(table: Table, ours: str, theirs: str) -> list[TargetTuple]:
     return targets
 
 
-def per_gb(table: Table, tar_bytes: float, tool: str) -> dict[str, float | None]:
-    """Seconds per GB of tar for each row of ``PER_GB_ROWS``."""
+def per_gb(
+    table: Table, tar_bytes: float, tool: str, key: str = "seconds"
+) -> dict[str, float | None]:
+    """``key`` (wall ``seconds`` or ``cpu_seconds``) per GB of tar for each of ``PER_GB_ROWS``."""
     out: dict[str, float | None] = {}
     for row in PER_GB_ROWS:
-        seconds = table.get(row, {}).get(tool, {}).get("seconds")
-        out[row] = seconds / (tar_bytes / 1e9) if seconds is not None and tar_bytes else None
+        value = table.get(row, {}).get(tool, {}).get(key)
+        out[row] = value / (tar_bytes / 1e9) if value is not None and tar_bytes else None
     return out
 
 
 def per_gb_markdown(
     stacks: Mapping[str, tuple[Table, float]], ours: str
 ) -> tuple[str, list[TargetTuple]]:
-    """A table of s/GB per row (columns: the stacks, in the order given) and the flatness
-    targets: each row's s/GB on the largest stack within 15 % of the torch stack's."""
+    """A table of wall and CPU seconds per GB per row (columns: the stacks, in the order
+    given) and the flatness targets: each row's CPU s/GB on the largest stack within 15 %
+    of the torch stack's. CPU time, not wall time: on a machine shared with other work the
+    wall time of one run says more about the others' load than about the work."""
     names = list(stacks)
     if not names:
         return "", []
-    rates = {name: per_gb(table, tar, ours) for name, (table, tar) in stacks.items()}
+    wall = {name: per_gb(table, tar, ours) for name, (table, tar) in stacks.items()}
+    cpu = {name: per_gb(table, tar, ours, "cpu_seconds") for name, (table, tar) in stacks.items()}
     lines = [
-        "### Time per GB (venvlayers, seconds per GB of uncompressed tar)",
+        "### Time per GB (venvlayers; wall s / CPU s per GB of uncompressed tar)",
         "",
         "| row | " + " | ".join(f"{n} ({stacks[n][1] / 1e9:.2f} GB)" for n in names) + " |",
         "|---|" + "---:|" * len(names),
     ]
     for row in PER_GB_ROWS:
-        lines.append(
-            f"| {TITLES[row]} | " + " | ".join(_f(rates[n][row], ".1f") for n in names) + " |"
-        )
+        cells = [f"{_f(wall[n][row], '.1f')} / {_f(cpu[n][row], '.1f')}" for n in names]
+        lines.append(f"| {TITLES[row]} | " + " | ".join(cells) + " |")
     targets: list[TargetTuple] = []
-    if "torch" in rates and len(names) > 1:
+    if "torch" in cpu and len(names) > 1:
         largest = max((n for n in names if n != "torch"), key=lambda n: stacks[n][1])
         for row in PER_GB_ROWS:
-            a, b = rates["torch"][row], rates[largest][row]
-            text = f"{TITLES[row]}: time per GB within 15 % from torch to {largest}"
-            if a is None or b is None:
+            a, b = cpu["torch"][row], cpu[largest][row]
+            text = f"{TITLES[row]}: CPU time per GB within 15 % from torch to {largest}"
+            if not a or b is None:
                 targets.append((text, None, "not measured"))
                 continue
             change = b / a - 1
             targets.append(
-                (text, abs(change) <= FLAT_WITHIN, f"{a:.1f} -> {b:.1f} s/GB ({change:+.0%})")
+                (text, abs(change) <= FLAT_WITHIN, f"{a:.1f} -> {b:.1f} CPU s/GB ({change:+.0%})")
             )
     return "\n".join(lines) + "\n", targets
+
+
+def main(paths: list[str]) -> int:
+    """The time-per-GB table and targets of the scale stacks in the given results files."""
+    stacks: dict[str, tuple[Table, float]] = {}
+    for path in paths:
+        results = json.loads(Path(path).read_text(encoding="utf-8"))
+        for name, data in results["stacks"].items():
+            if "median" in data and data.get("limits", {}).get("tar_bytes"):
+                stacks[name] = (data["median"], data["limits"]["tar_bytes"])
+    order = sorted(stacks, key=lambda n: stacks[n][1])
+    text, targets = per_gb_markdown({n: stacks[n] for n in order}, "venvlayers")
+    mark = {True: "HOLDS", False: "MISSED", None: "n/a"}
+    sys.stdout.write(text + "\n" + "".join(f"- {mark[h]}: {t} — {d}\n" for t, h, d in targets))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
