@@ -68,6 +68,7 @@ PAIRS = [
     (models.DeployedLayer, records.DeployedLayer),
     (models.ArchiveHashes, records.ArchiveHashes),
     (models.SupportModule, records.SupportModule),
+    (models.LayerIndexRef, records.LayerIndexRef),
 ]
 
 

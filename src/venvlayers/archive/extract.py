@@ -10,7 +10,7 @@ import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -431,6 +431,63 @@ def extract_archive(
             _check_sha256(archive_path, expected_sha256)
         else:
             seen = _Sha256()
+
+    def check_after() -> None:
+        if expected_sha256 is not None and seen is not None:
+            _check_sha256(archive_path, expected_sha256, seen)
+
+    def on_error() -> None:
+        if expected_sha256 is not None:  # a damaged download says so, not "corrupt"
+            _check_sha256(archive_path, expected_sha256, seen)
+
+    return _unpack(
+        archive_path,
+        members(archive_path, seen),
+        dest,
+        archive_size,
+        sibling_roots=sibling_roots,
+        reuse_from=reuse_from,
+        check_after=check_after,
+        on_error=on_error,
+    )
+
+
+def extract_members(
+    label: Path,
+    source: Iterable[Member],
+    dest_parent: Path,
+    *,
+    expected_root: str,
+    bound_size: int,
+    sibling_roots: Collection[str] = (),
+    reuse_from: Path | None = None,
+) -> Path:
+    """Unpack members from elsewhere than one archive file (deploy's ``delta``: files
+    decoded from fetched ranges or taken from the deployed layer) with exactly the checks
+    ``extract_archive`` makes: names, links, duplicates, the unpack bound (as for an
+    archive of ``bound_size`` bytes), staging beside the destination; ``label`` names the
+    source in messages. ``dest_parent/expected_root`` must not exist yet."""
+    check_root_name(expected_root, "Expected archive root folder")
+    dest = dest_parent / expected_root
+    if dest.exists() or dest.is_symlink():
+        raise ArchiveError(f"{dest}: already exists; remove it first.")
+    return _unpack(
+        label, source, dest, bound_size, sibling_roots=sibling_roots, reuse_from=reuse_from
+    )
+
+
+def _unpack(
+    label: Path,
+    source: Iterable[Member],
+    dest: Path,
+    bound_size: int,
+    *,
+    sibling_roots: Collection[str],
+    reuse_from: Path | None,
+    check_after: Callable[[], None] = lambda: None,
+    on_error: Callable[[], None] = lambda: None,
+) -> Path:
+    dest_parent, expected_root = dest.parent, dest.name
     created = _make_parents(dest_parent)
     scratch: Path | None = None
     try:
@@ -439,22 +496,20 @@ def extract_archive(
         )
         stage = scratch / expected_root
         os.mkdir(stage, 0o755)
-        extractor = _Extractor(archive_path, stage, expected_root, sibling_roots, reuse_from)
-        bound = _UnpackBound(archive_path, archive_size, dest_parent)
+        extractor = _Extractor(label, stage, expected_root, sibling_roots, reuse_from)
+        bound = _UnpackBound(label, bound_size, dest_parent)
         count = 0
         try:
-            for member in members(archive_path, seen):
+            for member in source:
                 bound.add(member)
                 extractor.add(member)
                 count += 1
         except ArchiveError:
-            if expected_sha256 is not None:  # a damaged download says so, not "corrupt"
-                _check_sha256(archive_path, expected_sha256, seen)
+            on_error()
             raise
-        if expected_sha256 is not None and seen is not None:
-            _check_sha256(archive_path, expected_sha256, seen)
+        check_after()
         if not count:
-            raise ArchiveError(f"{archive_path}: the archive has no members; build it again.")
+            raise ArchiveError(f"{label}: the archive has no members; build it again.")
         extractor.link_bytecode()
         os.chmod(stage, 0o755)
         replace_dir(stage, dest)

@@ -29,6 +29,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from venvlayers.core.errors import DeployError, VenvlayersError
 from venvlayers.core.fsutil import sha256_file
@@ -47,6 +48,9 @@ from venvlayers.formats.records import (
 )
 from venvlayers.layer_scripts import postinstall
 from venvlayers.net.downloads import Downloader
+
+if TYPE_CHECKING:  # deploy/delta loads only when a layer is updated from ranges
+    from venvlayers.deploy.delta import DeltaPlan
 
 STATE_DIR = ".venvlayers"
 DEPLOYMENTS = "deployments"
@@ -100,14 +104,16 @@ def deploy_stack(
 
     current = read_current(target, reporter)
     todo = [item for item in selected if not _reusable(item, current, target)]
-    archives = _fetch(source, todo, downloader)  # everything checked before the target changes
+    # everything checked before the target changes
+    archives, deltas = _fetch(source, todo, downloader, _current_dir(target), reporter)
     with target_lock(target, reporter):
         clean_debris(target, reporter)
         current = read_current(target, reporter)
         todo = [item for item in selected if not _reusable(item, current, target)]
-        archives.update(
-            _fetch(source, [i for i in todo if i.archive_sha256 not in archives], downloader)
-        )
+        more = [i for i in todo if i.archive_sha256 not in archives | deltas]
+        fetched, new_deltas = _fetch(source, more, downloader, _current_dir(target), reporter)
+        archives.update(fetched)
+        deltas.update(new_deltas)
         unchanged = [i.install_target for i in selected if i not in todo]
         result = DeployResult(target, [i.install_target for i in todo], unchanged, {})
         result.downloaded = list(downloader.counters.fetched)
@@ -118,7 +124,7 @@ def deploy_stack(
         if todo or not same_set:
             _check_entries(target, selected)
             plan = StagePlan(
-                selected, todo, archives, _current_dir(target), target, compile_bytecode
+                selected, todo, archives, _current_dir(target), target, compile_bytecode, deltas
             )
             record = _stage_and_switch(source, target, plan, platform, reporter)
             result.deployment = record.id
@@ -152,20 +158,38 @@ def _app_commands(
 # Fetching and verifying
 
 
-def _fetch(source: Source, items: list[LayerMetadata], downloader: Downloader) -> dict[str, Path]:
-    """sha256 -> a verified archive file for each of ``items``."""
+def _fetch(
+    source: Source,
+    items: list[LayerMetadata],
+    downloader: Downloader,
+    current: Path | None,
+    reporter: Reporter,
+) -> tuple[dict[str, Path], dict[str, DeltaPlan]]:
+    """sha256 -> a verified archive file for each of ``items``, or the ranges that update
+    its deployed version (``delta``)."""
     found: dict[str, Path] = {}
+    deltas: dict[str, DeltaPlan] = {}
     downloads = []
     for item in items:
         assert item.archive_name is not None
         where: ArchiveSource = source.archive(item.archive_name, item)
-        if where.local is not None:
+        ref = item.venvlayers_index
+        base = current / item.install_target if current is not None else None
+        delta = None
+        if ref is not None and where.download is not None and base is not None:
+            from venvlayers.deploy.delta import plan_delta  # only for a download
+
+            beside = source.beside(ref.name, ref.sha256)
+            delta = plan_delta(item, where, beside, base, downloader, reporter)
+        if delta is not None:
+            deltas[item.archive_sha256] = delta
+        elif where.local is not None:
             _verify_local(where.local, item)
             found[item.archive_sha256] = where.local
         elif where.download is not None:
             downloads.append(where.download)
     found.update(downloader.fetch_all(downloads))
-    return found
+    return found, deltas
 
 
 def _verify_local(archive: Path, item: LayerMetadata) -> None:

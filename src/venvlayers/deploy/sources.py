@@ -48,6 +48,10 @@ class Source(Protocol):
 
     def archive(self, name: str, meta: LayerMetadata) -> ArchiveSource: ...
 
+    def beside(self, name: str, sha256: str) -> ArchiveSource | None:
+        """A file published beside the archives (a layer index), if the source has it."""
+        ...
+
 
 class FolderSource:
     """A publish or merge output (or a release downloaded to a folder) on this machine."""
@@ -77,6 +81,13 @@ class FolderSource:
             "pass the folder that holds the archives",
             path=where / name,
         )
+
+    def beside(self, name: str, sha256: str) -> ArchiveSource | None:
+        folder = self.root.parent if self.root.name == METADATA_DIR else self.root
+        for candidate in (name, github_asset_name(name)):
+            if (folder / candidate).is_file():
+                return ArchiveSource(local=folder / candidate)
+        return None
 
 
 class HttpSource:
@@ -108,6 +119,10 @@ class HttpSource:
                 self._url(served), meta.archive_hashes.sha256, meta.archive_size, served
             )
         )
+
+    def beside(self, name: str, sha256: str) -> ArchiveSource | None:
+        served = github_asset_name(name) if self.flat else name
+        return ArchiveSource(download=Download(self._url(served), sha256, None, served))
 
 
 class GitHubSource:
@@ -159,6 +174,14 @@ class GitHubSource:
                 asset.name,
                 asset.api_headers,
             )
+        )
+
+    def beside(self, name: str, sha256: str) -> ArchiveSource | None:
+        asset = self.assets.get(github_asset_name(name))
+        if asset is None:
+            return None
+        return ArchiveSource(
+            download=Download(asset.url, sha256, asset.size, asset.name, asset.api_headers)
         )
 
 

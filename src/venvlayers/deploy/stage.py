@@ -29,15 +29,19 @@ import os
 import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from venvlayers.archive.extract import extract_archive
+from venvlayers.archive.extract import extract_archive, extract_members
 from venvlayers.core.errors import DeployError
 from venvlayers.core.fsutil import link_or_copy
 from venvlayers.deploy.bytecode import compile_layers
 from venvlayers.formats.records import LayerMetadata
 from venvlayers.layer_scripts import postinstall
+
+if TYPE_CHECKING:  # deploy/delta loads only when a layer is updated from ranges
+    from venvlayers.deploy.delta import DeltaPlan
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,8 @@ class StagePlan:
     """The current deployment's folder (``deployments/<id>``), if any."""
     target: Path
     compile_bytecode: bool = True
+    deltas: dict[str, DeltaPlan] = field(default_factory=dict)
+    """sha256 -> a changed layer made from its deployed version plus fetched ranges"""
 
 
 def lower_layers(item: LayerMetadata, selected: Sequence[LayerMetadata]) -> set[str]:
@@ -113,6 +119,19 @@ def _unpack_job(
     earlier = plan.current / name if plan.current is not None else None
 
     def unpack() -> None:
+        delta = plan.deltas.get(item.archive_sha256)
+        if delta is not None:
+            say(f"{name}: updating from {delta.index.archive_name}'s changed ranges")
+            extract_members(
+                delta.ranges,
+                delta.members(),
+                staging,
+                expected_root=name,
+                bound_size=item.archive_size or 0,
+                sibling_roots=lower_layers(item, plan.layers),
+                reuse_from=earlier if earlier is not None and earlier.is_dir() else None,
+            )
+            return
         say(f"{name}: unpacking {item.archive_name}")
         extract_archive(
             plan.archives[item.archive_sha256],

@@ -175,6 +175,12 @@ class ArchiveHashes(_Record):
 
 
 @dataclass(frozen=True)
+class LayerIndexRef(_Record):
+    name: str
+    sha256: str
+
+
+@dataclass(frozen=True)
 class SupportModule(_Record):
     name: str
     hash: str
@@ -201,6 +207,7 @@ class LayerMetadata(_Record):
     target_platform: str | None = None
     archive_size: int | None = None
     archive_hashes: ArchiveHashes | None = None
+    venvlayers_index: LayerIndexRef | None = None
 
     @property
     def archive_sha256(self) -> str:
@@ -255,6 +262,7 @@ class DeploymentRecord(_Record):
 
 
 _kinds(ArchiveHashes, sha256=_str)
+_kinds(LayerIndexRef, name=_str, sha256=_str)
 _kinds(SupportModule, name=_str, hash=_str)
 _kinds(
     LayerMetadata,
@@ -275,6 +283,7 @@ _kinds(
     target_platform=_str,
     archive_size=_int,
     archive_hashes=ArchiveHashes.parse,
+    venvlayers_index=LayerIndexRef.parse,
 )
 _kinds(StackManifest, layers=_layer_lists)
 _kinds(

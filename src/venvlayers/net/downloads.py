@@ -32,6 +32,7 @@ from venvlayers.net.urls import scheme_problem
 # urllib.request (with http.client, ssl, email) loads when something is fetched: a deploy
 # from a folder never needs it
 if TYPE_CHECKING:
+    import http.client
     import urllib.request
 
 CHUNK = 1 << 16
@@ -121,7 +122,6 @@ class _Progress:
 def _opener() -> urllib.request.OpenerDirector:
     """An opener for http(s) only: urllib's default one also reads ``file://`` (local disk),
     ``ftp://`` and ``data:`` URLs, which no answer may make us read."""
-    import http.client
     import urllib.error
     import urllib.request
     from typing import IO
@@ -157,6 +157,13 @@ def _opener() -> urllib.request.OpenerDirector:
     ):
         opener.add_handler(handler)
     return opener
+
+
+def request_for(download: Download, range_header: str) -> urllib.request.Request:
+    """A GET of ``download`` with this ``Range`` header (``net/ranges``)."""
+    request = _request(download, 0)
+    request.add_header("Range", range_header)
+    return request
 
 
 def _request(download: Download, start: int) -> urllib.request.Request:
@@ -195,6 +202,10 @@ def _network_errors() -> tuple[type[BaseException], ...]:
     import urllib.error
 
     return (urllib.error.URLError, OSError, http.client.HTTPException)
+
+
+network_errors = _network_errors
+failure_of = _failure
 
 
 class Downloader:
@@ -265,6 +276,17 @@ class Downloader:
             if failure.status == 404 and missing_ok:
                 return None
             self._wait_or_fail(download, failure, attempt)
+
+    def open(self, request: urllib.request.Request) -> http.client.HTTPResponse:
+        """Send ``request`` with this downloader's opener (http(s) only, redirects followed
+        without the caller's token); the stall timeout bounded by the deadline."""
+        timeout = max(min(STALL_TIMEOUT, self.budget.remaining()), 1.0)
+        response: http.client.HTTPResponse = self._opener.open(request, timeout=timeout)
+        return response
+
+    def retry_or_fail(self, download: Download, failure: HttpFailure, attempt: int) -> None:
+        """Wait before attempt ``attempt + 1`` (within the deadline), or raise the error."""
+        self._wait_or_fail(download, failure, attempt)
 
     def _wait_or_fail(self, download: Download, failure: HttpFailure, attempt: int) -> None:
         plan = retry_delay(failure, attempt, time.time())

@@ -334,7 +334,7 @@ def _check_job_layers(job: PlatformJob, problems: list[Problem]) -> None:
             problems.append(
                 Problem(ProblemKind.SBOM, sbom_problem, layer=name, platform=job.platform)
             )
-        if bad_index := index_problem(job.archives_dir, meta):
+        if bad_index := index_problem(job.archives_dir, meta.archive_name, meta.venvlayers_index):
             problems.append(
                 Problem(ProblemKind.LAYER_INDEX, bad_index, layer=name, platform=job.platform)
             )

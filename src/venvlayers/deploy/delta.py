@@ -1,0 +1,276 @@
+"""Updating a deployed layer by fetching only what changed inside it (issue 21).
+
+For a changed layer whose previous version is deployed at the same install target and
+whose metadata names a layer index (``formats/layer_index``, checked against the sha256
+in the metadata):
+
+1. every file of the new index whose deployed twin (same path, a regular file, same size)
+   has the sha256 the index gives is taken from the deployed layer;
+2. the others' byte ranges (``net/ranges``: coalesced, several per request) are fetched
+   into a sparse file beside the download cache;
+3. ``members`` hands the new layer to ``archive/extract.extract_members`` as if it were
+   the archive: the same name and link rules, the same reuse of identical files with
+   their bytecode, the same staging. Every file is checked against its sha256 as it is
+   read, and the tree is the index's exactly, so a bad range, a changed deployed file or
+   a lying server fails the deploy (exit 2) before the switch.
+
+No index, a local archive, no deployed version, a server without ``Range``, or ranges
+adding up to more than ``MAX_SHARE`` of the archive: ``plan_delta`` returns None and the
+whole archive is fetched as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from venvlayers.archive.formats import READ_SIZE, ArchiveFormat
+from venvlayers.archive.read import Member
+from venvlayers.archive.units import decode_segments
+from venvlayers.core.errors import ArchiveError, DeployError
+from venvlayers.core.report import Reporter
+from venvlayers.deploy.sources import ArchiveSource
+from venvlayers.formats.layer_index import IndexEntry, LayerIndex, load_index
+from venvlayers.formats.records import LayerMetadata
+from venvlayers.net.downloads import Downloader
+from venvlayers.net.ranges import RangeStats, RangesUnsupported, coalesce, fetch_ranges
+
+MAX_SHARE = 0.5
+"""Ranges worth more than this share of the archive: fetch the whole archive instead."""
+
+
+@dataclass
+class DeltaPlan:
+    """A changed layer to be made from its deployed version plus fetched ranges."""
+
+    item: LayerMetadata
+    index: LayerIndex
+    base: Path
+    """The deployed version of the layer (a real folder)."""
+    reused: set[str]
+    """Paths whose bytes come from ``base``."""
+    ranges: Path
+    """A sparse file of the archive's size holding the fetched ranges at their offsets."""
+    stats: RangeStats = field(default_factory=RangeStats)
+
+    def members(self) -> Iterator[Member]:
+        """The new layer as archive members (``archive/extract.extract_members``)."""
+        root = self.index.root
+        fmt = ArchiveFormat(self.index.archive_format)
+        cursor = _Cursor(self.ranges, fmt)
+        for entry in self.index.entries:
+            name = f"{root}/{entry.path}" if entry.path else root
+            if entry.kind == "dir":
+                yield Member(name + "/", "dir", entry.mode, 0, "", None)
+            elif entry.kind == "symlink":
+                yield Member(name, "symlink", entry.mode, 0, entry.target or "", None)
+            else:
+                yield Member(name, "file", entry.mode, entry.size, "", self._opener(entry, cursor))
+
+    def _opener(self, entry: IndexEntry, cursor: _Cursor) -> Callable[[], IO[bytes]]:
+        label = f"{self.index.archive_name}: {entry.path}"
+
+        def opener() -> IO[bytes]:
+            if entry.path in self.reused:
+                raw: IO[bytes] = _open_plain(self.base, entry.path)
+            elif entry.size == 0:
+                raw = io.BytesIO(b"")
+            else:
+                raw = cursor.open(entry)
+            return _Checked(raw, entry, label)  # type: ignore[return-value]
+
+        return opener
+
+
+def _open_plain(base: Path, relative: str) -> IO[bytes]:
+    """A regular file below ``base``, no link followed on the way."""
+    path = base.joinpath(*relative.split("/"))
+    if os.path.realpath(path.parent) != str(path.parent):
+        raise ArchiveError(f"{path}: a link on the way; deploy the whole archive")
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
+    return os.fdopen(fd, "rb")
+
+
+class _Checked:
+    """Reads a member's bytes, checking size and sha256 against the index at the end."""
+
+    def __init__(self, raw: IO[bytes], entry: IndexEntry, label: str) -> None:
+        self.raw = raw
+        self.entry = entry
+        self.label = label
+        self.digest = hashlib.sha256()
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        want = self.entry.size - self.count if size < 0 else min(size, self.entry.size - self.count)
+        data = self.raw.read(want) if want > 0 else b""
+        self.digest.update(data)
+        self.count += len(data)
+        if not data and (
+            self.count != self.entry.size or self.digest.hexdigest() != self.entry.sha256
+        ):
+            raise ArchiveError(
+                f"{self.label}: {self.count} bytes with sha256 {self.digest.hexdigest()}, the "
+                f"layer index says {self.entry.size} bytes with sha256 {self.entry.sha256}; "
+                "the fetched range or the deployed file is damaged — the target was left as it was"
+            )
+        return data
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def __enter__(self) -> _Checked:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Cursor:
+    """Decodes fetched ranges; files of one range come in order, so a range is decoded
+    once, front to back, however many files it holds."""
+
+    def __init__(self, ranges: Path, fmt: ArchiveFormat) -> None:
+        self.ranges = ranges
+        self.fmt = fmt
+        self.key: tuple[int, int] | None = None
+        self.stream: Iterator[bytes] = iter(())
+        self.position = 0
+        self.buffer = b""
+
+    def open(self, entry: IndexEntry) -> IO[bytes]:
+        assert entry.range is not None and entry.skip is not None
+        if self.key != entry.range or entry.skip < self.position:
+            start, end = entry.range
+            with self.ranges.open("rb") as f:
+                f.seek(start)
+                data = f.read(end - start)
+            # decode up to the range's end at most; the index bounds skip + size
+            self.stream = decode_segments(self.fmt, data, 1 << 62)
+            self.key, self.position, self.buffer = entry.range, 0, b""
+        self._skip(entry.skip - self.position)
+        return _Slice(self, entry.size)  # type: ignore[return-value]
+
+    def take(self, size: int) -> bytes:
+        while not self.buffer:
+            piece = next(self.stream, None)
+            if piece is None:
+                return b""
+            self.buffer = piece
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        self.position += len(data)
+        return data
+
+    def _skip(self, size: int) -> None:
+        while size > 0:
+            data = self.take(min(size, READ_SIZE))
+            if not data:
+                raise EOFError("the range ends before the file starts")
+            size -= len(data)
+
+
+class _Slice:
+    def __init__(self, cursor: _Cursor, size: int) -> None:
+        self.cursor = cursor
+        self.left = size
+
+    def read(self, size: int = -1) -> bytes:
+        want = self.left if size < 0 else min(size, self.left)
+        data = self.cursor.take(want) if want > 0 else b""
+        self.left -= len(data)
+        return data
+
+    def close(self) -> None:
+        pass
+
+
+def _same_file(base: Path, entry: IndexEntry) -> bool:
+    """The deployed file at the entry's path is a regular file with the entry's bytes."""
+    try:
+        with _open_plain(base, entry.path) as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
+                return False
+            digest = hashlib.sha256()
+            while block := f.read(READ_SIZE):
+                digest.update(block)
+            return digest.hexdigest() == entry.sha256
+    except (OSError, ArchiveError):
+        return False
+
+
+def plan_delta(
+    item: LayerMetadata,
+    where: ArchiveSource,
+    index_source: ArchiveSource | None,
+    base: Path | None,
+    downloader: Downloader,
+    reporter: Reporter,
+) -> DeltaPlan | None:
+    """Fetch what ``item``'s new archive holds that ``base`` (its deployed version) does
+    not; None: fetch the whole archive instead."""
+    ref = item.venvlayers_index
+    if ref is None or where.download is None or index_source is None or base is None:
+        return None
+    if not base.is_dir() or item.archive_size is None:
+        return None
+    name = item.install_target
+    if index_source.local is not None:
+        data = index_source.local.read_bytes()
+    elif index_source.download is not None:
+        fetched = downloader.fetch_bytes(index_source.download, missing_ok=True)
+        if fetched is None:
+            reporter.info(f"{name}: no layer index at the source; whole archive")
+            return None
+        data = fetched
+    else:
+        return None
+    index = load_index(data, ref.sha256, ref.name, DeployError)
+    if (
+        index.archive_sha256 != item.archive_sha256
+        or index.archive_size != item.archive_size
+        or index.root != name
+    ):
+        raise DeployError(
+            f"{ref.name}: describes {index.archive_name} ({index.archive_sha256}), not the "
+            f"archive of {item.layer_name} the metadata names; publish again"
+        )
+    base = Path(os.path.realpath(base))
+    files = [e for e in index.entries if e.kind == "file"]
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        same = list(pool.map(lambda e: _same_file(base, e), files))
+    reused = {e.path for e, ok in zip(files, same, strict=True) if ok}
+    wanted = [e.range for e in files if e.path not in reused and e.range is not None]
+    ranges = coalesce(wanted)
+    need = sum(b - a for a, b in ranges)
+    if need > MAX_SHARE * item.archive_size:
+        reporter.info(f"{name}: {need} of {item.archive_size} bytes changed; whole archive")
+        return None
+    partial = downloader.cache / "partial"
+    partial.mkdir(parents=True, exist_ok=True)
+    holder = partial / f"{item.archive_sha256}.ranges"
+    with holder.open("wb") as out:
+        out.truncate(item.archive_size)
+
+        def sink(offset: int, piece: bytes) -> None:
+            out.seek(offset)
+            out.write(piece)
+
+        reporter.info(
+            f"{name}: {len(reused)} of {len(files)} files unchanged; fetching {len(ranges)} "
+            f"range(s), {need} of {item.archive_size} bytes"
+        )
+        try:
+            stats = fetch_ranges(downloader, where.download, item.archive_size, ranges, sink)
+        except RangesUnsupported:
+            reporter.info(f"{name}: the server ignores Range; fetching the whole archive")
+            holder.unlink(missing_ok=True)
+            return None
+    return DeltaPlan(item, index, base, reused, holder, stats)

@@ -1,0 +1,240 @@
+"""Updates that fetch only what changed inside a layer (issue 21), over a real HTTP server
+on 127.0.0.1 that counts what it serves and can misbehave.
+
+A layer is published twice (v1, v2) with real archives and layer indexes; v1 is unpacked
+as the deployed version; the update plans the ranges (``deploy/delta``), fetches them
+(``net/ranges``) and unpacks the new layer through ``archive/extract.extract_members``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from rig.deploy_stack import snapshot
+from rig.range_server import RangeServer
+from test_layer_index import _dist, _noise, make_layer
+
+from venvlayers.archive import units
+from venvlayers.archive.extract import extract_archive, extract_members
+from venvlayers.archive.formats import ArchiveFormat
+from venvlayers.archive.write import write_archive
+from venvlayers.core.errors import ArchiveError, DeployError
+from venvlayers.core.report import Reporter
+from venvlayers.deploy.delta import DeltaPlan, plan_delta
+from venvlayers.deploy.sources import HttpSource
+from venvlayers.formats.models import ArchiveHashes, LayerMetadata
+from venvlayers.net.downloads import Downloader
+from venvlayers.publish.layer_index import write_index
+
+SITE = "lib/python3.12/site-packages"
+
+
+def publish(src: Path, out: Path, build: int, fmt: ArchiveFormat) -> LayerMetadata:
+    out.mkdir(parents=True, exist_ok=True)
+    archive = out / f"layer-linux_x86_64-{build}.{fmt}"
+    info = write_archive(src, archive, root_name="layer", fmt=fmt, mtime=1_700_000_000)
+    return LayerMetadata(
+        layer_name="framework-layer",
+        install_target="layer",
+        requirements_hash="sha256:x",
+        lock_version=1,
+        locked_at="2026-01-01T00:00:00Z",
+        archive_build=build,
+        archive_name=archive.name,
+        archive_size=info.size,
+        archive_hashes=ArchiveHashes(sha256=info.sha256),
+        venvlayers_index=write_index(archive, "layer", info),
+    )
+
+
+def big_layer(root: Path) -> Path:
+    make_layer(root)
+    # a "compiled" distribution: a big binary-ish file and a few modules
+    _dist(
+        root,
+        "compiled",
+        "1.0",
+        {
+            "compiled/_core.so": _noise(7, 1_500_000),
+            "compiled/__init__.py": b"from ._core import *\n",
+        },
+    )
+    for i in range(8):  # more distributions, so one is a small share of the layer
+        _dist(root, f"dep{i}", "1.0", {f"dep{i}/__init__.py": _noise(100 + i, 150_000)})
+    return root
+
+
+def variant(base: Path, to: Path, case: str) -> Path:
+    shutil.copytree(base, to, symlinks=True)
+    site = to / SITE
+    if case == "a":  # one small pure-Python dependency bumped
+        shutil.rmtree(site / "small-1.0.dist-info")
+        (site / "small.py").unlink()
+        _dist(to, "small", "1.1", {"small.py": _noise(99, 3000) + b"1.1"})
+    elif case == "b":  # a compiled package bumped
+        shutil.rmtree(site / "compiled-1.0.dist-info")
+        _dist(
+            to,
+            "compiled",
+            "1.1",
+            {"compiled/_core.so": _noise(8, 1_500_000), "compiled/__init__.py": b"# 1.1\n"},
+        )
+    elif case == "c":  # only the layer's version
+        meta = to / "share" / "venv" / "metadata" / "venvstacks_layer.json"
+        meta.write_text('{"python": "bin/python", "build": 2}\n')
+    return to
+
+
+class Rig:
+    def __init__(self, tmp: Path, fmt: ArchiveFormat, case: str) -> None:
+        self.tmp = tmp
+        self.v1_src = big_layer(tmp / "v1src")
+        self.v2_src = variant(self.v1_src, tmp / "v2src", case)
+        self.served = tmp / "served"
+        self.v1 = publish(self.v1_src, self.served, 1, fmt)
+        self.v2 = publish(self.v2_src, self.served, 2, fmt)
+        self.deployed = extract_archive(
+            self.served / (self.v1.archive_name or ""),
+            tmp / "deployed",
+            expected_root="layer",
+            sibling_roots={"cpython"},
+        )
+        self.before = snapshot(self.deployed)
+        self.log = io.StringIO()
+        self.downloader = Downloader(
+            tmp / "cache", reporter=Reporter(self.log), deadline_seconds=60
+        )
+
+    def plan(self, server: RangeServer) -> DeltaPlan | None:
+        source = HttpSource(server.url, self.downloader)
+        item = self.v2
+        ref = item.venvlayers_index
+        assert ref is not None and item.archive_name is not None
+        where = source.archive(item.archive_name, item)
+        beside = source.beside(ref.name, ref.sha256)
+        reporter = Reporter(self.log)
+        return plan_delta(item, where, beside, self.deployed, self.downloader, reporter)
+
+    def unpack(self, plan: DeltaPlan) -> Path:
+        return extract_members(
+            plan.ranges,
+            plan.members(),
+            self.tmp / "new",
+            expected_root="layer",
+            bound_size=self.v2.archive_size or 0,
+            sibling_roots={"cpython"},
+            reuse_from=self.deployed,
+        )
+
+
+@pytest.mark.parametrize("case", ["a", "b", "c"])
+@pytest.mark.parametrize("fmt", [ArchiveFormat.TAR_XZ, ArchiveFormat.TAR_ZST])
+def test_an_update_fetches_only_the_ranges_of_what_changed(
+    tmp_path: Path, case: str, fmt: ArchiveFormat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # zstd frames group units up to 2 MiB: scaled down with this small layer
+    monkeypatch.setattr(units, "ZSTD_GROUP", 128 << 10)
+    rig = Rig(tmp_path, fmt, case)
+    with RangeServer(rig.served) as server:
+        plan = rig.plan(server)
+        assert plan is not None, rig.log.getvalue()
+        new = rig.unpack(plan)
+    assert snapshot(new) == snapshot(rig.v2_src)
+    assert snapshot(rig.deployed) == rig.before  # the deployed version is only read
+    whole = rig.v2.archive_size or 0
+    fetched = server.bytes_sent(".tar.xz") + server.bytes_sent(".tar.zst")
+    index = server.bytes_sent(".index.json.xz")
+    ranges = [r for req in server.requests(str(fmt)) for r in req.ranges]
+    print(
+        f"\n{fmt} case ({case}): {len(ranges)} range(s) {ranges} in "
+        f"{len(server.requests(str(fmt)))} request(s): {fetched} bytes + index {index} "
+        f"bytes, whole archive {whole} bytes",
+        file=sys.stderr,
+    )
+    assert all(r.status == 206 for r in server.requests(str(fmt)))
+    assert fetched < whole / 2
+    if case == "a" and fmt is ArchiveFormat.TAR_XZ:
+        assert fetched < whole / 10
+    # unchanged files are hard links to the deployed ones (with their bytecode)
+    unchanged = new / SITE / "dep0" / "__init__.py"
+    assert os.stat(unchanged).st_ino == os.stat(rig.deployed / SITE / "dep0" / "__init__.py").st_ino
+
+
+@pytest.mark.parametrize("mode", ["corrupt", "truncate"])
+def test_a_damaged_range_is_refused_and_nothing_is_left(tmp_path: Path, mode: str) -> None:
+    rig = Rig(tmp_path, ArchiveFormat.TAR_XZ, "b")
+    with (
+        RangeServer(rig.served, mode=mode) as server,
+        pytest.raises((ArchiveError, DeployError)) as caught,
+    ):
+        plan = rig.plan(server)
+        assert plan is not None
+        rig.unpack(plan)
+    print(f"\n{mode}: {caught.value}", file=sys.stderr)
+    assert not (tmp_path / "new" / "layer").exists()
+    assert snapshot(rig.deployed) == rig.before
+
+
+def test_reordered_multipart_parts_are_placed_by_their_content_range(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, ArchiveFormat.TAR_XZ, "a")
+    (rig.v2_src / SITE / "dep3" / "__init__.py").write_bytes(b"changed too\n")
+    rig.v2 = publish(rig.v2_src, rig.served, 3, ArchiveFormat.TAR_XZ)
+    with RangeServer(rig.served, mode="reorder") as server:
+        plan = rig.plan(server)
+        assert plan is not None
+        assert any(len(r.ranges) > 1 for r in server.requests(".tar.xz"))
+        new = rig.unpack(plan)
+    assert snapshot(new) == snapshot(rig.v2_src)
+
+
+@pytest.mark.parametrize("mode", ["first-only"])
+def test_a_server_sending_one_range_at_a_time_still_works(tmp_path: Path, mode: str) -> None:
+    rig = Rig(tmp_path, ArchiveFormat.TAR_XZ, "a")
+    (rig.v2_src / SITE / "dep3" / "__init__.py").write_bytes(b"changed too\n")
+    rig.v2 = publish(rig.v2_src, rig.served, 3, ArchiveFormat.TAR_XZ)
+    with RangeServer(rig.served, mode=mode) as server:
+        plan = rig.plan(server)
+        assert plan is not None
+        new = rig.unpack(plan)
+    assert snapshot(new) == snapshot(rig.v2_src)
+
+
+def test_a_server_ignoring_range_means_the_whole_archive(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, ArchiveFormat.TAR_XZ, "a")
+    with RangeServer(rig.served, mode="ignore") as server:
+        assert rig.plan(server) is None
+    assert "ignores Range" in rig.log.getvalue()
+
+
+def test_a_tampered_index_is_refused(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, ArchiveFormat.TAR_XZ, "a")
+    ref = rig.v2.venvlayers_index
+    assert ref is not None
+    index = rig.served / ref.name
+    index.write_bytes(index.read_bytes()[:-1] + b"\0")
+    with RangeServer(rig.served) as server, pytest.raises(DeployError, match="index was altered"):
+        rig.plan(server)
+    assert server.bytes_sent(".tar.xz") == 0
+    assert snapshot(rig.deployed) == rig.before
+
+
+def test_a_changed_deployed_file_is_fetched_not_trusted(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, ArchiveFormat.TAR_XZ, "a")
+    victim = rig.deployed / SITE / "dep1" / "__init__.py"
+    os.chmod(victim, 0o644)
+    victim.write_bytes(b"edited on the target\n" + victim.read_bytes()[21:])
+    with RangeServer(rig.served) as server:
+        plan = rig.plan(server)
+        assert plan is not None and f"{SITE}/dep1/__init__.py" not in plan.reused
+        new = rig.unpack(plan)
+    digest = hashlib.sha256((new / SITE / "dep1" / "__init__.py").read_bytes()).hexdigest()
+    assert (
+        digest
+        == hashlib.sha256((rig.v2_src / SITE / "dep1" / "__init__.py").read_bytes()).hexdigest()
+    )
