@@ -79,7 +79,13 @@ class DeltaPlan:
 
         def opener() -> IO[bytes]:
             if entry.path in self.reused:
-                raw: IO[bytes] = _open_plain(self.base, entry.path)
+                try:
+                    raw: IO[bytes] = _open_plain(self.base, entry.path)
+                except OSError as exc:
+                    raise ArchiveError(
+                        f"{self.base / entry.path}: the deployed file went away while the "
+                        f"update was staged ({exc.strerror}); run the deploy again"
+                    ) from None
             elif entry.size == 0:
                 raw = io.BytesIO(b"")
             else:
