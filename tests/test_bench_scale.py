@@ -1,0 +1,100 @@
+"""The scale benchmark's generated wheels (``bench/scale_stacks.py``) and its time-per-GB
+report (``bench/scale_report.py``): same bytes every time, valid wheels, and data that
+compresses like machine code. No timing is asserted."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import lzma
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+
+import scale_report
+import scale_stacks
+
+
+@pytest.fixture
+def tiny(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The framework's recipe at a size a test can afford (MB of libraries, modules)."""
+    monkeypatch.setattr(scale_stacks, "LIBRARIES", {"vlbench-blas": [1, 2], "vlbench-fft": [1]})
+    monkeypatch.setattr(scale_stacks, "PY_PACKAGES", 2)
+    monkeypatch.setattr(scale_stacks, "PY_MODULES", 3)
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.glob("*.whl")}
+
+
+def test_the_generated_wheels_are_the_same_bytes_every_time(tmp_path: Path, tiny: None) -> None:
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        scale_stacks.framework_wheels(tmp_path / name, 1)
+        scale_stacks.patch_wheels(tmp_path / name)
+    first, second = _digests(tmp_path / "a"), _digests(tmp_path / "b")
+    assert first == second
+    assert set(first) == {
+        "vlbench_blas-1.0-py3-none-manylinux_2_17_x86_64.whl",
+        "vlbench_fft-1.0-py3-none-manylinux_2_17_x86_64.whl",
+        "vlbench_python-1.0-py3-none-any.whl",
+        "vlbench_patch-1.0-py3-none-any.whl",
+        "vlbench_patch-1.1-py3-none-any.whl",
+    }
+
+
+def test_each_wheel_records_every_file_with_its_hash_and_size(tmp_path: Path, tiny: None) -> None:
+    scale_stacks.framework_wheels(tmp_path, 1)
+    for wheel in tmp_path.glob("*.whl"):
+        with zipfile.ZipFile(wheel) as zf:
+            record_name = next(n for n in zf.namelist() if n.endswith(".dist-info/RECORD"))
+            rows = [line.split(",") for line in zf.read(record_name).decode().splitlines()]
+            assert {r[0] for r in rows} == set(zf.namelist())
+            for name, digest, size in rows:
+                if name == record_name:
+                    continue
+                data = zf.read(name)
+                expected = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+                assert digest == "sha256=" + expected.decode() and int(size) == len(data)
+    with zipfile.ZipFile(tmp_path / "vlbench_blas-1.0-py3-none-manylinux_2_17_x86_64.whl") as zf:
+        library = zf.getinfo("vlbench_blas/lib/libvlbench_blas_1.so.1")
+        assert library.file_size == 2 * 10**6
+        assert zf.read(library.filename).startswith(b"\x7fELF")
+
+
+def test_libraries_compress_like_machine_code() -> None:
+    data = b"".join(scale_stacks.library_bytes("ratio", 8 << 20))
+    ratio = len(lzma.compress(data, preset=6)) / len(data)
+    assert 0.25 <= ratio <= 0.5
+
+
+def test_the_small_package_update_moves_one_pin(tmp_path: Path) -> None:
+    spec, launch = scale_stacks._spec("generated", ["vlbench-python==1.0"], "vlbench_python")
+    scale_stacks._write_stack(tmp_path, spec, launch)
+    assert scale_stacks.bump_patch(tmp_path) == "app-infer"
+    text = (tmp_path / "venvstacks.toml").read_text()
+    assert '"vlbench-patch==1.1"' in text and '"vlbench-patch==1.0"' not in text
+    assert '"vlbench-python==1.0"' in text  # the framework is untouched
+    with pytest.raises(ValueError, match=r"no vlbench-patch==1\.0 pin"):
+        scale_stacks.bump_patch(tmp_path)
+
+
+def _table(seconds: float, cpu: float) -> dict[str, dict[str, dict[str, float | None]]]:
+    return {
+        row: {"venvlayers": {"seconds": seconds, "cpu_seconds": cpu, "rss_mib": 100.0}}
+        for row in scale_report.PER_GB_ROWS
+    }
+
+
+def test_time_per_gb_is_flat_when_cpu_per_gb_is() -> None:
+    # 1 GB in 10 CPU s, 2 GB in 21 CPU s: +5 %, flat; 2 GB in 30 CPU s: +50 %, not
+    flat = {"torch": (_table(20, 10), 1e9), "scale": (_table(99, 21), 2e9)}
+    text, targets = scale_report.per_gb_markdown(flat, "venvlayers")
+    assert "| publish tar.xz | 20.0 / 10.0 | 49.5 / 10.5 |" in text
+    assert all(holds for _, holds, _ in targets) and "+5%" in targets[0][2]
+    steep = {"torch": (_table(20, 10), 1e9), "scale": (_table(40, 30), 2e9)}
+    assert not any(holds for _, holds, _ in scale_report.per_gb_markdown(steep, "venvlayers")[1])
