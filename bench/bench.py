@@ -183,6 +183,7 @@ class Tool:
     noop_lock_args: list[str] = field(default_factory=list)
     formats: tuple[str, ...] = ("tar.xz",)
     deploy_from: bool = False  # venvlayers' deploy takes --from SOURCE (issue 16)
+    bytecode: bool = False  # venvlayers' publish takes --bytecode (issue 23)
     index_args: list[str] = field(default_factory=list)  # --local-wheels DIR [--no-index]
     budget: float | None = None  # seconds a command may take before it is given up
 
@@ -195,10 +196,12 @@ class Tool:
             return [*self.prefix, "build", "--locked", *self.index_args, str(spec)]
         return [*self.prefix, "build", *self.index_args, str(spec)]
 
-    def publish(self, spec: Path, out: Path, fmt: str) -> list[str]:
+    def publish(self, spec: Path, out: Path, fmt: str, *, bytecode: bool = False) -> list[str]:
         command = [*self.prefix, "publish", "--output-dir", str(out)]
         if fmt != "tar.xz":
             command += ["--format", fmt]
+        if bytecode:
+            command.append("--bytecode")
         return [*command, str(spec)]
 
     def deploy(self, out: Path, target: Path, *, no_compile: bool = False) -> list[str]:
@@ -283,6 +286,8 @@ ROWS = (
     "deploy_first",
     "deploy_update",
     "deploy_first_nobc",
+    "publish_xz_bc",
+    "deploy_first_bc",
 )
 ROW_TITLES = {
     "lock_cold": "lock (cold cache)",
@@ -295,6 +300,8 @@ ROW_TITLES = {
     "deploy_first": "deploy (first)",
     "deploy_update": "deploy (app-only update)",
     "deploy_first_nobc": "deploy (first, no bytecode; ref: its normal first deploy)",
+    "publish_xz_bc": "publish tar.xz --bytecode (vs ref tar.xz)",
+    "deploy_first_bc": "deploy (first, --bytecode archives; ref: its normal first deploy)",
 }
 
 
@@ -417,6 +424,24 @@ def step(run: StackRun, row: str, source: Path, rep: int) -> Sample | None:
         out, target = run.current / "_out-tar.xz", run.current / "_deployed-nobc"
         shutil.rmtree(target, ignore_errors=True)
         return measure_deploy(run, out, target, previous=set(), no_compile=True)
+    if row in ("publish_xz_bc", "deploy_first_bc"):
+        if not tool.bytecode:
+            return None  # compared with the reference's publish_xz / deploy_first rows
+        out = run.current / "_out-tar.xz-bytecode"
+        if row == "deploy_first_bc":
+            target = run.current / "_deployed-bc"
+            shutil.rmtree(target, ignore_errors=True)
+            return measure_deploy(run, out, target, previous=set())
+        shutil.rmtree(out, ignore_errors=True)
+        sample = run_measured(
+            tool.publish(spec, out, "tar.xz", bytecode=True),
+            env=run.warm_env(),
+            cwd=run.current,
+            log=log,
+            budget=tool.budget,
+        )
+        sample.archive_bytes = archive_bytes(out)
+        return sample
     raise ValueError(row)
 
 
@@ -605,6 +630,16 @@ def stack_environment(name: str, work: Path) -> Iterator[StackSetup]:
         yield StackSetup({"UV_EXCLUDE_NEWER": EXCLUDE_NEWER})
 
 
+def _help(command: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "venvlayers", command, "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout
+
+
 def deploy_takes_from() -> bool:
     """Whether this venvlayers' ``deploy`` has ``--from`` (issue 16) rather than
     ``--metadata``/``--archives``."""
@@ -642,6 +677,7 @@ def make_tools(
         env={**env, **mirror.env},
         formats=("tar.xz", "tar.zst"),
         deploy_from=deploy_takes_from(),
+        bytecode="--bytecode" in _help("publish"),
         # venvstacks' meaning since issue 20: without --if-needed, lock re-resolves every layer
         noop_lock_args=["--if-needed"],
         index_args=list(index_args),
@@ -683,8 +719,10 @@ def summarize(runs: dict[str, StackRun]) -> Table:
             samples = run.samples.get(row, [])
             if tool_name == REFERENCE and row == "publish_zst":
                 samples = run.samples.get("publish_xz", [])
-            if tool_name == REFERENCE and row == "deploy_first_nobc":
+            if tool_name == REFERENCE and row in ("deploy_first_nobc", "deploy_first_bc"):
                 samples = run.samples.get("deploy_first", [])
+            if tool_name == REFERENCE and row == "publish_xz_bc":
+                samples = run.samples.get("publish_xz", [])
             rss = median(samples, "rss_kib")
             table[row][tool_name] = {
                 "seconds": median(samples, "seconds"),
@@ -762,7 +800,7 @@ def limits_markdown(table: Table, measured: dict[str, float]) -> str:
         f"{cores:.0f}) = {publish_limit:.2f} s; {closeness('publish_xz', publish_limit)}",
     ]
     compile_cpu = measured.get("compile_cpu_s")
-    for row in ("deploy_first", "deploy_update", "deploy_first_nobc"):
+    for row in ("deploy_first", "deploy_update", "deploy_first_nobc", "deploy_first_bc"):
         written = table[row][VENVLAYERS]["written_bytes"]
         needed = table[row][VENVLAYERS]["archive_bytes"] or 0
         if written is None:
@@ -848,6 +886,13 @@ def check_targets(table: Table) -> list[Target]:
             "deploy <= 3 s first, <= 0.5 s app-only update (set for the realistic stack)",
             holds((first, 3.0), (update, 0.5)),
             f"first {_fmt(first, '.2f')} s, update {_fmt(update, '.2f')} s",
+        ),
+        Target(
+            "deploy (first) <= 3 s from `publish --bytecode` archives (issue 23, opt-in)",
+            holds((col("deploy_first_bc", VENVLAYERS, "seconds"), 3.0)),
+            f"{_fmt(col('deploy_first_bc', VENVLAYERS, 'seconds'), '.2f')} s; archives "
+            f"{_fmt(ratio(col('publish_xz_bc', VENVLAYERS, 'archive_bytes'), col('publish_xz', VENVLAYERS, 'archive_bytes')), '.3f')}x"
+            " the default's",
         ),
     ]
 

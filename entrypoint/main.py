@@ -74,6 +74,7 @@ class Inputs:
     local_wheels: list[str] = field(default_factory=list)
     no_index: bool = False
     pr_comment: str = ""
+    bytecode: bool = False
 
     @staticmethod
     def from_env() -> Inputs:
@@ -96,6 +97,7 @@ class Inputs:
             local_wheels=split_list(read_input("local-wheels")),
             no_index=read_input("no-index", "false").lower() == "true",
             pr_comment=read_input("pr-comment"),
+            bytecode=read_input("bytecode", "false").lower() == "true",
         )
 
 
@@ -160,7 +162,7 @@ def cli_commands(inputs: Inputs, report: Path) -> list[list[str]]:
         # publish archives what build made; platform-tagged names, so platforms can merge
         publish = [
             *("publish", spec, "--output-dir", _absolute(out), "--tag-outputs"),
-            *(*fmt, *_includes(inputs)),
+            *(*fmt, *(["--bytecode"] if inputs.bytecode else []), *_includes(inputs)),
         ]
         return [["build", "--locked", *_sources(inputs), *_includes(inputs), spec], publish]
     if inputs.command == "lock-diff":

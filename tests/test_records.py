@@ -33,6 +33,7 @@ LAYER: dict[str, Any] = {
     "target_platform": "linux_x86_64",
     "archive_size": 10,
     "archive_hashes": {"sha256": SHA},
+    "venvlayers_index": {"name": "app-one-linux_x86_64-1.tar.xz.index.json", "sha256": SHA},
     "from_a_newer_tool": {"kept": "out"},
 }
 
@@ -109,6 +110,8 @@ MANIFESTS = [
     manifest(app_support_modules=[{"name": "x"}]),
     manifest(app_support_modules={"name": "x"}),
     manifest(archive_size=-1),
+    manifest(venvlayers_index={"name": "x"}),
+    manifest(venvlayers_index=None),
     manifest(layer_name=1, install_target=2),  # two errors: the first is reported
     {"layers": []},
     {"layers": {"runtimes": {}}},

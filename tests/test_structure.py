@@ -46,7 +46,9 @@ def test_only_uv_and_the_runner_start_processes() -> None:
         for module, _ in _imports(path)
         if module == "subprocess"
     }
-    assert spawning == {"core/uv.py", "core/process.py"}
+    # compile_bytecode runs under a layer's own Python (started by core/process), where
+    # venvlayers is not installed: it starts its fresh interpreters per chunk itself
+    assert spawning == {"core/uv.py", "core/process.py", "layer_scripts/compile_bytecode.py"}
 
 
 def test_entrypoint_runs_the_package_in_process() -> None:

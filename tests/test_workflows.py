@@ -187,6 +187,22 @@ def test_action_passes_every_input_through_env() -> None:
     }  # fmt: skip
 
 
+def test_the_bytecode_input_publishes_with_bytecode(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("action_main", ROOT / "entrypoint" / "main.py")
+    assert spec is not None and spec.loader is not None
+    main = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "action_main", main)  # its dataclasses look it up
+    spec.loader.exec_module(main)
+    for value, expected in (("true", True), ("false", False), ("", False)):
+        monkeypatch.setenv("INPUT_COMMAND", "publish")
+        monkeypatch.setenv("INPUT_BYTECODE", value)
+        inputs = main.Inputs.from_env()
+        build, publish = main.cli_commands(inputs, Path("report.md"))
+        assert ("--bytecode" in publish) is expected and "--bytecode" not in build
+
+
 def test_docs_cover_every_input_and_output() -> None:
     docs = (ROOT / "docs" / "github-actions.md").read_text(encoding="utf-8")
     action = load_yaml(ACTION)

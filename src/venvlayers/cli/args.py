@@ -187,6 +187,14 @@ def _archive_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="venvlayers: archive format (default: zip on Windows, tar.xz elsewhere)",
     )
+    parser.add_argument(
+        "--bytecode",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="venvlayers: compile each layer's bytecode into its archive (unchecked-hash"
+        " pycs, reproducible; larger archives, and deploy compiles nothing) (default:"
+        " --no-bytecode: deploy compiles)",
+    )
 
 
 def _publish_behaviour(parser: argparse.ArgumentParser, what: str) -> None:

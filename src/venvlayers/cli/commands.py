@@ -351,6 +351,7 @@ def _publish_request(args: argparse.Namespace, graph: StackGraph) -> PublishRequ
         fmt=_format(args),
         progress=_progress_printer() if sys.stderr.isatty() and not args.quiet else None,
         force=bool(getattr(args, "force", False) or getattr(args, "clean", False)),
+        bytecode=bool(getattr(args, "bytecode", False)),
     )
 
 

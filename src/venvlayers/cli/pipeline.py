@@ -74,6 +74,7 @@ class PublishRequest:
     fmt: ArchiveFormat | None = None
     progress: Callable[[str, int, int], None] | None = None
     force: bool = False
+    bytecode: bool = False
 
 
 @dataclass
@@ -186,4 +187,5 @@ def publish_pipeline(
             reporter=reporter,
             progress=request.progress,
             force=request.force,
+            bytecode=request.bytecode,
         )

@@ -6,7 +6,11 @@ layer's postinstall with compiling deferred (``postinstall.DEFER_COMPILE``) and 
 ``compile_layers`` once: one interpreter per base runtime (a runtime writes the bytecode
 of its own Python version), each feeding every file of all the layers on that runtime to
 one process pool, the runtimes' pools running side by side. The files compiled, and the
-``.pyc`` written, are the same as the layers' own ``postinstall.py`` would write.
+``.pyc`` written, are the same as the layers' own ``postinstall.py`` would write
+(``layer_scripts/compile_bytecode.py``, run by path). Files whose bytecode is already
+valid are skipped before any worker starts: those hard-linked from the previous
+deployment with their bytecode, and every file of a layer published with ``--bytecode``
+(its archive holds unchecked-hash pycs), so deploying such a stack compiles nothing.
 """
 
 from __future__ import annotations
@@ -18,44 +22,7 @@ from pathlib import Path
 
 from venvlayers.core.errors import DeployError
 from venvlayers.core.process import run_process
-from venvlayers.layer_scripts import postinstall
-
-# Run by each base runtime with (lib folder, folder it will be deployed as) pairs as
-# arguments: compileall's own walk (compile_dir's choices: every *.py in sorted order,
-# __pycache__ and links to folders skipped) feeding one pool; the .pyc name the deployed
-# path (a deploy compiles in staging), as the layer's postinstall does.
-_COMPILE_SCRIPT = """\
-import compileall, importlib.util, os, struct, sys
-from concurrent.futures import ProcessPoolExecutor
-def up_to_date(path):
-    # compileall's own test (timestamp pyc: magic, flags 0, source mtime), made here so
-    # a pass over unchanged files starts no pool: reused files brought their bytecode
-    try:
-        mtime = int(os.stat(path).st_mtime)
-        with open(importlib.util.cache_from_source(path), "rb") as pyc:
-            head = pyc.read(12)
-    except (OSError, ValueError):
-        return False
-    return head == struct.pack("<4sLL", importlib.util.MAGIC_NUMBER, 0, mtime & 0xFFFFFFFF)
-jobs = []
-pairs = sys.argv[1:]
-for folder, deployed in zip(pairs[::2], pairs[1::2]):
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-        ddir = os.path.join(deployed, os.path.relpath(root, folder))
-        jobs += [(os.path.join(root, n), ddir) for n in sorted(names) if n.endswith(".py")]
-jobs = [job for job in jobs if not up_to_date(job[0])]
-def compile_one(job):
-    return compileall.compile_file(job[0], ddir=os.path.normpath(job[1]), quiet=2)
-workers = min(len(jobs) // 64 + 1, os.cpu_count() or 1)
-if workers <= 1:
-    for job in jobs:
-        compile_one(job)
-else:
-    with ProcessPoolExecutor(workers) as pool:
-        for _ in pool.map(compile_one, jobs, chunksize=32):
-            pass
-"""
+from venvlayers.layer_scripts import compile_bytecode, postinstall
 
 
 def lib_folder(layer_path: Path) -> Path:
@@ -85,8 +52,9 @@ def compile_layers(
 
 
 def _compile(base_python: Path, folders: list[str]) -> None:
+    # -S -B: the compiler needs no site-packages and writes no bytecode of its own
     run_process(
-        [base_python, "-c", _COMPILE_SCRIPT, *folders],
+        [base_python, "-S", "-B", compile_bytecode.__file__, *folders],
         what=f"{base_python}: compiling {', '.join(folders)}",
         error=DeployError,
     )

@@ -17,7 +17,7 @@ from pathlib import Path
 from venvlayers import __version__
 from venvlayers.archive.formats import ArchiveFormat, ArchiveInfo, default_format_for
 from venvlayers.archive.write import write_archive
-from venvlayers.build.layout import BuildFolder
+from venvlayers.build.layout import BuildFolder, LayerLayout
 from venvlayers.core.errors import PublishError
 from venvlayers.core.fsutil import sha256_file, sha256_text
 from venvlayers.core.platforms import Platform, host_platform
@@ -35,6 +35,7 @@ from venvlayers.formats.models import (
 )
 from venvlayers.formats.sbom import sbom_path
 from venvlayers.lock.status import lock_paths
+from venvlayers.publish.bytecode import compile_staged_layer
 from venvlayers.publish.layer_index import write_index
 from venvlayers.publish.sbom import IN_LAYER, layer_sbom
 from venvlayers.publish.staging import (
@@ -88,11 +89,13 @@ def publish_stack(
     reporter: Reporter,
     progress: Callable[[str, int, int], None] | None = None,
     force: bool = False,
+    bytecode: bool = False,
 ) -> PublishResult:
     """Archive every selected layer built for this platform; write the metadata.
 
     An archive whose inputs did not change since the last publish into the folder is
-    kept, unless ``force``."""
+    kept, unless ``force``. ``bytecode``: compile each layer's bytecode into its archive
+    (``publish/bytecode``)."""
     platform = host_platform()
     folder = BuildFolder.of(graph, build_dir)
     selected = [
@@ -114,6 +117,7 @@ def publish_stack(
         reporter=reporter,
         progress=progress,
         force=force,
+        bytecode=bytecode,
     )
     output_dir.mkdir(parents=True, exist_ok=True)
     # Compression dominates and each archive already compresses on every core; two layers
@@ -147,6 +151,7 @@ class _LayerPublisher:
     reporter: Reporter
     progress: Callable[[str, int, int], None] | None
     force: bool = False
+    bytecode: bool = False
 
     def publish(self, layer: Layer) -> PublishedLayer:
         metadata = layer_metadata(self.graph, layer, self.platform)
@@ -164,6 +169,10 @@ class _LayerPublisher:
         stage = self.folder.stage / metadata.install_target
         stage_layer(self.graph, layer, self.folder.layer(layer.name), stage, self.platform)
         sbom.write(stage / IN_LAYER)  # a new file: never written through a hard link
+        if self.bytecode:
+            layout = LayerLayout(self.platform, layer.py_version, layer.implementation)
+            runtime = self.folder.layer(layer.runtime)
+            compile_staged_layer(stage, metadata.install_target, runtime, layout)
         archive, info = self._archive(layer, metadata, stage, previous)
         sbom.write(sbom_path(archive))
         remove_tree_quietly(stage)
@@ -224,6 +233,8 @@ class _LayerPublisher:
             "tag_outputs": self.meta.tagged,
             "epoch": os.environ.get("SOURCE_DATE_EPOCH", ""),
         }
+        if self.bytecode:  # absent otherwise: stamps of earlier publishes stay valid
+            inputs["bytecode"] = "unchecked-hash"
         return sha256_text(json.dumps(inputs, sort_keys=True))
 
 

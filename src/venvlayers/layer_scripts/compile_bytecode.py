@@ -1,0 +1,143 @@
+"""Compile the Python files of layer folders with the runtime they run on (run by path).
+
+    python -S -B compile_bytecode.py [--unchecked-hash] FOLDER DEPLOYED [FOLDER DEPLOYED ...]
+
+Run by a layer's base runtime (a runtime writes the bytecode of its own Python version),
+standard library only. Walks each FOLDER as ``compileall.compile_dir`` does (every ``*.py``
+in sorted order; ``__pycache__`` and links to folders skipped) and writes
+``__pycache__/<stem>.<tag>.pyc`` beside each file, naming the source as it will be found
+(DEPLOYED plus the path below FOLDER) in the bytecode.
+
+- Default (deploy): timestamp pycs, as a layer's own ``postinstall.py`` writes them. A
+  file whose pyc is already valid is skipped before any worker starts: a timestamp pyc of
+  this source's mtime, or a hash-based pyc of this Python's magic number (the ones
+  ``publish --bytecode`` puts in an archive). A pass over unchanged layers starts no pool.
+- ``--unchecked-hash`` (``publish --bytecode``): pycs Python loads without reading the
+  source (PEP 552), the same bytes on every run: the files are compiled in fixed chunks,
+  each in a fresh interpreter with ``PYTHONHASHSEED=0`` (marshal's output depends on what
+  the interpreter compiled before, and on the hash seed through set constants), so neither
+  the order of the work nor the number of cores changes a byte.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import struct
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+#: Files per fresh interpreter in --unchecked-hash mode (fixed: the chunks decide the bytes).
+CHUNK = 200
+_HASH_BASED = 0b01
+
+
+def files_to_compile(pairs: list[str]) -> list[tuple[str, str]]:
+    """(source, name recorded in its bytecode) of every ``*.py`` under each folder."""
+    jobs: list[tuple[str, str]] = []
+    for folder, deployed in zip(pairs[::2], pairs[1::2], strict=True):
+        for root, dirs, names in os.walk(folder):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+            recorded = os.path.normpath(os.path.join(deployed, os.path.relpath(root, folder)))
+            jobs += [
+                (os.path.join(root, n), os.path.join(recorded, n))
+                for n in sorted(names)
+                if n.endswith(".py")
+            ]
+    return jobs
+
+
+def up_to_date(path: str) -> bool:
+    """A valid pyc is there already: compileall's own timestamp test (magic, flags 0,
+    source mtime), or any hash-based pyc of this Python (reused files brought their
+    bytecode; a bytecode archive brought its own)."""
+    try:
+        mtime = int(os.stat(path).st_mtime)
+        with open(importlib.util.cache_from_source(path), "rb") as pyc:
+            head = pyc.read(12)
+    except (OSError, ValueError, NotImplementedError):
+        return False
+    if len(head) < 12 or head[:4] != importlib.util.MAGIC_NUMBER:
+        return False
+    (flags,) = struct.unpack("<L", head[4:8])
+    if flags & _HASH_BASED:
+        return True
+    return flags == 0 and head[8:12] == struct.pack("<L", mtime & 0xFFFFFFFF)
+
+
+def compile_one(job: tuple[str, str]) -> bool:
+    import compileall
+
+    source, recorded = job
+    return compileall.compile_file(source, ddir=os.path.dirname(recorded), quiet=2)
+
+
+def compile_timestamped(jobs: list[tuple[str, str]]) -> None:
+    workers = min(len(jobs) // 64 + 1, os.cpu_count() or 1)
+    if workers <= 1:
+        for job in jobs:
+            compile_one(job)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(
+        workers
+    ) as pool:  # a worker starts as a copy (or a re-run) of this script
+        for _ in pool.map(compile_one, jobs, chunksize=32):
+            pass
+
+
+def compile_unchecked(jobs: list[tuple[str, str]]) -> None:
+    """Each chunk in a fresh ``-S -B`` interpreter with a fixed hash seed (see above)."""
+    chunks = [jobs[i : i + CHUNK] for i in range(0, len(jobs), CHUNK)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONHASHSEED"] = "0"
+
+    def run(chunk: list[tuple[str, str]]) -> None:
+        listing = "".join(f"{source}\0{recorded}\0" for source, recorded in chunk)
+        subprocess.run(
+            [sys.executable, "-S", "-B", os.path.abspath(__file__), "--chunk"],
+            input=listing.encode("utf-8", "surrogateescape"),
+            env=env,
+            check=True,
+        )
+
+    with ThreadPoolExecutor(max(1, min(len(chunks), os.cpu_count() or 1))) as pool:
+        for _ in pool.map(run, chunks):
+            pass
+
+
+def compile_chunk(data: bytes) -> None:
+    """The worker of ``compile_unchecked``: NUL-separated (source, recorded name) pairs."""
+    import py_compile
+
+    fields = data.decode("utf-8", "surrogateescape").split("\0")[:-1]
+    for source, recorded in zip(fields[::2], fields[1::2], strict=True):
+        try:
+            py_compile.compile(
+                source,
+                dfile=recorded,
+                doraise=True,
+                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+            )
+        except (py_compile.PyCompileError, OSError, ValueError):
+            continue  # as compileall: a file this Python cannot compile keeps no bytecode
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--chunk"]:
+        compile_chunk(sys.stdin.buffer.read())
+        return 0
+    unchecked = argv[:1] == ["--unchecked-hash"]
+    pairs = argv[1:] if unchecked else argv
+    jobs = files_to_compile(pairs)
+    if unchecked:
+        compile_unchecked(jobs)
+    else:
+        compile_timestamped([job for job in jobs if not up_to_date(job[0])])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
