@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shutil
 import sys
 from pathlib import Path
 
 import pytest
-from rig.deploy_stack import snapshot
+from rig.deploy_stack import Versions, deploy, run_app, snapshot
 from rig.range_server import RangeServer
 from test_layer_index import _dist, _noise, make_layer
 
@@ -108,7 +109,7 @@ class Rig:
         self.before = snapshot(self.deployed)
         self.log = io.StringIO()
         self.downloader = Downloader(
-            tmp / "cache", reporter=Reporter(self.log), deadline_seconds=60
+            tmp / "cache", reporter=Reporter(self.log), deadline_seconds=600
         )
 
     def plan(self, server: RangeServer) -> DeltaPlan | None:
@@ -239,3 +240,91 @@ def test_a_changed_deployed_file_is_fetched_not_trusted(tmp_path: Path) -> None:
         digest
         == hashlib.sha256((rig.v2_src / SITE / "dep1" / "__init__.py").read_bytes()).hexdigest()
     )
+
+
+# --- through `venvlayers deploy`, on a real stack ----------------------------------------
+
+
+def _framework_update(versions: Versions, served: Path) -> str:
+    """``served/v3``: v1 with framework-base republished, alpha's ``__init__.py`` changed
+    (what a patch release of a small pure-Python dependency does); returns the new
+    archive's name."""
+    from rig.deploy_stack import layer_metadata, manifest_path
+
+    shutil.copytree(versions.v1, served / "v3", copy_function=os.link)
+    meta = layer_metadata(versions.v1, "framework-base")
+    work = served.parent / "repack"
+    tree = extract_archive(
+        versions.v1 / meta["archive_name"],
+        work,
+        expected_root="framework-base",
+        sibling_roots={"cpython-3.12"},
+    )
+    (init,) = tree.glob(f"{SITE}/alpha/__init__.py")
+    init.write_text(init.read_text().replace('__version__ = "', '__version__ = "delta-'))
+    name = meta["archive_name"].replace("-1.tar.xz", "-2.tar.xz")
+    info = write_archive(
+        tree, served / "v3" / name, root_name="framework-base", fmt="tar.xz", mtime=1
+    )
+    ref = write_index(served / "v3" / name, "framework-base", info)
+    assert ref is not None
+    manifest = manifest_path(served / "v3")
+    text = manifest.read_text()
+    document = json.loads(text)
+    for entries in document["layers"].values():
+        for entry in entries:
+            if entry["install_target"] == "framework-base":
+                entry |= {
+                    "archive_name": name,
+                    "archive_size": info.size,
+                    "archive_hashes": {"sha256": info.sha256},
+                    "archive_build": 2,
+                    "venvlayers_index": {"name": ref.name, "sha256": ref.sha256},
+                }
+    manifest.unlink()  # a hard link to v1's: write a new file
+    manifest.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    return name
+
+
+@pytest.mark.slow
+def test_deploy_updates_a_framework_from_ranges_and_refuses_a_corrupt_one(
+    deploy_versions: Versions, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    served = tmp_path / "served"
+    served.mkdir()
+    shutil.copytree(deploy_versions.v1, served / "v1", copy_function=os.link)
+    name = _framework_update(deploy_versions, served)
+    whole = (served / "v3" / name).stat().st_size
+    target, cache = tmp_path / "target", tmp_path / "cache"
+    with RangeServer(served) as server:
+        assert deploy("--from", server.url + "v1", "--target", target, "--cache", cache) == 0
+        assert run_app(target, "app-one").startswith("one v1 2.0.0")
+        before = snapshot(target)
+
+        # a server that corrupts ranges: exit 2, the running deployment untouched
+        server.mode = "corrupt"
+        server.log.clear()
+        capsys.readouterr()
+        assert deploy("--from", server.url + "v3", "--target", target, "--cache", cache) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and "corrupt" in err, err
+        assert snapshot(target) == before
+        assert run_app(target, "app-one").startswith("one v1 2.0.0")
+
+        server.mode = "normal"
+        server.log.clear()
+        assert deploy("--from", server.url + "v3", "--target", target, "--cache", cache) == 0
+        err = capsys.readouterr().err
+    archive_requests = server.requests(name)
+    fetched = server.bytes_sent(name)
+    print(
+        f"\nframework-base update: {[r.ranges for r in archive_requests]}, {fetched} of "
+        f"{whole} bytes + index {server.bytes_sent('.index.json.xz')} bytes",
+        file=sys.stderr,
+    )
+    assert "changed ranges" in err, err
+    assert archive_requests and all(r.status == 206 for r in archive_requests)
+    assert fetched < whole / 2
+    assert run_app(target, "app-one").startswith("one v1 delta-2.0.0")  # the new alpha
+    assert deploy("--rollback", "--target", target) == 0
+    assert run_app(target, "app-one").startswith("one v1 2.0.0")

@@ -140,9 +140,10 @@ class _Handler(BaseHTTPRequestHandler):
         sent = body
         if self.server_state.mode == "truncate" and status == 206:
             sent = body[: len(body) // 2]
+        # logged before the body goes out: the client may act on it before this thread runs on
+        self.server_state.record(Request(path, ranges, status, len(sent)))
         self.wfile.write(sent)
         self.wfile.flush()
-        self.server_state.record(Request(path, ranges, status, len(sent)))
         if len(sent) < len(body):
             self.connection.shutdown(socket.SHUT_RDWR)
             self.close_connection = True
