@@ -33,6 +33,7 @@ from venvlayers.core.errors import VenvlayersError, environment_error
 from venvlayers.core.fsutil import regular_file_target, write_text_atomic
 from venvlayers.core.platforms import host_platform
 from venvlayers.core.report import Reporter
+from venvlayers.formats.assets import layer_index_name
 from venvlayers.formats.sbom import sbom_path
 
 COMMANDS = ("lock-check", "build", "publish", "merge", "release", "lock-diff", "show")
@@ -280,7 +281,9 @@ def describe(inputs: Inputs, result: Result, report: Path) -> str:
         if inputs.upload_artifact:
             out["artifact-name"] = f"{inputs.artifact_prefix}-{out['platform']}"
             sboms = [str(sbom_path(Path(a))) for a in archives if sbom_path(Path(a)).is_file()]
-            out["artifact-paths"] = "\n".join([*archives, *sboms, out["metadata-dir"]])
+            # tar archives have a layer index beside them (merge and deploy read it)
+            indexes = [str(i) for a in archives if (i := _layer_index(a)).is_file()]
+            out["artifact-paths"] = "\n".join([*archives, *sboms, *indexes, out["metadata-dir"]])
     if cmd == "merge":
         out["metadata-dir"] = inputs.output_dir
     if cmd == "release" and isinstance(result.data, dict):
@@ -291,6 +294,10 @@ def describe(inputs: Inputs, result: Result, report: Path) -> str:
     if cmd in ("lock-diff", "merge") and report.is_file():
         return report.read_text(encoding="utf-8")  # the CLI wrote the full report itself
     return "\n".join(lines)
+
+
+def _layer_index(archive: str) -> Path:
+    return Path(archive).with_name(layer_index_name(Path(archive).name))
 
 
 def _size(path: str) -> str:

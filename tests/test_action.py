@@ -199,7 +199,8 @@ def test_publish_uploads_one_artifact_with_the_prefix_and_the_sboms(
             members = zipped.infolist()
         tops = {m.filename.split("/")[0] for m in members}
         sboms = {a.name.replace(".tar.xz", ".cdx.json") for a in archives}
-        assert tops == {"__venvstacks__", *(a.name for a in archives), *sboms}
+        indexes = {a.name.replace(".tar.xz", ".index.json.xz") for a in archives}
+        assert tops == {"__venvstacks__", *(a.name for a in archives), *sboms, *indexes}
         assert f"__venvstacks__/venvstacks-{platform}.json" in {m.filename for m in members}
         assert {m.compress_type for m in members} == {zipfile.ZIP_STORED}
         assert stage.results.artifact(f"stack-a-{platform}").expires_at
