@@ -158,3 +158,25 @@ def test_the_compiler_runs_without_site_and_writes_no_bytecode_of_its_own(tmp_pa
     assert list(first) == [f"pkg/__pycache__/__init__.{sys.implementation.cache_tag}.pyc"]
     subprocess.run(command, check=True)
     assert pycs(lib) == first
+
+
+def test_an_app_only_update_leaves_every_module_of_the_app_compiled(
+    versions: Versions, tmp_path: Path
+) -> None:
+    """The update's few new files are compiled (in this process when it writes what the
+    runtime would: same cache tag and magic as the runtime's deployed bytecode, else by the
+    runtime): each has a pyc the runtime accepts as up to date."""
+    from venvlayers.layer_scripts import compile_bytecode
+
+    target = tmp_path / "target"
+    assert deploy("--from", versions.v1, "--target", target) == 0
+    assert deploy("--from", versions.v2, "--target", target) == 0
+    app = target / "app-one"
+    runtime_os = next((target / "cpython-3.12" / "lib").glob("python3*/__pycache__/os.*.pyc"))
+    sources = [p for p in (app / "lib").rglob("*.py") if "__pycache__" not in p.parts]
+    assert any(p.name == "one.py" for p in sources)
+    for source in sources:
+        assert compile_bytecode.up_to_date(str(source)), source
+        pyc = Path(compile_bytecode.importlib.util.cache_from_source(str(source)))
+        assert pyc.read_bytes()[:4] == runtime_os.read_bytes()[:4]
+    assert run_app(target, "app-one").startswith("one v2")

@@ -10,12 +10,17 @@ one process pool, the runtimes' pools running side by side. The files compiled, 
 (``layer_scripts/compile_bytecode.py``, run by path). Files whose bytecode is already
 valid are skipped before any worker starts: those hard-linked from the previous
 deployment with their bytecode, and every file of a layer published with ``--bytecode``
-(its archive holds unchecked-hash pycs), so deploying such a stack compiles nothing.
+(its archive holds unchecked-hash pycs), so deploying such a stack compiles nothing. A
+few files (an app-only update's) are compiled in this process instead, when it writes
+exactly what the runtime would (the runtime's deployed bytecode has our cache tag and
+magic number): the update then starts no interpreter.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -51,10 +56,47 @@ def compile_layers(
             pass
 
 
+#: At most this many files are compiled in this process (when it writes the same bytecode
+#: as the runtime would); more go to the runtime's own process pool.
+IN_PROCESS_FILES = 64
+
+
 def _compile(base_python: Path, folders: list[str]) -> None:
+    if _compiled_here(base_python, folders):
+        return
     # -S -B: the compiler needs no site-packages and writes no bytecode of its own
     run_process(
         [base_python, "-S", "-B", compile_bytecode.__file__, *folders],
         what=f"{base_python}: compiling {', '.join(folders)}",
         error=DeployError,
     )
+
+
+def _compiled_here(base_python: Path, folders: list[str]) -> bool:
+    """Compile a few files in this process, sparing an app-only update the runtime's start:
+    only when this interpreter writes exactly what ``base_python`` would (the runtime's own
+    ``os`` bytecode, already deployed, has our cache tag and magic number; no ``-O``)."""
+    if sys.flags.optimize or not _same_bytecode(base_python):
+        return False
+    jobs = compile_bytecode.files_to_compile(folders)
+    todo = [job for job in jobs if not compile_bytecode.up_to_date(job[0])]
+    if len(todo) > IN_PROCESS_FILES:
+        return False
+    for job in todo:
+        compile_bytecode.compile_one(job)
+    return True
+
+
+def _same_bytecode(base_python: Path) -> bool:
+    tag = sys.implementation.cache_tag
+    if tag is None:
+        return False
+    root = base_python.parent if os.name == "nt" else base_python.parent.parent
+    libs = [root / "Lib"] if os.name == "nt" else sorted((root / "lib").glob("python3*"))
+    for lib in libs:
+        try:
+            with (lib / "__pycache__" / f"os.{tag}.pyc").open("rb") as pyc:
+                return pyc.read(4) == importlib.util.MAGIC_NUMBER
+        except OSError:
+            continue
+    return False
