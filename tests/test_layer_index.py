@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
+import json
 import os
 import random
 import shutil
@@ -86,7 +88,9 @@ def test_units_follow_each_distributions_record(tmp_path: Path) -> None:
     assert units[0].name == "(folders)" and all(e.kind == "dir" for e in units[0].entries)
     everything = [e.rel for u in units for e in u.entries]
     assert sorted(everything) == sorted(set(everything))  # each entry exactly once
-    assert "share/venv/metadata/venvstacks_layer.json" in names["(other)"]
+    # the layer's own metadata (what a republish of the same layer changes) is a unit alone
+    assert names["(layer metadata)"] == {"share/venv/metadata/venvstacks_layer.json"}
+    assert "empty.txt" in names["(other)"]
 
 
 @pytest.mark.parametrize("fmt", [ArchiveFormat.TAR_XZ, ArchiveFormat.TAR_ZST])
@@ -174,3 +178,74 @@ def test_zip_has_no_index(tmp_path: Path) -> None:
     src = make_layer(tmp_path / "layer")
     info = write_archive(src, tmp_path / "a.zip", root_name="layer", fmt="zip", mtime=1)
     assert write_index(tmp_path / "a.zip", "layer", info) is None
+
+
+# --- merge and release carry the index -----------------------------------------------------
+
+
+def _with_index(root: Path, tmp: Path, layer: str, platform: str) -> str:
+    """Republish ``layer`` of a synthetic publish output with our writer and its index."""
+    from test_merge import layer_file, manifest_file
+
+    tree = tmp / "tree"
+    tree.mkdir()
+    _dist(tree, "pkg", "1.0", {"pkg.py": b"X = 1\n"})
+    name = f"{layer}-{platform}-1.tar.xz"
+    info = write_archive(tree, root / name, root_name=layer, fmt="tar.xz", mtime=1)
+    ref = write_index(root / name, layer, info)
+    assert ref is not None
+    fields = {
+        "archive_size": info.size,
+        "archive_hashes": {"sha256": info.sha256},
+        "venvlayers_index": {"name": ref.name, "sha256": ref.sha256},
+    }
+    meta_path = layer_file(root, platform, layer)
+    meta_path.write_text(json.dumps(json.loads(meta_path.read_text()) | fields, indent=2))
+    manifest_path = manifest_file(root, platform)
+    manifest = json.loads(manifest_path.read_text())
+    for entries in manifest["layers"].values():
+        for entry in entries:
+            if entry["install_target"] == layer:
+                entry |= fields
+    manifest_path.write_text(json.dumps(manifest, indent=2))
+    return ref.name
+
+
+def test_merge_carries_the_index_and_release_lists_it(tmp_path: Path) -> None:
+    from test_merge import LINUX, make_publish_output
+
+    from venvlayers.core.report import Reporter
+    from venvlayers.release.files import release_files
+    from venvlayers.release.merge import merge_publish_outputs
+
+    artifacts = make_publish_output(tmp_path / "linux")
+    name = _with_index(artifacts, tmp_path, "app-hello", LINUX)
+    merged = tmp_path / "merged"
+    merge_publish_outputs([artifacts], merged, reporter=Reporter(io.StringIO()))
+    assert (merged / name).read_bytes() == (artifacts / name).read_bytes()
+    assert name in release_files(merged, Reporter(io.StringIO()))
+
+
+@pytest.mark.parametrize("damage", ["tampered", "missing"])
+def test_merge_refuses_a_tampered_or_missing_index(tmp_path: Path, damage: str) -> None:
+    from test_merge import LINUX, make_publish_output
+
+    from venvlayers.core.report import Reporter
+    from venvlayers.release.merge import (
+        MergeConsistencyError,
+        ProblemKind,
+        merge_publish_outputs,
+    )
+
+    artifacts = make_publish_output(tmp_path / "linux")
+    index = artifacts / _with_index(artifacts, tmp_path, "app-hello", LINUX)
+    if damage == "missing":
+        index.unlink()
+    else:
+        index.write_bytes(index.read_bytes() + b"\0")
+    with pytest.raises(MergeConsistencyError) as caught:
+        merge_publish_outputs([artifacts], tmp_path / "merged", reporter=Reporter(io.StringIO()))
+    ((kind, message),) = [(p.kind, p.message) for p in caught.value.report.problems]
+    assert kind is ProblemKind.LAYER_INDEX
+    assert ("is missing" if damage == "missing" else "index was altered") in message
+    assert not (tmp_path / "merged").exists()

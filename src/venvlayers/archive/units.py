@@ -29,8 +29,14 @@ from venvlayers.archive.scan import Entry
 
 #: A distribution at least this big (bytes of its files) is a unit of its own ...
 OWN_UNIT = 128 << 10
-#: ... smaller ones (and the files no RECORD claims) are grouped up to this size.
+#: ... smaller ones are grouped up to this size.
 GROUP_UNIT = 512 << 10
+#: The files no RECORD claims (a runtime's standard library, a venv's own files) change
+#: together (a new runtime) or hardly ever: grouped up to this size (tar.xz's stream size
+#: before units), except the layer's own metadata (``share/venv/``: what a republish with
+#: only a new version changes), a unit of its own.
+OTHER_UNIT = 16 << 20
+OWN_METADATA = "share/venv/"
 #: A zstd frame holds whole units up to this size: frames lose the window of the frame
 #: before, so zstd groups more than xz (whose small units cost it little).
 ZSTD_GROUP = 2 << 20
@@ -124,13 +130,16 @@ def plan_units(entries: list[Entry]) -> list[Unit]:
     folders = [e for e in entries if e.kind == "dir"]
     rest = [e for e in entries if e.kind != "dir" and e.rel not in claimed]
     units = [Unit("(folders)", folders)] if folders else []
-    units += _group([Unit("(other)", [e]) for e in rest])
-    units += _group(dists)
+    own = [e for e in rest if e.rel.startswith(OWN_METADATA)]
+    rest = [e for e in rest if not e.rel.startswith(OWN_METADATA)]
+    units += _group([Unit("(other)", [e]) for e in rest], OTHER_UNIT, OTHER_UNIT)
+    units += [Unit("(layer metadata)", own)] if own else []
+    units += _group(dists, GROUP_UNIT, OWN_UNIT)
     return units
 
 
-def _group(units: list[Unit]) -> list[Unit]:
-    """Neighbouring small units joined up to ``GROUP_UNIT``; big ones stay alone."""
+def _group(units: list[Unit], limit: int, alone: int) -> list[Unit]:
+    """Neighbouring units under ``alone`` bytes joined up to ``limit``; others stay alone."""
     grouped: list[Unit] = []
     batch: list[Unit] = []
     size = 0
@@ -142,11 +151,11 @@ def _group(units: list[Unit]) -> list[Unit]:
         batch, size = [], 0
 
     for unit in units:
-        if unit.size >= OWN_UNIT:
+        if unit.size >= alone:
             close()
             grouped.append(unit)
             continue
-        if batch and size + unit.size > GROUP_UNIT:
+        if batch and size + unit.size > limit:
             close()
         batch.append(unit)
         size += unit.size
@@ -155,17 +164,19 @@ def _group(units: list[Unit]) -> list[Unit]:
 
 
 def cut_points(unit_starts: list[int], total: int, fmt: ArchiveFormat) -> list[int]:
-    """Where segments start in the tar stream: the units' first headers (zstd: only where
-    the frame so far reaches ``ZSTD_GROUP``), and every ``tuning.XZ_CHUNK`` (zstd:
+    """Where segments start in the tar stream: the units' first headers (zstd: small units
+    share a frame up to ``ZSTD_GROUP``; a unit that big has frames of its own), and every ``tuning.XZ_CHUNK`` (zstd:
     ``ZSTD_SPLIT``) bytes inside a unit: cores in parallel, memory bounded, and deploy
     fetches only the pieces of a big unit that hold the files it needs."""
     split = tuning.XZ_CHUNK if fmt is ArchiveFormat.TAR_XZ else tuning.ZSTD_SPLIT
     group = 0 if fmt is ArchiveFormat.TAR_XZ else ZSTD_GROUP
     bounds = [*unit_starts, total]
     cuts: list[int] = []
+    big = False  # the unit before was big: it keeps its frames to itself
     for begin, end in itertools.pairwise(bounds):
-        if not cuts or begin - cuts[-1] >= group:
+        if not cuts or big or end - begin >= group or begin - cuts[-1] >= group:
             cuts.append(begin)
+        big = end - begin >= group
         cuts += range(begin + split, end, split)
     return cuts or [0]
 
