@@ -140,7 +140,10 @@ def run_measured(
             command, env=env, cwd=cwd, stdout=out, result_dir=log.parent, timeout=budget
         )
     if measured.timed_out:
-        raise OverBudget(f"did not finish within {budget:.0f} s: {' '.join(command)}")
+        raise OverBudget(
+            f"did not finish within {budget:.0f} s (stopped; {measured.cpu_seconds:.0f} CPU s "
+            f"and a peak of {measured.peak_kib / 1024:.0f} MiB by then): {' '.join(command)}"
+        )
     if measured.exit_code != 0:
         tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-25:])
         raise CommandFailed(f"{' '.join(command)} exited {measured.exit_code}; log {log}:\n{tail}")
