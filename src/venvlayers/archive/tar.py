@@ -211,17 +211,24 @@ def zstd_window_log(size: int) -> int:
     return max(tuning.ZSTD_WINDOW_LOG_MIN, min(tuning.ZSTD_WINDOW_LOG_MAX, needed))
 
 
-def _zstd_run(parts: list[_Part], starts: list[int], begin: int, end: int) -> tuple[bytes, int]:
-    # One worker: zstd's single-threaded mode writes other bytes, and with any worker count
-    # the bytes are the same; frames run side by side on the pool instead.
+def _zstd_run(
+    parts: list[_Part], starts: list[int], begin: int, end: int, threads: int = 1
+) -> tuple[bytes, int]:
+    # At least one worker: zstd's single-threaded mode writes other bytes, and with any
+    # worker count the bytes are the same. Small frames run side by side on the pool; a
+    # frame of several jobs uses zstd's own workers.
+    job = tuning.ZSTD_OPTIONS[zstd.CompressionParameter.job_size]
+    workers = min(threads, zstd.CompressionParameter.nb_workers.bounds()[1])
     options = {
         **tuning.ZSTD_OPTIONS,
         zstd.CompressionParameter.window_log: zstd_window_log(end - begin),
-        zstd.CompressionParameter.nb_workers: 1,
+        zstd.CompressionParameter.nb_workers: max(1, workers if end - begin > 2 * job else 1),
     }
     return _compress_run(parts, starts, begin, end, lambda: zstd.ZstdCompressor(options=options))
 
 
 def write_tar_zst(job: ArchiveJob) -> TarLayout:
     """The tar stream cut into segments, each its own zstd frame, compressed side by side."""
-    return _write_segments(job, ArchiveFormat.TAR_ZST, _zstd_run)
+    return _write_segments(
+        job, ArchiveFormat.TAR_ZST, functools.partial(_zstd_run, threads=job.threads)
+    )

@@ -40,9 +40,10 @@ ZSTD_OPTIONS: dict[int, int] = {
 ZSTD_WINDOW_LOG_MAX = 27
 ZSTD_WINDOW_LOG_MIN = 20
 ZSTD_FEED = 4 << 20
-# tar.zst is one frame per unit group (``units``); a bigger unit is cut into frames of this
-# size, compressed side by side.
-ZSTD_SPLIT = 32 << 20
+# tar.zst is one frame per unit group (``units``); a bigger unit is cut into frames of the
+# largest window (a runtime's files in one frame, as before units), a big frame compressed
+# by zstd's workers, small ones side by side.
+ZSTD_SPLIT = 128 << 20
 # zlib's default level, like zipfile's ZIP_DEFLATED. Files bigger than one chunk are
 # deflated in chunks primed with the previous 32 KiB, so big files use every core too.
 ZIP_LEVEL = 6

@@ -37,6 +37,7 @@ GROUP_UNIT = 512 << 10
 #: only a new version changes), a unit of its own.
 OTHER_UNIT = 16 << 20
 OWN_METADATA = "share/venv/"
+OTHER = "(other)"
 #: A zstd frame holds whole units up to this size: frames lose the window of the frame
 #: before, so zstd groups more than xz (whose small units cost it little).
 ZSTD_GROUP = 2 << 20
@@ -132,7 +133,7 @@ def plan_units(entries: list[Entry]) -> list[Unit]:
     units = [Unit("(folders)", folders)] if folders else []
     own = [e for e in rest if e.rel.startswith(OWN_METADATA)]
     rest = [e for e in rest if not e.rel.startswith(OWN_METADATA)]
-    units += _group([Unit("(other)", [e]) for e in rest], OTHER_UNIT, OTHER_UNIT)
+    units += _group([Unit(OTHER, [e]) for e in rest], OTHER_UNIT, OTHER_UNIT)
     units += [Unit("(layer metadata)", own)] if own else []
     units += _group(dists, GROUP_UNIT, OWN_UNIT)
     return units

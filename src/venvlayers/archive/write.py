@@ -22,7 +22,7 @@ from venvlayers.archive.scan import (
     thread_count,
 )
 from venvlayers.archive.tar import TarLayout, write_tar_xz, write_tar_zst
-from venvlayers.archive.units import ArchiveLayout, plan_units
+from venvlayers.archive.units import OTHER, ArchiveLayout, plan_units
 from venvlayers.archive.zip import write_zip
 from venvlayers.core.errors import ArchiveError
 from venvlayers.core.fsutil import atomic_path, sha256_file
@@ -76,9 +76,14 @@ def write_archive(
     # members unit by unit in every format (tar writers start a stream/frame at each)
     units = plan_units(entries)
     entries = [e for unit in units for e in unit.entries]
-    starts = [0]
-    for unit in units[:-1]:
-        starts.append(starts[-1] + len(unit.entries))
+    starts, count = [], 0
+    for n, unit in enumerate(units):
+        # zstd keeps the files no RECORD claims in one run of frames: they change together,
+        # and its long window finds what repeats across them (libpython.a and .so)
+        joined = fmt is ArchiveFormat.TAR_ZST and n and unit.name == units[n - 1].name == OTHER
+        if not joined:
+            starts.append(count)
+        count += len(unit.entries)
     unit_starts = tuple(starts)
     total = sum(e.size for e in entries if e.kind == "file")
     tracker = Progress(progress, total)
