@@ -225,13 +225,17 @@ def _zstd_run(
         zstd.CompressionParameter.nb_workers: max(1, workers if end - begin > 2 * job else 1),
     }
     if options[zstd.CompressionParameter.nb_workers] == 1:
-        return _compress_run(parts, starts, begin, end, lambda: zstd.ZstdCompressor(options=options))
+        return _compress_run(
+            parts, starts, begin, end, lambda: zstd.ZstdCompressor(options=options)
+        )
     # A frame on zstd's workers already uses every core, and each such compressor holds
     # its window and jobs (hundreds of MiB at a 128 MiB window): one at a time per
     # process, so publish's peak memory does not grow with the number of big frames
     # the pool could start together (measured: 738 MiB at 2 GB with two at once).
     with _BIG_ZSTD_FRAME:
-        return _compress_run(parts, starts, begin, end, lambda: zstd.ZstdCompressor(options=options))
+        return _compress_run(
+            parts, starts, begin, end, lambda: zstd.ZstdCompressor(options=options)
+        )
 
 
 _BIG_ZSTD_FRAME = threading.Lock()
