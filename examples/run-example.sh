@@ -11,7 +11,12 @@
 # runs on air-gapped machines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet uv
+if ! command -v uv >/dev/null 2>&1; then
+    python3 -m pip install --quiet uv
+    # pip may put the uv command where PATH does not look (a pyenv Python without a rehash,
+    # ~/.local/bin): the module runs it all the same
+    command -v uv >/dev/null 2>&1 || uv() { python3 -m uv "$@"; }
+fi
 uv sync --quiet
 
 example=examples/basic
