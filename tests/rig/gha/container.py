@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .job_state import run_captured
+
 
 class ContainerError(RuntimeError):
     pass
@@ -75,22 +77,7 @@ class ContainerExecutor:
             *self.engine.buildah, "run", "--isolation", "chroot", "--network", "host",
             "--workingdir", str(cwd), *volumes, *variables, self.container, "--", *argv,
         ]  # fmt: skip
-        try:
-            done = subprocess.run(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                encoding="utf-8",
-                errors="replace",
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            out = exc.output if isinstance(exc.output, str) else ""
-            return 124, out + f"\n[the test runner stopped the step after {timeout:.0f} s]\n"
-        return done.returncode, done.stdout
+        return run_captured(command, timeout)
 
     def close(self) -> None:
         subprocess.run(

@@ -26,28 +26,40 @@ class Executor(Protocol):
     ) -> tuple[int, str]: ...
 
 
+def run_captured(
+    command: list[str],
+    timeout: float,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> tuple[int, str]:
+    """Run a step's process with its output captured (stderr into stdout), as the runner
+    logs it; a step that outlives ``timeout`` is stopped with exit 124."""
+    try:
+        done = subprocess.run(
+            command,
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        out = exc.output if isinstance(exc.output, str) else ""
+        return 124, out + f"\n[the test runner stopped the step after {timeout:.0f} s]\n"
+    return done.returncode, done.stdout
+
+
 class HostExecutor:
     def run(
         self, argv: list[str], env: Mapping[str, str], cwd: Path, timeout: float
     ) -> tuple[int, str]:
-        try:
-            done = subprocess.run(
-                argv,
-                cwd=cwd,
-                env=dict(env),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                encoding="utf-8",
-                errors="replace",
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            out = exc.output if isinstance(exc.output, str) else ""
-            return 124, out + f"\n[the test runner stopped the step after {timeout:.0f} s]\n"
-        return done.returncode, done.stdout
+        return run_captured(argv, timeout, env=env, cwd=cwd)
 
 
 @dataclass
