@@ -3,8 +3,8 @@ build backend), downloaded once per machine and served by a ``SimpleIndex``: the
 
 Jobs run like fresh runners (empty uv cache) but with ``UV_INDEX_URL`` set to this index, as a
 company mirror would be, so installs need no PyPI and every request is counted. Built with
-``pip download --require-hashes`` from ``uv export`` of this checkout for CPython 3.12 on
-manylinux x86_64; kept under ``~/.cache/venvlayers-tests/builder-wheels/<hash>/``.
+``pip download --require-hashes`` from ``uv export`` of this checkout for CPython 3.12 and the
+test interpreter's version on manylinux x86_64; kept under ``~/.cache/venvlayers-tests/builder-wheels/<hash>/``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -47,7 +48,10 @@ def export_requirements(project: Path = ROOT) -> str:
 def builder_wheelhouse(project: Path = ROOT) -> Path:
     """A folder of every wheel the builder's locked requirements name (downloaded once)."""
     requirements = export_requirements(project)
-    key = hashlib.sha256(requirements.encode()).hexdigest()[:16]
+    # The action's default Python (3.12) and this test interpreter (the builder's Python
+    # when a test passes sys.executable): `uv sync` on a fresh machine may pick either
+    versions = sorted({"3.12", f"{sys.version_info.major}.{sys.version_info.minor}"})
+    key = hashlib.sha256("\n".join([requirements, *versions]).encode()).hexdigest()[:16]
     final = _cache_root() / key
     if final.is_dir():
         return final
@@ -57,12 +61,13 @@ def builder_wheelhouse(project: Path = ROOT) -> Path:
         (building / "requirements.txt").write_text(requirements, encoding="utf-8")
         platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
         pip = [uv_executable(), "tool", "run", "--from", "pip", "pip"]
-        subprocess.run(
-            [*pip, "download", "--quiet", "--no-deps", "--only-binary=:all:", "--require-hashes",
-             "--python-version", "3.12", "--implementation", "cp", *platforms,
-             "-r", str(building / "requirements.txt"), "-d", str(building)],
-            check=True, capture_output=True, text=True,
-        )  # fmt: skip
+        for version in versions:
+            subprocess.run(
+                [*pip, "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                 "--require-hashes", "--python-version", version, "--implementation", "cp",
+                 *platforms, "-r", str(building / "requirements.txt"), "-d", str(building)],
+                check=True, capture_output=True, text=True,
+            )  # fmt: skip
         os.rename(building, final)
     except subprocess.CalledProcessError as exc:
         raise RuntimeError(f"pip download of the builder's wheels failed:\n{exc.stderr}") from None
