@@ -211,7 +211,8 @@ def test_building_without_a_pypy_runtime_is_one_clear_error(
     run = ours("build", "--lock-if-needed", spec)
     assert run.code == 2, run.text
     assert "Traceback" not in run.err
-    assert "pypy" in run.err and "3.12.1" in run.err
+    assert "uv found no Python pypy@3.12.1 to lock with" in run.err, run.err
+    assert "UV_PYTHON_DOWNLOADS_JSON_URL" in run.err
 
 
 @pytest.mark.parametrize(

@@ -202,6 +202,15 @@ def _assess(state: LayerLockState, inputs: LockInputs, cutoff: str | None, *, fo
             reasons.append(f"locked at {meta.locked_at}, after exclude-newer {cutoff}")
 
 
+#: What uv says when the interpreter to lock with cannot be found, run or downloaded.
+_NO_INTERPRETER = (
+    "No interpreter found",
+    "Failed to inspect Python interpreter",
+    "No download found",
+    "Failed to install",
+)
+
+
 def _python_request(layer: Layer) -> str:
     """The interpreter uv locks with: the runtime's own implementation and version.
 
@@ -333,6 +342,15 @@ def _resolve(
                 f"{uvsettings.parse_message(exc.stderr)}; see uv's settings reference"
                 " (https://docs.astral.sh/uv/reference/settings/)",
                 path=source,
+            ) from None
+        if any(sign in exc.stderr for sign in _NO_INTERPRETER):
+            raise LockError(
+                f"{graph.path}: cannot lock layer {layer.name}: uv found no Python"
+                f" {_python_request(layer)} to lock with ({str(exc).split(': ', 1)[-1]}); install"
+                " it, or point UV_PYTHON_DOWNLOADS_JSON_URL at a runtime mirror"
+                " (`venvlayers runtime-mirror`)",
+                path=graph.path,
+                line=layer.spec.line,
             ) from None
         pins = [
             (p.name, p.version, state.providers.get(p.name, "a lower layer")) for p in state.lower
