@@ -366,17 +366,7 @@ def step(run: StackRun, row: str, source: Path, rep: int) -> Sample | None:
         fmt = "tar.xz" if row == "publish_xz" else "tar.zst"
         if fmt not in tool.formats:
             return None
-        out = run.current / f"_out-{fmt}"
-        shutil.rmtree(out, ignore_errors=True)
-        sample = run_measured(
-            tool.publish(spec, out, fmt),
-            env=run.warm_env(),
-            cwd=run.current,
-            log=log,
-            budget=tool.budget,
-        )
-        sample.archive_bytes = archive_bytes(out)
-        return sample
+        return measure_publish(run, spec, run.current / f"_out-{fmt}", fmt)
     if row == "noop":
         out = run.current / "_out-tar.xz"
         samples = [
@@ -435,16 +425,7 @@ def step(run: StackRun, row: str, source: Path, rep: int) -> Sample | None:
             target = run.current / "_deployed-bc"
             shutil.rmtree(target, ignore_errors=True)
             return measure_deploy(run, out, target, previous=set())
-        shutil.rmtree(out, ignore_errors=True)
-        sample = run_measured(
-            tool.publish(spec, out, "tar.xz", bytecode=True),
-            env=run.warm_env(),
-            cwd=run.current,
-            log=log,
-            budget=tool.budget,
-        )
-        sample.archive_bytes = archive_bytes(out)
-        return sample
+        return measure_publish(run, spec, out, "tar.xz", bytecode=True)
     raise ValueError(row)
 
 
@@ -462,6 +443,22 @@ def file_states(folder: Path) -> dict[str, tuple[int, int, int]]:
 
 def archive_digests(out: Path) -> set[str]:
     return set(previous_by_name(out).values())
+
+
+def measure_publish(
+    run: StackRun, spec: Path, out: Path, fmt: str, *, bytecode: bool = False
+) -> Sample:
+    """Publish ``spec`` into a fresh ``out`` as ``fmt``; the sample carries the archive bytes."""
+    shutil.rmtree(out, ignore_errors=True)
+    sample = run_measured(
+        run.tool.publish(spec, out, fmt, bytecode=bytecode),
+        env=run.warm_env(),
+        cwd=run.current or out,
+        log=run.log,
+        budget=run.tool.budget,
+    )
+    sample.archive_bytes = archive_bytes(out)
+    return sample
 
 
 def measure_deploy(
