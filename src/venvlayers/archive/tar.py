@@ -102,12 +102,26 @@ def _tar_layout(job: ArchiveJob) -> tuple[list[_Part], int, list[tuple[int, int]
 Compressor = lzma.LZMACompressor | zstd.ZstdCompressor
 
 
+@dataclass(frozen=True)
+class _Compressed:
+    """One segment compressed: its pieces as the compressor gave them (not joined: a big
+    zstd frame is tens of MiB, and joining would hold it twice), and how many file bytes
+    it holds (for progress)."""
+
+    pieces: list[bytes]
+    content: int
+
+    @property
+    def size(self) -> int:
+        return sum(len(piece) for piece in self.pieces)
+
+
 def _compress_run(
     parts: list[_Part], starts: list[int], begin: int, end: int, make: Callable[[], Compressor]
-) -> tuple[bytes, int]:
+) -> _Compressed:
     """The tar stream's bytes ``begin:end``, read from the files, as one xz stream or zstd
-    frame; and how many file bytes it holds (for progress)."""
-    out = []
+    frame."""
+    out: list[bytes] = []
     content = 0
     compressor = make()
     # headers and small files gathered into ~1 MiB feeds: fewer, larger encoder calls
@@ -129,12 +143,12 @@ def _compress_run(
         index += 1
     out.append(compressor.compress(feed))
     out.append(compressor.flush())
-    return b"".join(out), content
+    return _Compressed([piece for piece in out if piece], content)
 
 
 def _xz_run(
     parts: list[_Part], starts: list[int], begin: int, end: int, filters: list[dict[str, int]]
-) -> tuple[bytes, int]:
+) -> _Compressed:
     with _XZ_ENCODERS:
         return _compress_run(
             parts,
@@ -147,7 +161,7 @@ def _xz_run(
         )
 
 
-_Run = Callable[[list[_Part], list[int], int, int], tuple[bytes, int]]
+_Run = Callable[[list[_Part], list[int], int, int], _Compressed]
 
 
 def _write_segments(job: ArchiveJob, fmt: ArchiveFormat, run: _Run) -> TarLayout:
@@ -162,16 +176,19 @@ def _write_segments(job: ArchiveJob, fmt: ArchiveFormat, run: _Run) -> TarLayout
     segments: list[Segment] = []
     written = 0
 
-    def sink(result: tuple[bytes, int]) -> None:
+    def sink(result: _Compressed) -> None:
         nonlocal written
         begin, end = bounds[len(segments)]
-        out.write(result[0])
-        segments.append(Segment(begin, end, written, written + len(result[0])))
-        written += len(result[0])
-        progress.advance(result[1])
+        size = result.size
+        for piece in result.pieces:
+            out.write(piece)
+        result.pieces.clear()  # let the pieces go now, not when the queue moves on
+        segments.append(Segment(begin, end, written, written + size))
+        written += size
+        progress.advance(result.content)
 
     threads = min(job.threads, tuning.XZ_MAX_THREADS)
-    ordered: Ordered[tuple[bytes, int]] = Ordered(_xz_pool(threads), threads + 1, sink)
+    ordered: Ordered[_Compressed] = Ordered(_xz_pool(threads), threads + 1, sink)
     try:
         for begin, end in bounds:
             ordered.submit(functools.partial(run, parts, starts, begin, end))
@@ -213,16 +230,18 @@ def zstd_window_log(size: int) -> int:
 
 def _zstd_run(
     parts: list[_Part], starts: list[int], begin: int, end: int, threads: int = 1
-) -> tuple[bytes, int]:
+) -> _Compressed:
     # At least one worker: zstd's single-threaded mode writes other bytes, and with any
     # worker count the bytes are the same. Small frames run side by side on the pool; a
     # frame of several jobs uses zstd's own workers.
     job = tuning.ZSTD_OPTIONS[zstd.CompressionParameter.job_size]
     workers = min(threads, zstd.CompressionParameter.nb_workers.bounds()[1])
+    big = end - begin > 2 * job  # by size alone: the bytes must not depend on the cores
     options = {
         **tuning.ZSTD_OPTIONS,
+        **(tuning.ZSTD_BIG_FRAME_OPTIONS if big else {}),
         zstd.CompressionParameter.window_log: zstd_window_log(end - begin),
-        zstd.CompressionParameter.nb_workers: max(1, workers if end - begin > 2 * job else 1),
+        zstd.CompressionParameter.nb_workers: max(1, workers if big else 1),
     }
     if options[zstd.CompressionParameter.nb_workers] == 1:
         return _compress_run(

@@ -26,6 +26,7 @@ from venvlayers.archive.units import OTHER, ArchiveLayout, plan_units
 from venvlayers.archive.zip import write_zip
 from venvlayers.core.errors import ArchiveError
 from venvlayers.core.fsutil import atomic_path, sha256_file
+from venvlayers.core.memory import return_big_blocks
 
 # --- public writing API -----------------------------------------------------------------
 
@@ -72,6 +73,7 @@ def write_archive(
         raise ArchiveError(f"{archive_path}: archive mtime must not be negative (got {mtime}).")
     if not source_dir.is_dir():
         raise ArchiveError(f"{source_dir}: cannot archive it, it is not a folder.")
+    return_big_blocks()  # compressors' buffers come and go: keep them out of the heap
     entries = scan_tree(source_dir, exclude)
     # members unit by unit in every format (tar writers start a stream/frame at each)
     units = plan_units(entries)
