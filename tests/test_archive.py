@@ -416,6 +416,33 @@ def test_round_trip_keeps_content_modes_and_symlinks(tmp_path: Path, fmt: Archiv
     assert sorted(p.name for p in (tmp_path / "deploy").iterdir()) == ["layer"]
 
 
+@pytest.mark.parametrize("fmt", ALL_FORMATS, ids=lambda f: f.value)
+def test_unpacked_modes_and_bytes_do_not_depend_on_the_umask(
+    tmp_path: Path, fmt: ArchiveFormat
+) -> None:
+    """Files are written straight to their descriptor, the mode set on it: a strict umask
+    changes nothing; an empty file and one larger than a read piece come out whole."""
+    src = make_tree(tmp_path / "src")
+    (src / "lib" / "empty.py").write_bytes(b"")
+    (src / "lib" / "large.bin").write_bytes(hashlib.sha256(b"x").digest() * 70_000)  # > 2 MiB
+    out = tmp_path / f"a{archive_suffix(fmt)}"
+    info = write(src, out, fmt)
+    old = os.umask(0o077)
+    try:
+        dest = extract_archive(
+            out, tmp_path / "deploy", expected_root="layer", expected_sha256=info.sha256
+        )
+    finally:
+        os.umask(old)
+    assert snapshot(dest) == snapshot(src)
+    for path in [dest, *dest.rglob("*")]:
+        if path.is_symlink():
+            continue
+        mode = stat.S_IMODE(path.stat().st_mode)
+        executable = path.is_dir() or path.name == "tool"
+        assert mode == (0o755 if executable else 0o644), path
+
+
 def test_existing_destination_needs_replace(tmp_path: Path) -> None:
     src = make_tree(tmp_path / "src")
     out = tmp_path / "a.zip"

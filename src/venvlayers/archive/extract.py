@@ -191,22 +191,37 @@ class _Extractor:
     def write_new(
         self, m: Member, target: Path, mode: int, src: IO[bytes], head: Iterable[bytes]
     ) -> None:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-        flags |= getattr(os, "O_BINARY", 0)
-        fd = os.open(target, flags, 0o600)
-        with os.fdopen(fd, "wb") as out:
+        # Straight to the descriptor (no buffered file object: its isatty and seek calls
+        # cost more than the write of a small file); the mode set on the descriptor.
+        fd = os.open(target, _CREATE, 0o600)
+        try:
             written = 0
             for piece in itertools.chain(head, iter(lambda: src.read(READ_SIZE), b"")):
-                out.write(piece)
+                view = memoryview(piece)
+                while view:
+                    view = view[os.write(fd, view) :]
                 written += len(piece)
             if written != m.size:
                 raise corrupt(self.archive, EOFError(f"{written} of {m.size} bytes"), m.name)
-        os.chmod(target, mode)
+            _set_mode(fd, target, mode)
+        finally:
+            os.close(fd)
 
     def link_bytecode(self) -> None:
         """Bring the bytecode of every reused source file along (see ``_Reuse``)."""
         if self.reuse is not None:
             self.reuse.link_bytecode(self.stage, self.seen)
+
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+_CREATE |= getattr(os, "O_BINARY", 0)
+
+
+def _set_mode(fd: int, path: Path, mode: int) -> None:
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, mode)
+    else:  # Windows: by path (only the read-only bit means anything there)
+        os.chmod(path, mode)
 
 
 def _same_bytes(src: IO[bytes], old: IO[bytes], size: int) -> tuple[bool, int, bytes]:
