@@ -93,6 +93,31 @@ def test_units_follow_each_distributions_record(tmp_path: Path) -> None:
     assert "empty.txt" in names["(other)"]
 
 
+def test_inside_a_unit_like_files_sit_together(tmp_path: Path) -> None:
+    from venvlayers.archive.scan import scan_tree
+
+    root = tmp_path / "layer"
+    files = {
+        "pkg/a.py": b"A = 1\n",
+        "pkg/_core.cpython-312-x86_64-linux-gnu.so": b"\x7fELF",
+        "pkg/b.py": b"B = 2\n",
+        "pkg.libs/libblas-1a2b.so.3.1": b"\x7fELF",
+        "pkg/data.json": b"{}",
+        "pkg/z.pyi": b"Z: int\n",
+    }
+    _dist(root, "pkg", "1.0", {rel: data * 40_000 for rel, data in files.items()})
+    unit = next(u for u in plan_units(scan_tree(root, None)) if "pkg-1.0" in u.name)
+    order = [e.rel.removeprefix(f"{SITE}/") for e in unit.entries]
+    # kinds in suffix order (.json, .py, .pyi, no suffix for RECORD/METADATA...), libraries
+    # (versioned ones too) last, paths sorted inside each kind
+    assert order[-2:] == [
+        "pkg.libs/libblas-1a2b.so.3.1",
+        "pkg/_core.cpython-312-x86_64-linux-gnu.so",
+    ]
+    assert order.index("pkg/a.py") + 1 == order.index("pkg/b.py")
+    assert order.index("pkg/data.json") < order.index("pkg/a.py") < order.index("pkg/z.pyi")
+
+
 @pytest.mark.parametrize("fmt", [ArchiveFormat.TAR_XZ, ArchiveFormat.TAR_ZST])
 def test_every_file_decodes_from_its_index_range(
     tmp_path: Path, fmt: ArchiveFormat, monkeypatch: pytest.MonkeyPatch
