@@ -196,3 +196,29 @@ stale = [path for path in sys.argv[2:] if not module.up_to_date(path)]
 print(*stale, sep="\\n")
 sys.exit(1 if stale else 0)
 """
+
+
+def test_bytecode_of_another_python_is_checked_without_starting_it(tmp_path: Path) -> None:
+    """The compile pass reads a runtime's cache tag and magic number from its deployed
+    ``os`` pyc, and checks pycs against them in process: a runtime of another Python
+    version whose bytecode is all valid is never started."""
+    from venvlayers.deploy.bytecode import runtime_bytecode
+    from venvlayers.layer_scripts import compile_bytecode
+
+    magic = b"\x99\x0d\x0d\x0a"
+    lib = tmp_path / "rt" / "lib" / "python3.99"
+    (lib / "__pycache__").mkdir(parents=True)
+    python = tmp_path / "rt" / "bin" / "python3.99"
+    python.parent.mkdir()
+    assert runtime_bytecode(python) is None  # no bytecode deployed: it compiles its own
+    (lib / "os.py").write_text("X = 1\n")
+    (lib / "__pycache__" / "os.cpython-399.opt-1.pyc").write_bytes(b"\0\0\0\0" + bytes(12))
+    (lib / "__pycache__" / "os.cpython-399.pyc").write_bytes(
+        magic + struct.pack("<L", UNCHECKED_HASH) + bytes(8)
+    )
+    assert runtime_bytecode(python) == ("cpython-399", magic)
+    source = str(lib / "os.py")
+    assert compile_bytecode.up_to_date(source, "cpython-399", magic)
+    assert not compile_bytecode.up_to_date(source, "cpython-399", b"\x98\x0d\x0d\x0a")
+    assert not compile_bytecode.up_to_date(source, "cpython-398", magic)
+    assert not compile_bytecode.up_to_date(source)  # not this Python's bytecode

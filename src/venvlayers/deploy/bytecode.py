@@ -10,16 +10,19 @@ one process pool, the runtimes' pools running side by side. The files compiled, 
 (``layer_scripts/compile_bytecode.py``, run by path). Files whose bytecode is already
 valid are skipped before any worker starts: those hard-linked from the previous
 deployment with their bytecode, and every file of a layer published with ``--bytecode``
-(its archive holds unchecked-hash pycs), so deploying such a stack compiles nothing. A
-few files (an app-only update's) are compiled in this process instead, when it writes
-exactly what the runtime would (the runtime's deployed bytecode has our cache tag and
-magic number): the update then starts no interpreter.
+(its archive holds unchecked-hash pycs), so deploying such a stack compiles nothing.
+That check runs in this process, against the runtime's cache tag and magic number (read
+from its deployed ``os`` bytecode), so a runtime with nothing to compile is never
+started, whatever its Python version. A few files (an app-only update's) are compiled in
+this process too, when it writes exactly what the runtime would (same tag and magic):
+the update then starts no interpreter.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -62,7 +65,7 @@ IN_PROCESS_FILES = 64
 
 
 def _compile(base_python: Path, folders: list[str]) -> None:
-    if _compiled_here(base_python, folders):
+    if _checked_here(base_python, folders):
         return
     # -S -B: the compiler needs no site-packages and writes no bytecode of its own
     run_process(
@@ -72,31 +75,48 @@ def _compile(base_python: Path, folders: list[str]) -> None:
     )
 
 
-def _compiled_here(base_python: Path, folders: list[str]) -> bool:
-    """Compile a few files in this process, sparing an app-only update the runtime's start:
-    only when this interpreter writes exactly what ``base_python`` would (the runtime's own
-    ``os`` bytecode, already deployed, has our cache tag and magic number; no ``-O``)."""
-    if sys.flags.optimize or not _same_bytecode(base_python):
+def _checked_here(base_python: Path, folders: list[str]) -> bool:
+    """Whether this process did the work, sparing the runtime's start: every file's
+    bytecode found valid for the runtime (its cache tag and magic number read from its own
+    deployed ``os`` bytecode: a ``--bytecode`` stack, of any Python version), or a few
+    files compiled here when this interpreter writes exactly what ``base_python`` would
+    (same tag and magic; no ``-O``): an app-only update."""
+    runtime = runtime_bytecode(base_python)
+    if runtime is None:
         return False
+    tag, magic = runtime
     jobs = compile_bytecode.files_to_compile(folders)
-    todo = [job for job in jobs if not compile_bytecode.up_to_date(job[0])]
-    if len(todo) > IN_PROCESS_FILES:
+    todo = [job for job in jobs if not compile_bytecode.up_to_date(job[0], tag, magic)]
+    if not todo:
+        return True
+    same = tag == sys.implementation.cache_tag and magic == importlib.util.MAGIC_NUMBER
+    if sys.flags.optimize or not same or len(todo) > IN_PROCESS_FILES:
         return False
     for job in todo:
         compile_bytecode.compile_one(job)
     return True
 
 
-def _same_bytecode(base_python: Path) -> bool:
-    tag = sys.implementation.cache_tag
-    if tag is None:
-        return False
+_OS_PYC = re.compile(r"os\.([a-z]+-[0-9]+)\.pyc")
+
+
+def runtime_bytecode(base_python: Path) -> tuple[str, bytes] | None:
+    """The cache tag and magic number of ``base_python``'s bytecode, from the runtime's own
+    deployed ``os`` pyc (None: it has none, it is compiled by this pass)."""
     root = base_python.parent if os.name == "nt" else base_python.parent.parent
     libs = [root / "Lib"] if os.name == "nt" else sorted((root / "lib").glob("python3*"))
     for lib in libs:
         try:
-            with (lib / "__pycache__" / f"os.{tag}.pyc").open("rb") as pyc:
-                return pyc.read(4) == importlib.util.MAGIC_NUMBER
+            names = sorted(os.listdir(lib / "__pycache__"))
         except OSError:
             continue
-    return False
+        for name in names:
+            if found := _OS_PYC.fullmatch(name):
+                try:
+                    with (lib / "__pycache__" / name).open("rb") as pyc:
+                        magic = pyc.read(4)
+                except OSError:
+                    continue
+                if len(magic) == 4:
+                    return found[1], magic
+    return None

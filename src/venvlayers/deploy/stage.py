@@ -18,7 +18,7 @@ made the cheapest way that stays correct:
   the same layer are hard-linked from it with their bytecode (``extract_archive``'s
   ``reuse_from``), so the compile pass compiles only what is new.
 
-Layers are made side by side, then linked for their final place (venvlayers' own
+Layers are made side by side (the largest archive first), then linked for their final place (venvlayers' own
 ``postinstall.link_layer``, in process: with bytecode left to ``compile_layers`` it only
 writes configuration files), then compiled in one pass over every core.
 """
@@ -89,20 +89,23 @@ def stage_layers(staging: Path, plan: StagePlan, say: Callable[[str], None]) -> 
     """Fill ``staging`` (a new folder in ``deployments``) with every layer of ``plan``."""
     changed = {i.install_target for i in plan.changed}
     moved = set(changed)  # layers that are not where the current deployment has them
-    jobs: list[Callable[[], object]] = []
+    jobs: list[tuple[int, Callable[[], object]]] = []  # (bytes to unpack, job)
     for item in plan.layers:  # lowest first
         name = item.install_target
         home = home_link(plan.current, name) if plan.current is not None else None
         if name in changed or home is None:
-            jobs.append(_unpack_job(staging, plan, item, say))
+            jobs.append((item.archive_size or 0, _unpack_job(staging, plan, item, say)))
         elif not lower_layers(item, plan.layers) & moved:
             os.symlink(home, staging / name, target_is_directory=True)
         else:
             moved.add(name)
-            jobs.append(_copy_job(staging / home, staging / name))
+            jobs.append((0, _copy_job(staging / home, staging / name)))
     if jobs:
+        # largest archive first: the big framework starts at once, the small layers fill
+        # the other threads around it (lowest first, it waited for a runtime)
+        jobs.sort(key=lambda job: -job[0])  # stable: equal sizes keep their order
         with ThreadPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
-            for future in [pool.submit(job) for job in jobs]:
+            for future in [pool.submit(job) for _, job in jobs]:
                 future.result()
     todo = [i for i in plan.layers if i.install_target in changed]
     deployed = {staging / i.install_target: plan.target / i.install_target for i in todo}

@@ -48,17 +48,23 @@ def files_to_compile(pairs: list[str]) -> list[tuple[str, str]]:
     return jobs
 
 
-def up_to_date(path: str) -> bool:
+def up_to_date(path: str, cache_tag: str | None = None, magic: bytes | None = None) -> bool:
     """A valid pyc is there already: compileall's own timestamp test (magic, flags 0,
     source mtime), or any hash-based pyc of this Python (reused files brought their
-    bytecode; a bytecode archive brought its own)."""
+    bytecode; a bytecode archive brought its own). ``cache_tag`` and ``magic``: those of
+    another Python (default: this one's), asked without starting it."""
     try:
         mtime = int(os.stat(path).st_mtime)
-        with open(importlib.util.cache_from_source(path), "rb") as pyc:
+        if cache_tag is None:
+            cached = importlib.util.cache_from_source(path)
+        else:
+            folder, name = os.path.split(path)
+            cached = os.path.join(folder, "__pycache__", f"{name[:-3]}.{cache_tag}.pyc")
+        with open(cached, "rb") as pyc:
             head = pyc.read(12)
     except (OSError, ValueError, NotImplementedError):
         return False
-    if len(head) < 12 or head[:4] != importlib.util.MAGIC_NUMBER:
+    if len(head) < 12 or head[:4] != (magic or importlib.util.MAGIC_NUMBER):
         return False
     (flags,) = struct.unpack("<L", head[4:8])
     if flags & _HASH_BASED:
