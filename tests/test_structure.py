@@ -150,3 +150,15 @@ def test_trees_are_removed_without_recursion() -> None:
         and path.name != "rmtree.py"
     ]
     assert users == []
+
+
+def test_the_noop_replay_loads_no_stage() -> None:
+    # `python -m venvlayers` starts in cli/replay: a replayed no-op loads nothing else of
+    # venvlayers and no third-party package (cli.commands only when it runs in full)
+    code = "import sys, venvlayers.cli.replay\nprint(sorted(sys.modules))\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(eval(done.stdout))
+    ours = {m for m in loaded if m.startswith("venvlayers")}
+    assert ours == {"venvlayers", "venvlayers.cli", "venvlayers.cli.replay"}
+    roots = {m.split(".")[0] for m in loaded}
+    assert roots <= set(sys.stdlib_module_names) | {"venvlayers", "__main__", "_distutils_hack"}

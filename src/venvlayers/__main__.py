@@ -1,3 +1,3 @@
-from venvlayers.cli.commands import main
+from venvlayers.cli.replay import main
 
 raise SystemExit(main())

@@ -11,6 +11,7 @@ merge skip hidden files.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -22,15 +23,23 @@ _DEBRIS_FILE = re.compile(r"^\..+\.(?:[A-Za-z0-9_]{8}\.tmp|partial\.(?:tar\.xz|t
 _DEBRIS_DIR = re.compile(r"^\..+\.(?:old|partial)$")
 #: build-folder subfolders that only ever hold one run's scratch work
 SCRATCH_DIRS = ("_stage",)
+#: Folders being listed only to find debris (dot names) and subfolders: ``cli/replay``
+#: notes such a listing by those names alone, so a new stamp or archive beside them (a
+#: publish into another folder) is no change to a recorded no-op
+SCANNING: set[str] = set()
 
 
 def clean_folder(folder: Path, *, depth: int = 0) -> list[Path]:
     """Remove debris in ``folder`` (and ``depth`` levels of subfolders); return what went."""
     removed: list[Path] = []
+    where = os.path.abspath(folder)
+    SCANNING.add(where)
     try:
         entries = sorted(folder.iterdir())
     except OSError:
         return removed
+    finally:
+        SCANNING.discard(where)
     for entry in entries:
         try:
             if entry.is_symlink() or entry.is_file():

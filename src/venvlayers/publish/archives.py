@@ -6,6 +6,7 @@ archived, and described by its metadata; unchanged archives are reused.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable, Collection
@@ -125,6 +126,9 @@ def publish_stack(
     # (~100 MiB each for xz) in memory.
     with ThreadPoolExecutor(max_workers=max(1, min(len(selected), 2))) as pool:
         published = list(pool.map(publisher.publish, selected))
+    if folder.stage.is_dir():  # scratch space emptied layer by layer: not left to tidy
+        with contextlib.suppress(OSError):
+            folder.stage.rmdir()
     meta = publisher.meta
     write_stack_metadata(
         meta, [(layer, item.metadata) for item, layer in zip(published, selected, strict=True)]
