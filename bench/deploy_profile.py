@@ -2,6 +2,7 @@
 
     uv run python bench/deploy_profile.py setup   [--work-dir DIR]
     uv run python bench/deploy_profile.py time    [--work-dir DIR] [--reps N] [--only NAME]
+                                                  [--baseline OTHER_CHECKOUT/src]
     uv run python bench/deploy_profile.py profile [--work-dir DIR] --only NAME
 
 ``setup`` locks, builds and publishes ``bench/stacks/realistic`` (PyPI as of
@@ -10,7 +11,7 @@
 an empty target ``--reps`` times (``venvlayers deploy --from <folder>``, without
 ``PYTHONDONTWRITEBYTECODE``, as a user runs it) and prints the median wall and CPU seconds
 (the deploy's own process and every child it waited for: ``RUSAGE_CHILDREN``), and for
-the default the time ``--no-compile`` takes. ``profile`` runs one deploy in process under
+plain tar.xz and tar.zst the time ``--no-compile`` takes. ``profile`` runs one deploy in process under
 cProfile; ``phases`` runs one in process and prints each stage function's wall and CPU
 seconds.
 The machine is shared: compare CPU seconds as well as wall.
@@ -84,11 +85,16 @@ def setup(work: Path) -> None:
         partial.rename(out)
 
 
-def deploy_once(work: Path, name: str, *flags: str) -> tuple[float, float]:
-    """Wall and CPU seconds (this child and its children) of one first deploy."""
+def deploy_once(
+    work: Path, name: str, *flags: str, source_tree: Path | None = None
+) -> tuple[float, float]:
+    """Wall and CPU seconds (this child and its children) of one first deploy;
+    ``source_tree``: another checkout's ``src`` to run instead of this one."""
     target = work / "targets" / name
     shutil.rmtree(target, ignore_errors=True)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    if source_tree is not None:
+        env["PYTHONPATH"] = str(source_tree)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     source, into = str(work / f"out-{name}"), str(target)
@@ -116,19 +122,32 @@ def deploy_once(work: Path, name: str, *flags: str) -> tuple[float, float]:
     return wall, cpu
 
 
-def time_all(work: Path, reps: int, only: str | None) -> None:
-    rows = [(n, ()) for n in OUTPUTS] + [("xz", ("--no-compile",))]
-    print("| output | flags | wall s (median) | CPU s (median) | samples (wall/CPU) |")
-    print("|---|---|---|---|---|")
+def time_all(work: Path, reps: int, only: str | None, baseline: Path | None) -> None:
+    """Each row ``reps`` times; with ``baseline`` (another checkout's ``src``) the two
+    trees alternate, run for run, so both see the same load."""
+    rows = [(n, ()) for n in OUTPUTS] + [(n, ("--no-compile",)) for n in ("xz", "zst")]
+    trees: list[tuple[str, Path | None]] = [("this tree", None)]
+    if baseline is not None:
+        trees.insert(0, ("baseline", baseline))
+    print("| output | flags | tree | wall s (median) | CPU s (median) | samples (wall/CPU) |")
+    print("|---|---|---|---|---|---|")
     for name, flags in rows:
         if only and name != only:
             continue
-        deploy_once(work, name, *flags)  # warm the page cache and venvlayers' own bytecode
-        samples = [deploy_once(work, name, *flags) for _ in range(reps)]
-        wall = statistics.median(s[0] for s in samples)
-        cpu = statistics.median(s[1] for s in samples)
-        listing = ", ".join(f"{w:.2f}/{c:.2f}" for w, c in samples)
-        print(f"| {name} | {' '.join(flags)} | {wall:.2f} | {cpu:.2f} | {listing} |", flush=True)
+        samples: dict[str, list[tuple[float, float]]] = {label: [] for label, _ in trees}
+        for _label, tree in trees:  # warm the page cache and each tree's own bytecode
+            deploy_once(work, name, *flags, source_tree=tree)
+        for _ in range(reps):
+            for label, tree in trees:
+                samples[label].append(deploy_once(work, name, *flags, source_tree=tree))
+        for label, values in samples.items():
+            wall = statistics.median(s[0] for s in values)
+            cpu = statistics.median(s[1] for s in values)
+            listing = ", ".join(f"{w:.2f}/{c:.2f}" for w, c in values)
+            print(
+                f"| {name} | {' '.join(flags)} | {label} | {wall:.2f} | {cpu:.2f} | {listing} |",
+                flush=True,
+            )
 
 
 def _timed(module: object, name: str, log: list[str]) -> None:
@@ -198,13 +217,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--only", choices=tuple(OUTPUTS), default=None)
+    parser.add_argument(
+        "--baseline", type=Path, default=None, help="another checkout's src, timed alternately"
+    )
     args = parser.parse_args(argv)
     work = args.work_dir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     if args.action == "setup":
         setup(work)
     elif args.action == "time":
-        time_all(work, args.reps, args.only)
+        time_all(work, args.reps, args.only, args.baseline)
     elif args.action == "phases":
         phases(work, args.only or "xz")
     else:
