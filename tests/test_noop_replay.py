@@ -304,3 +304,16 @@ def test_the_record_of_another_folder_is_not_used(stack: Stack, tmp_path: Path) 
     other = Stack(copy, copy / "venvstacks.toml", copy / "out", stack.env, stack.index)
     done = other.lock()
     assert done.code == 0 and not done.replayed
+
+
+def test_a_damaged_record_runs_in_full(stack: Stack) -> None:
+    records = sorted(Path(stack.env["VENVLAYERS_CACHE_DIR"], "noop").glob("*.json"))
+    assert records
+    for record in records:
+        document = json.loads(record.read_text())
+        document["output"] = [["elsewhere", 1]]
+        record.write_text(json.dumps(document))
+    done = stack.build()
+    assert done.code == 0 and not done.replayed, done.stderr
+    assert "elsewhere" not in done.stdout + done.stderr
+    stack.settle()

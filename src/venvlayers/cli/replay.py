@@ -295,13 +295,38 @@ def _lock_busy(path: str) -> bool:
     return False
 
 
+def _well_formed(record: Any) -> bool:
+    """Whether ``record`` has the shape ``_save`` writes (a damaged one is never replayed)."""
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        return False
+    for kind in OBSERVERS:
+        seen = record.get(kind)
+        if not isinstance(seen, dict) or not all(isinstance(p, str) for p in seen):
+            return False
+    locks, output = record.get("locks"), record.get("output")
+    return (
+        isinstance(locks, list)
+        and all(isinstance(p, str) for p in locks)
+        and isinstance(output, list)
+        and all(
+            isinstance(item, list)
+            and len(item) == 2
+            and item[0] in ("stdout", "stderr")
+            and isinstance(item[1], str)
+            for item in output
+        )
+    )
+
+
 def _replay(record_path: Path) -> bool:
     try:
         record = json.loads(record_path.read_bytes())
     except FileNotFoundError:
         return _debug(f"no record {record_path.name}: running in full")
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        return False
+    if not _well_formed(record):
+        return _debug(
+            f"record {record_path.name} is not one this venvlayers wrote: running in full"
+        )
     if not _still_true(record):
         return False
     streams = {"stdout": sys.stdout, "stderr": sys.stderr}
