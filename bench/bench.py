@@ -291,6 +291,8 @@ ROWS = (
     "deploy_first_nobc",
     "publish_xz_bc",
     "deploy_first_bc",
+    "publish_zst_bc",
+    "deploy_first_zst_bc",
 )
 ROW_TITLES = {
     "lock_cold": "lock (cold cache)",
@@ -305,6 +307,8 @@ ROW_TITLES = {
     "deploy_first_nobc": "deploy (first, no bytecode; ref: its normal first deploy)",
     "publish_xz_bc": "publish tar.xz --bytecode (vs ref tar.xz)",
     "deploy_first_bc": "deploy (first, --bytecode archives; ref: its normal first deploy)",
+    "publish_zst_bc": "publish tar.zst --bytecode (vs ref tar.xz)",
+    "deploy_first_zst_bc": "deploy (first, tar.zst --bytecode archives; ref: its normal first deploy)",
 }
 
 
@@ -417,15 +421,16 @@ def step(run: StackRun, row: str, source: Path, rep: int) -> Sample | None:
         out, target = run.current / "_out-tar.xz", run.current / "_deployed-nobc"
         shutil.rmtree(target, ignore_errors=True)
         return measure_deploy(run, out, target, previous=set(), no_compile=True)
-    if row in ("publish_xz_bc", "deploy_first_bc"):
-        if not tool.bytecode:
+    if row in ("publish_xz_bc", "deploy_first_bc", "publish_zst_bc", "deploy_first_zst_bc"):
+        fmt = "tar.zst" if "zst" in row else "tar.xz"
+        if not tool.bytecode or fmt not in tool.formats:
             return None  # compared with the reference's publish_xz / deploy_first rows
-        out = run.current / "_out-tar.xz-bytecode"
-        if row == "deploy_first_bc":
-            target = run.current / "_deployed-bc"
+        out = run.current / f"_out-{fmt}-bytecode"
+        if row.startswith("deploy"):
+            target = run.current / f"_deployed-bc-{fmt}"
             shutil.rmtree(target, ignore_errors=True)
             return measure_deploy(run, out, target, previous=set())
-        return measure_publish(run, spec, out, "tar.xz", bytecode=True)
+        return measure_publish(run, spec, out, fmt, bytecode=True)
     raise ValueError(row)
 
 
@@ -719,9 +724,13 @@ def summarize(runs: dict[str, StackRun]) -> Table:
             samples = run.samples.get(row, [])
             if tool_name == REFERENCE and row == "publish_zst":
                 samples = run.samples.get("publish_xz", [])
-            if tool_name == REFERENCE and row in ("deploy_first_nobc", "deploy_first_bc"):
+            if tool_name == REFERENCE and row in (
+                "deploy_first_nobc",
+                "deploy_first_bc",
+                "deploy_first_zst_bc",
+            ):
                 samples = run.samples.get("deploy_first", [])
-            if tool_name == REFERENCE and row == "publish_xz_bc":
+            if tool_name == REFERENCE and row in ("publish_xz_bc", "publish_zst_bc"):
                 samples = run.samples.get("publish_xz", [])
             rss = median(samples, "rss_kib")
             table[row][tool_name] = {
@@ -893,6 +902,13 @@ def check_targets(table: Table) -> list[Target]:
             f"{_fmt(col('deploy_first_bc', VENVLAYERS, 'seconds'), '.2f')} s; archives "
             f"{_fmt(ratio(col('publish_xz_bc', VENVLAYERS, 'archive_bytes'), col('publish_xz', VENVLAYERS, 'archive_bytes')), '.3f')}x"
             " the default's",
+        ),
+        Target(
+            "deploy (first) <= 3 s from `publish --format tar.zst --bytecode` archives",
+            holds((col("deploy_first_zst_bc", VENVLAYERS, "seconds"), 3.0)),
+            f"{_fmt(col('deploy_first_zst_bc', VENVLAYERS, 'seconds'), '.2f')} s; archives "
+            f"{_fmt(ratio(col('publish_zst_bc', VENVLAYERS, 'archive_bytes'), col('publish_xz', VENVLAYERS, 'archive_bytes')), '.3f')}x"
+            " the default's tar.xz",
         ),
     ]
 
