@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -326,5 +327,52 @@ def test_deploy_updates_a_framework_from_ranges_and_refuses_a_corrupt_one(
     assert archive_requests and all(r.status == 206 for r in archive_requests)
     assert fetched < whole / 2
     assert run_app(target, "app-one").startswith("one v1 delta-2.0.0")  # the new alpha
+    assert deploy("--rollback", "--target", target) == 0
+    assert run_app(target, "app-one").startswith("one v1 2.0.0")
+
+
+@pytest.mark.slow
+def test_deploy_from_a_folder_reads_only_the_changed_ranges_in_place(
+    deploy_versions: Versions, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from venvlayers.formats.layer_index import load_index
+
+    served = tmp_path / "served"
+    served.mkdir()
+    shutil.copytree(deploy_versions.v1, served / "v1", copy_function=os.link)
+    name = _framework_update(deploy_versions, served)
+    target = tmp_path / "target"
+    assert deploy("--from", served / "v1", "--target", target) == 0
+    before = snapshot(target)
+
+    # the changed file's bytes damaged in the local archive (same size): refused, exit 2
+    archive = served / "v3" / name
+    good = archive.read_bytes()
+    index_file = archive.with_name(name.removesuffix(".tar.xz") + ".index.json.xz")
+    data = index_file.read_bytes()
+    index = load_index(data, hashlib.sha256(data).hexdigest(), index_file.name)
+    (changed,) = [e for e in index.entries if e.path.endswith("alpha/__init__.py")]
+    assert changed.range is not None
+    start, end = changed.range
+    damaged = bytearray(good)
+    for offset in range(start + 64, end - 64, 97):
+        damaged[offset] ^= 0x55
+    archive.unlink()
+    archive.write_bytes(bytes(damaged))
+    capsys.readouterr()
+    assert deploy("--from", served / "v3", "--target", target) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "range(s)" in err, err
+    assert snapshot(target) == before
+
+    # intact: only the ranges holding what changed are decoded, and the app sees the change
+    archive.unlink()
+    archive.write_bytes(good)
+    assert deploy("--from", served / "v3", "--target", target) == 0
+    err = capsys.readouterr().err
+    assert "changed ranges" in err and f"of {name}" in err, err
+    share = re.search(r"reading \d+ range\(s\), (\d+) of (\d+) bytes", err)
+    assert share is not None and int(share[1]) < int(share[2]) / 2, err
+    assert run_app(target, "app-one").startswith("one v1 delta-2.0.0")
     assert deploy("--rollback", "--target", target) == 0
     assert run_app(target, "app-one").startswith("one v1 2.0.0")

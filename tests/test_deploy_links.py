@@ -88,7 +88,12 @@ def repack(
     for entries in data["layers"].values():
         for entry in entries:
             if entry["install_target"] == layer:
-                entry.update(archive_size=path.stat().st_size, archive_hashes={"sha256": digest})
+                # a repacked archive has no layer index (the old one describes the old one)
+                entry.update(
+                    archive_size=path.stat().st_size,
+                    archive_hashes={"sha256": digest},
+                    venvlayers_index=None,
+                )
     manifest.unlink()  # copies share the original's inode
     manifest.write_text(json.dumps(data, indent=2))
 

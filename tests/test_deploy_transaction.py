@@ -43,8 +43,13 @@ def repack_without(folder: Path, layer: str, dropped: str) -> None:
     path.unlink()
     fresh.rename(path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    # a hand-made archive has no layer index (the old one describes the old archive)
     edit_manifest(
-        folder, layer, archive_size=path.stat().st_size, archive_hashes={"sha256": digest}
+        folder,
+        layer,
+        archive_size=path.stat().st_size,
+        archive_hashes={"sha256": digest},
+        venvlayers_index=None,
     )
 
 

@@ -102,7 +102,12 @@ def rewrite_layer(
     for entries in data["layers"].values():
         for entry in entries:
             if entry["install_target"] == layer:
-                entry.update(archive_size=path.stat().st_size, archive_hashes={"sha256": digest})
+                # a rewritten archive has no layer index (the old one describes the old one)
+                entry.update(
+                    archive_size=path.stat().st_size,
+                    archive_hashes={"sha256": digest},
+                    venvlayers_index=None,
+                )
     manifest.unlink()
     manifest.write_text(json.dumps(data, indent=2))
     return folder

@@ -14,9 +14,13 @@ in the metadata):
    read, and the tree is the index's exactly, so a bad range, a changed deployed file or
    a lying server fails the deploy (exit 2) before the switch.
 
-No index, a local archive, no deployed version, a server without ``Range``, or ranges
-adding up to more than ``MAX_SHARE`` of the archive: ``plan_delta`` returns None and the
-whole archive is fetched as before.
+An archive in a folder (``deploy --from DIR``) is read the same way, in place: only its
+ranges holding what changed are decoded (an app-only update of the realistic bench stack
+decoded 5.9 MB of xz before, to change one file).
+
+No index, no deployed version, a server without ``Range``, or ranges adding up to more
+than ``MAX_SHARE`` of the archive: ``plan_delta`` returns None and the whole archive is
+fetched (or read) as before.
 """
 
 from __future__ import annotations
@@ -57,7 +61,8 @@ class DeltaPlan:
     reused: set[str]
     """Paths whose bytes come from ``base``."""
     ranges: Path
-    """A sparse file of the archive's size holding the fetched ranges at their offsets."""
+    """A sparse file of the archive's size holding the fetched ranges at their offsets
+    (for an archive in a folder: that archive)."""
     stats: RangeStats = field(default_factory=RangeStats)
 
     def members(self) -> Iterator[Member]:
@@ -223,7 +228,9 @@ def plan_delta(
     """Fetch what ``item``'s new archive holds that ``base`` (its deployed version) does
     not; None: fetch the whole archive instead."""
     ref = item.venvlayers_index
-    if ref is None or where.download is None or index_source is None or base is None:
+    if ref is None or index_source is None or base is None:
+        return None
+    if where.download is None and where.local is None:
         return None
     if not base.is_dir() or item.archive_size is None:
         return None
@@ -259,6 +266,17 @@ def plan_delta(
     if need > MAX_SHARE * item.archive_size:
         reporter.info(f"{name}: {need} of {item.archive_size} bytes changed; whole archive")
         return None
+    if where.local is not None:
+        # the archive is here: its ranges are read in place (each file is checked against
+        # the index as it is read, the index against the metadata)
+        if where.local.stat().st_size != item.archive_size:
+            return None  # the whole-archive path names the size mismatch
+        reporter.info(
+            f"{name}: {len(reused)} of {len(files)} files unchanged; reading {len(ranges)} "
+            f"range(s), {need} of {item.archive_size} bytes, of {where.local.name}"
+        )
+        return DeltaPlan(item, index, base, reused, where.local)
+    assert where.download is not None
     partial = downloader.cache / "partial"
     partial.mkdir(parents=True, exist_ok=True)
     holder = partial / f"{item.archive_sha256}.ranges"

@@ -176,8 +176,8 @@ def _fetch(
         ref = item.venvlayers_index
         base = current / item.install_target if current is not None else None
         delta = None
-        if ref is not None and where.download is not None and base is not None:
-            from venvlayers.deploy.delta import plan_delta  # only for a download
+        if ref is not None and base is not None:
+            from venvlayers.deploy.delta import plan_delta  # only for an update
 
             beside = source.beside(ref.name, ref.sha256)
             delta = plan_delta(item, where, beside, base, downloader, reporter)
