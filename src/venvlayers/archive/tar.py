@@ -236,12 +236,15 @@ def _zstd_run(
     # frame of several jobs uses zstd's own workers.
     job = tuning.ZSTD_OPTIONS[zstd.CompressionParameter.job_size]
     workers = min(threads, zstd.CompressionParameter.nb_workers.bounds()[1])
-    big = end - begin > 2 * job  # by size alone: the bytes must not depend on the cores
+    # by size alone: the bytes must not depend on the cores (zstd's bytes do not depend on
+    # its worker count, so a frame of two jobs, a runtime's, shares them too)
+    big = end - begin > 2 * job
+    several_jobs = end - begin > job
     options = {
         **tuning.ZSTD_OPTIONS,
         **(tuning.ZSTD_BIG_FRAME_OPTIONS if big else {}),
         zstd.CompressionParameter.window_log: zstd_window_log(end - begin),
-        zstd.CompressionParameter.nb_workers: max(1, workers if big else 1),
+        zstd.CompressionParameter.nb_workers: max(1, workers if several_jobs else 1),
     }
     if options[zstd.CompressionParameter.nb_workers] == 1:
         return _compress_run(
