@@ -247,11 +247,13 @@ def test_a_changed_deployed_file_is_fetched_not_trusted(tmp_path: Path) -> None:
 
 
 def _framework_update(versions: Versions, served: Path) -> str:
-    """``served/v3``: v1 with framework-base republished, alpha's ``__init__.py`` changed
-    (what a patch release of a small pure-Python dependency does); returns the new
-    archive's name."""
+    """``served/v1`` (v1 as published) and ``served/v3``: v1 with framework-base
+    republished, alpha's ``__init__.py`` changed (what a patch release of a small
+    pure-Python dependency does); returns the new archive's name."""
     from rig.deploy_stack import layer_metadata, manifest_path
 
+    served.mkdir()
+    shutil.copytree(versions.v1, served / "v1", copy_function=os.link)
     shutil.copytree(versions.v1, served / "v3", copy_function=os.link)
     meta = layer_metadata(versions.v1, "framework-base")
     work = served.parent / "repack"
@@ -292,8 +294,6 @@ def test_deploy_updates_a_framework_from_ranges_and_refuses_a_corrupt_one(
     deploy_versions: Versions, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     served = tmp_path / "served"
-    served.mkdir()
-    shutil.copytree(deploy_versions.v1, served / "v1", copy_function=os.link)
     name = _framework_update(deploy_versions, served)
     whole = (served / "v3" / name).stat().st_size
     target, cache = tmp_path / "target", tmp_path / "cache"
@@ -338,8 +338,6 @@ def test_deploy_from_a_folder_reads_only_the_changed_ranges_in_place(
     from venvlayers.formats.layer_index import load_index
 
     served = tmp_path / "served"
-    served.mkdir()
-    shutil.copytree(deploy_versions.v1, served / "v1", copy_function=os.link)
     name = _framework_update(deploy_versions, served)
     target = tmp_path / "target"
     assert deploy("--from", served / "v1", "--target", target) == 0
