@@ -234,6 +234,8 @@ def plan_delta(
         return None
     if not base.is_dir() or item.archive_size is None:
         return None
+    if where.local is not None and where.local.stat().st_size != item.archive_size:
+        return None  # the whole-archive path names the size mismatch
     name = item.install_target
     if index_source.local is not None:
         data = index_source.local.read_bytes()
@@ -269,8 +271,6 @@ def plan_delta(
     if where.local is not None:
         # the archive is here: its ranges are read in place (each file is checked against
         # the index as it is read, the index against the metadata)
-        if where.local.stat().st_size != item.archive_size:
-            return None  # the whole-archive path names the size mismatch
         reporter.info(
             f"{name}: {len(reused)} of {len(files)} files unchanged; reading {len(ranges)} "
             f"range(s), {need} of {item.archive_size} bytes, of {where.local.name}"
