@@ -309,6 +309,7 @@ def update_rows(work: Path, fmts: list[str]) -> list[str]:
                     reuse_from=deployed,
                 )
                 t_delta = time.perf_counter() - began
+                plan.discard()
                 ranges = server.bytes_sent(str(fmt))
                 index = server.bytes_sent(".index.json.xz")
                 requests = len(server.log)

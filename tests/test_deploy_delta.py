@@ -113,7 +113,7 @@ class Rig:
             tmp / "cache", reporter=Reporter(self.log), deadline_seconds=600
         )
 
-    def plan(self, server: RangeServer) -> DeltaPlan | None:
+    def plan(self, server: RangeServer, base: Path | None = None) -> DeltaPlan | None:
         source = HttpSource(server.url, self.downloader)
         item = self.v2
         ref = item.venvlayers_index
@@ -121,18 +121,25 @@ class Rig:
         where = source.archive(item.archive_name, item)
         beside = source.beside(ref.name, ref.sha256)
         reporter = Reporter(self.log)
-        return plan_delta(item, where, beside, self.deployed, self.downloader, reporter)
+        return plan_delta(item, where, beside, base or self.deployed, self.downloader, reporter)
 
-    def unpack(self, plan: DeltaPlan) -> Path:
+    def unpack(self, plan: DeltaPlan, into: str = "new") -> Path:
         return extract_members(
             plan.ranges,
             plan.members(),
-            self.tmp / "new",
+            self.tmp / into,
             expected_root="layer",
             bound_size=self.v2.archive_size or 0,
             sibling_roots={"cpython"},
             reuse_from=self.deployed,
         )
+
+    @property
+    def partial(self) -> Path:
+        return self.downloader.cache / "partial"
+
+    def range_files(self) -> list[str]:
+        return sorted(p.name for p in self.partial.glob("*.ranges"))
 
 
 @pytest.mark.parametrize("case", ["a", "b", "c"])
@@ -227,6 +234,93 @@ def test_a_tampered_index_is_refused(tmp_path: Path) -> None:
     assert snapshot(rig.deployed) == rig.before
 
 
+def test_each_update_fetches_into_its_own_range_file_removed_when_discarded(
+    tmp_path: Path,
+) -> None:
+    """Two deploys sharing a cache, over different deployed versions of the layer, need
+    different ranges: neither may overwrite the other's (they once shared one file per
+    archive, truncated by each), and each file goes when its deploy is done with it."""
+    rig = Rig(tmp_path, ArchiveFormat.TAR_XZ, "a")
+    edited = tmp_path / "deployed-elsewhere" / "layer"
+    shutil.copytree(rig.deployed, edited, symlinks=True)
+    victim = edited / SITE / "dep1" / "__init__.py"
+    os.chmod(victim, 0o644)
+    victim.write_bytes(b"edited on that target\n")
+    with RangeServer(rig.served) as server:
+        wider = rig.plan(server, base=edited)  # the edited file's range too
+        narrower = rig.plan(server)
+        assert wider is not None and narrower is not None
+        assert f"{SITE}/dep1/__init__.py" not in wider.reused
+        assert wider.ranges != narrower.ranges
+        assert len(rig.range_files()) == 2
+        assert snapshot(rig.unpack(wider, "new-wider")) == snapshot(rig.v2_src)
+        assert snapshot(rig.unpack(narrower, "new-narrower")) == snapshot(rig.v2_src)
+    wider.discard()
+    assert rig.range_files() == [narrower.ranges.name]
+    narrower.discard()
+    narrower.discard()  # twice: nothing left to do
+    assert rig.range_files() == []
+
+
+def test_range_files_of_killed_runs_are_pruned_and_live_ones_kept(tmp_path: Path) -> None:
+    import fcntl
+
+    rig = Rig(tmp_path, ArchiveFormat.TAR_XZ, "a")
+    rig.partial.mkdir(parents=True)
+    old = rig.v1.archive_sha256
+    # left by a killed run (nobody holds their lock), one named as earlier versions named them
+    (rig.partial / f"{old}.ranges").write_bytes(b"stale")
+    (rig.partial / f"{old}.k1ll3d_x.ranges").write_bytes(b"stale")
+    # a whole archive's resumable download, and the ranges of a deploy still running
+    (rig.partial / f"{old}.part").write_bytes(b"resume me")
+    live = rig.partial / f"{old}.l1ve_run.ranges"
+    live.write_bytes(b"in use")
+    with live.open("rb") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)  # as the running deploy holds it
+        with RangeServer(rig.served) as server:
+            plan = rig.plan(server)
+            assert plan is not None
+            assert sorted(rig.range_files()) == sorted([live.name, plan.ranges.name])
+            assert snapshot(rig.unpack(plan)) == snapshot(rig.v2_src)
+        plan.discard()
+    assert rig.range_files() == [live.name]
+    assert (rig.partial / f"{old}.part").read_bytes() == b"resume me"
+    assert live.read_bytes() == b"in use"
+
+
+def test_a_failed_range_fetch_leaves_no_range_file(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, ArchiveFormat.TAR_XZ, "a")
+    archive = rig.served / (rig.v2.archive_name or "")
+    kept = archive.rename(archive.with_name("away"))  # the index is there, not the archive
+    with RangeServer(rig.served) as server, pytest.raises(DeployError, match="404"):
+        rig.plan(server)
+    assert rig.range_files() == []
+    kept.rename(archive)
+    with RangeServer(rig.served, mode="ignore") as server:
+        assert rig.plan(server) is None
+    assert rig.range_files() == []
+
+
+def test_a_local_archive_read_in_place_is_never_removed(tmp_path: Path) -> None:
+    from venvlayers.deploy.sources import FolderSource
+
+    rig = Rig(tmp_path, ArchiveFormat.TAR_XZ, "a")
+    source = FolderSource(rig.served)
+    ref = rig.v2.venvlayers_index
+    assert ref is not None and rig.v2.archive_name is not None
+    plan = plan_delta(
+        rig.v2,
+        source.archive(rig.v2.archive_name, rig.v2),
+        source.beside(ref.name, ref.sha256),
+        rig.deployed,
+        rig.downloader,
+        Reporter(rig.log),
+    )
+    assert plan is not None and plan.ranges == rig.served / rig.v2.archive_name
+    plan.discard()
+    assert plan.ranges.is_file()
+
+
 def test_a_changed_deployed_file_is_fetched_not_trusted(tmp_path: Path) -> None:
     rig = Rig(tmp_path, ArchiveFormat.TAR_XZ, "a")
     victim = rig.deployed / SITE / "dep1" / "__init__.py"
@@ -311,11 +405,13 @@ def test_deploy_updates_a_framework_from_ranges_and_refuses_a_corrupt_one(
         assert "Traceback" not in err and "corrupt" in err, err
         assert snapshot(target) == before
         assert run_app(target, "app-one").startswith("one v1 2.0.0")
+        assert list((cache / "partial").glob("*.ranges")) == []  # removed with the failure
 
         server.mode = "normal"
         server.log.clear()
         assert deploy("--from", server.url + "v3", "--target", target, "--cache", cache) == 0
         err = capsys.readouterr().err
+        assert list((cache / "partial").glob("*.ranges")) == []  # removed once committed
     archive_requests = server.requests(name)
     fetched = server.bytes_sent(name)
     print(
@@ -374,3 +470,41 @@ def test_deploy_from_a_folder_reads_only_the_changed_ranges_in_place(
     assert run_app(target, "app-one").startswith("one v1 delta-2.0.0")
     assert deploy("--rollback", "--target", target) == 0
     assert run_app(target, "app-one").startswith("one v1 2.0.0")
+
+
+@pytest.mark.slow
+def test_ranges_left_by_a_deploy_killed_mid_fetch_are_removed_by_the_next(
+    deploy_versions: Versions, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+
+    served = tmp_path / "served"
+    _framework_update(deploy_versions, served)
+    target, cache = tmp_path / "target", tmp_path / "cache"
+    partial = cache / "partial"
+    with RangeServer(served) as server:
+        assert deploy("--from", server.url + "v1", "--target", target, "--cache", cache) == 0
+        before = snapshot(target)
+        server.mode = "stall"  # range answers wait until the gate opens
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        command = [sys.executable, "-m", "venvlayers", "deploy", "--from", server.url + "v3"]
+        running = subprocess.Popen(
+            [*command, "--target", str(target), "--cache", str(cache)],
+            env=env,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            assert server.stalled.wait(300), "the deploy never asked for its ranges"
+            left = list(partial.glob("*.ranges"))
+            assert len(left) == 1  # made and locked before the ranges were asked for
+        finally:
+            running.send_signal(signal.SIGKILL)
+            running.wait()
+            server.gate.set()
+        assert list(partial.glob("*.ranges")) == left  # what kill -9 leaves
+        assert snapshot(target) == before
+        server.mode = "normal"
+        assert deploy("--from", server.url + "v3", "--target", target, "--cache", cache) == 0
+    assert list(partial.glob("*.ranges")) == []
+    assert run_app(target, "app-one").startswith("one v1 delta-2.0.0")

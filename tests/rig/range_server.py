@@ -1,7 +1,10 @@
 """A static file server on 127.0.0.1 that answers ``Range`` requests the way storage
 servers do (one range: 206 with Content-Range; several: ``multipart/byteranges``), counts
 every request and byte, and can misbehave on purpose: corrupt a range, cut a response
-short, send the parts in reverse order, or ignore ``Range`` (200, the whole file)."""
+short, send the parts in reverse order, ignore ``Range`` (200, the whole file), or hold
+range answers until the test lets them go (``stall``: ``stalled`` is set when one waits,
+``gate`` releases them). Ranges are read from the file as asked, never the whole file
+(the benchmark serves archives of GBs)."""
 
 from __future__ import annotations
 
@@ -31,8 +34,10 @@ class Request:
 class RangeServer:
     root: Path
     mode: str = "normal"
-    """normal | corrupt | truncate | reorder | ignore | first-only"""
+    """normal | corrupt | truncate | reorder | ignore | first-only | stall"""
     log: list[Request] = field(default_factory=list)
+    stalled: threading.Event = field(default_factory=threading.Event)
+    gate: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _http: LocalHTTPServer | None = None
 
@@ -93,20 +98,27 @@ class _Handler(BaseHTTPRequestHandler):
         if not file.is_relative_to(state.root.resolve()) or not file.is_file():
             self._send(404, {}, b"not found", path, [])
             return
-        data = file.read_bytes()
-        ranges = _parse(self.headers.get("Range", ""), len(data))
+        size = file.stat().st_size
+        ranges = _parse(self.headers.get("Range", ""), size)
         if not ranges or state.mode == "ignore":
-            self._send(200, {}, data, path, ranges or [])
+            self._send(200, {}, file.read_bytes(), path, ranges or [])
             return
+        if state.mode == "stall":
+            state.stalled.set()
+            state.gate.wait()
         if state.mode == "first-only":
             ranges = ranges[:1]
-        pieces = [bytearray(data[a:b]) for a, b in ranges]
+        pieces = []
+        with file.open("rb") as f:
+            for a, b in ranges:
+                f.seek(a)
+                pieces.append(bytearray(f.read(b - a)))
         if state.mode == "corrupt":
             for piece in pieces:
                 piece[len(piece) // 2] ^= 0x55
         if len(ranges) == 1:
             (a, b) = ranges[0]
-            headers = {"Content-Range": f"bytes {a}-{b - 1}/{len(data)}"}
+            headers = {"Content-Range": f"bytes {a}-{b - 1}/{size}"}
             self._send(206, headers, bytes(pieces[0]), path, ranges)
             return
         order = list(range(len(ranges)))
@@ -117,7 +129,7 @@ class _Handler(BaseHTTPRequestHandler):
             a, b = ranges[i]
             body += (
                 f"\r\n--{BOUNDARY}\r\nContent-Type: application/octet-stream\r\n"
-                f"Content-Range: bytes {a}-{b - 1}/{len(data)}\r\n\r\n"
+                f"Content-Range: bytes {a}-{b - 1}/{size}\r\n\r\n"
             ).encode()
             body += pieces[i]
         body += f"\r\n--{BOUNDARY}--\r\n".encode()

@@ -7,7 +7,9 @@ in the metadata):
 1. every file of the new index whose deployed twin (same path, a regular file, same size)
    has the sha256 the index gives is taken from the deployed layer;
 2. the others' byte ranges (``net/ranges``: coalesced, several per request) are fetched
-   into a sparse file beside the download cache;
+   into a sparse file of this run's own in the download cache (``net/scratch``: locked
+   while in use, removed by ``DeltaPlan.discard`` once the deploy is done with it, and by
+   the next update if a killed run left it);
 3. ``members`` hands the new layer to ``archive/extract.extract_members`` as if it were
    the archive: the same name and link rules, the same reuse of identical files with
    their bytecode, the same staging. Every file is checked against its sha256 as it is
@@ -45,6 +47,7 @@ from venvlayers.formats.layer_index import IndexEntry, LayerIndex, load_index
 from venvlayers.formats.records import LayerMetadata
 from venvlayers.net.downloads import Downloader
 from venvlayers.net.ranges import RangeStats, RangesUnsupported, coalesce, fetch_ranges
+from venvlayers.net.scratch import Scratch, new_scratch
 
 MAX_SHARE = 0.5
 """Ranges worth more than this share of the archive: fetch the whole archive instead."""
@@ -64,6 +67,13 @@ class DeltaPlan:
     """A sparse file of the archive's size holding the fetched ranges at their offsets
     (for an archive in a folder: that archive)."""
     stats: RangeStats = field(default_factory=RangeStats)
+    scratch: Scratch | None = None
+    """The file of fetched ranges (None: ``ranges`` is the archive itself, never removed)."""
+
+    def discard(self) -> None:
+        """Remove the fetched ranges (the deploy is done with them, or failed)."""
+        if self.scratch is not None:
+            self.scratch.close()
 
     def members(self) -> Iterator[Member]:
         """The new layer as archive members (``archive/extract.extract_members``)."""
@@ -277,24 +287,24 @@ def plan_delta(
         )
         return DeltaPlan(item, index, base, reused, where.local)
     assert where.download is not None
-    partial = downloader.cache / "partial"
-    partial.mkdir(parents=True, exist_ok=True)
-    holder = partial / f"{item.archive_sha256}.ranges"
-    with holder.open("wb") as out:
-        out.truncate(item.archive_size)
+    scratch = new_scratch(downloader.cache / "partial", item.archive_sha256, item.archive_size)
+    try:
+        with scratch.path.open("r+b") as out:
 
-        def sink(offset: int, piece: bytes) -> None:
-            out.seek(offset)
-            out.write(piece)
+            def sink(offset: int, piece: bytes) -> None:
+                out.seek(offset)
+                out.write(piece)
 
-        reporter.info(
-            f"{name}: {len(reused)} of {len(files)} files unchanged; fetching {len(ranges)} "
-            f"range(s), {need} of {item.archive_size} bytes"
-        )
-        try:
+            reporter.info(
+                f"{name}: {len(reused)} of {len(files)} files unchanged; fetching "
+                f"{len(ranges)} range(s), {need} of {item.archive_size} bytes"
+            )
             stats = fetch_ranges(downloader, where.download, item.archive_size, ranges, sink)
-        except RangesUnsupported:
-            reporter.info(f"{name}: the server ignores Range; fetching the whole archive")
-            holder.unlink(missing_ok=True)
-            return None
-    return DeltaPlan(item, index, base, reused, holder, stats)
+    except RangesUnsupported:
+        scratch.close()
+        reporter.info(f"{name}: the server ignores Range; fetching the whole archive")
+        return None
+    except BaseException:
+        scratch.close()
+        raise
+    return DeltaPlan(item, index, base, reused, scratch.path, stats, scratch)

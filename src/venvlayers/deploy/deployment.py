@@ -47,7 +47,7 @@ from venvlayers.formats.records import (
     read_record,
 )
 from venvlayers.layer_scripts import postinstall
-from venvlayers.net.downloads import Downloader
+from venvlayers.net.downloads import Download, Downloader
 
 if TYPE_CHECKING:  # deploy/delta loads only when a layer is updated from ranges
     from venvlayers.deploy.delta import DeltaPlan
@@ -79,6 +79,8 @@ class DeployResult:
             text += f"; already current: {', '.join(self.unchanged)}"
         if self.downloaded:
             text += f"; downloaded {len(self.downloaded)} archive(s), {self.bytes_downloaded} bytes"
+        elif self.bytes_downloaded:  # only ranges of changed layers
+            text += f"; downloaded {self.bytes_downloaded} bytes (changed ranges)"
         return text
 
 
@@ -106,6 +108,42 @@ def deploy_stack(
     todo = [item for item in selected if not _reusable(item, current, target)]
     # everything checked before the target changes
     archives, deltas = _fetch(source, todo, downloader, _current_dir(target), reporter)
+    try:
+        result = _deploy_locked(
+            source,
+            target,
+            selected,
+            platform,
+            archives,
+            deltas,
+            downloader,
+            reporter,
+            compile_bytecode,
+        )
+    finally:
+        for delta in deltas.values():  # fetched ranges are of no use to another run
+            delta.discard()
+    result.apps = _app_commands(
+        target, [(i.install_target, i.app_launch_module) for i in selected], reporter
+    )
+    for app, command in result.apps.items():
+        reporter.info(f"run {app}: {' '.join(command)}")
+    return result
+
+
+def _deploy_locked(
+    source: Source,
+    target: Path,
+    selected: list[LayerMetadata],
+    platform: str,
+    archives: dict[str, Path],
+    deltas: dict[str, DeltaPlan],
+    downloader: Downloader,
+    reporter: Reporter,
+    compile_bytecode: bool,
+) -> DeployResult:
+    """The deploy under the target's lock: what changed meanwhile is fetched too (into
+    ``archives`` and ``deltas``), then staged and switched to."""
     with target_lock(target, reporter):
         clean_debris(target, reporter)
         current = read_current(target, reporter)
@@ -130,11 +168,6 @@ def deploy_stack(
             result.deployment = record.id
         elif current is not None:
             result.deployment = current.id
-    result.apps = _app_commands(
-        target, [(i.install_target, i.app_launch_module) for i in selected], reporter
-    )
-    for app, command in result.apps.items():
-        reporter.info(f"run {app}: {' '.join(command)}")
     return result
 
 
@@ -169,27 +202,47 @@ def _fetch(
     its deployed version (``delta``)."""
     found: dict[str, Path] = {}
     deltas: dict[str, DeltaPlan] = {}
-    downloads = []
-    for item in items:
-        assert item.archive_name is not None
-        where: ArchiveSource = source.archive(item.archive_name, item)
-        ref = item.venvlayers_index
-        base = current / item.install_target if current is not None else None
-        delta = None
-        if ref is not None and base is not None:
-            from venvlayers.deploy.delta import plan_delta  # only for an update
-
-            beside = source.beside(ref.name, ref.sha256)
-            delta = plan_delta(item, where, beside, base, downloader, reporter)
-        if delta is not None:
-            deltas[item.archive_sha256] = delta
-        elif where.local is not None:
-            _verify_local(where.local, item)
-            found[item.archive_sha256] = where.local
-        elif where.download is not None:
-            downloads.append(where.download)
-    found.update(downloader.fetch_all(downloads))
+    downloads: list[Download] = []
+    try:
+        for item in items:
+            _plan_one(item, source, downloader, current, reporter, found, deltas, downloads)
+        found.update(downloader.fetch_all(downloads))
+    except BaseException:
+        for delta in deltas.values():  # fetched ranges: removed with the failed deploy
+            delta.discard()
+        raise
     return found, deltas
+
+
+def _plan_one(
+    item: LayerMetadata,
+    source: Source,
+    downloader: Downloader,
+    current: Path | None,
+    reporter: Reporter,
+    found: dict[str, Path],
+    deltas: dict[str, DeltaPlan],
+    downloads: list[Download],
+) -> None:
+    """Where ``item``'s new version comes from: ranges (``deltas``), a local archive
+    (``found``) or a whole download (``downloads``)."""
+    assert item.archive_name is not None
+    where: ArchiveSource = source.archive(item.archive_name, item)
+    ref = item.venvlayers_index
+    base = current / item.install_target if current is not None else None
+    delta = None
+    if ref is not None and base is not None:
+        from venvlayers.deploy.delta import plan_delta  # only for an update
+
+        beside = source.beside(ref.name, ref.sha256)
+        delta = plan_delta(item, where, beside, base, downloader, reporter)
+    if delta is not None:
+        deltas[item.archive_sha256] = delta
+    elif where.local is not None:
+        _verify_local(where.local, item)
+        found[item.archive_sha256] = where.local
+    elif where.download is not None:
+        downloads.append(where.download)
 
 
 def _verify_local(archive: Path, item: LayerMetadata) -> None:
