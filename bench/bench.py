@@ -24,6 +24,11 @@ with its own caches, and runs, N times, alternating which tool goes first:
   published again (untimed), and the new output is deployed into that same target;
 - ``deploy (first, no bytecode)``: venvlayers ``deploy --no-compile`` of that output into an
   empty target, against the reference's normal first deploy (it has no such choice).
+- scale stacks only: ``deploy (one small package in the framework changed)``: the framework's
+  pin of ``vlbench-util`` moves to 1.1, both tools lock, build and publish again (untimed:
+  the big framework layer is published again), then deploy the output folder into the
+  target of the first deploy; and venvlayers alone again over HTTP (``--from http://``, a
+  range server on 127.0.0.1), after an untimed ``--rollback``, with a fresh download cache.
 
 Before the repetitions each tool runs lock + build once, untimed, so "warm" caches are warm
 on the first repetition too. Wall time is measured around each command; peak
@@ -49,6 +54,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import stat
 import statistics
@@ -69,9 +75,10 @@ from measure import measure  # noqa: E402
 from peers import DEFAULT_PEER, PEER_VERSIONS, peer_python  # noqa: E402
 from rig import LEAKY_ENV  # noqa: E402
 from rig.index import SimpleIndex  # noqa: E402
+from rig.range_server import RangeServer  # noqa: E402
 from rig.runtime import local_cpython_prefix, make_runtime_mirror  # noqa: E402
 from rig.wheels import make_wheelhouse  # noqa: E402
-from scale_stacks import SCALE_STACKS, bump_patch, prepare  # noqa: E402
+from scale_stacks import SCALE_STACKS, bump_framework_package, bump_patch, prepare  # noqa: E402
 
 STACKS = ("small", "realistic")
 ALL_STACKS = (*STACKS, *SCALE_STACKS)
@@ -84,7 +91,11 @@ SCALE_ROWS = (
     "deploy_first",
     "deploy_update",
     "deploy_first_nobc",
+    "deploy_update_fw",
+    "deploy_update_fw_http",
 )
+#: Rows only the scale stacks have (their framework pins a small package to move).
+SCALE_ONLY_ROWS = ("deploy_update_fw", "deploy_update_fw_http")
 RUNTIME_VERSIONS = ("3.12.1", "3.11.7")
 #: The realistic stack resolves PyPI as of this instant, for both tools and every run.
 EXCLUDE_NEWER = "2025-10-01T00:00:00Z"
@@ -207,11 +218,16 @@ class Tool:
             command.append("--bytecode")
         return [*command, str(spec)]
 
-    def deploy(self, out: Path, target: Path, *, no_compile: bool = False) -> list[str]:
+    def deploy(
+        self, out: Path | str, target: Path, *, no_compile: bool = False, cache: Path | None = None
+    ) -> list[str]:
+        """Deploy ``out`` (a folder; for venvlayers also an http:// URL) into ``target``."""
         if self.name == VENVLAYERS:
             if self.deploy_from:
                 flags = ["--no-compile"] if no_compile else []
+                flags += ["--cache", str(cache)] if cache is not None else []
                 return [*self.prefix, "deploy", *flags, "--from", str(out), "--target", str(target)]
+            assert isinstance(out, Path)
             metadata = out / "__venvstacks__"
             return [
                 *self.prefix,
@@ -223,6 +239,7 @@ class Tool:
                 "--target",
                 str(target),
             ]
+        assert isinstance(out, Path)
         return [sys.executable, str(BENCH_DIR / "peer_deploy.py"), str(out), str(target)]
 
     def noop(self, spec: Path, out: Path) -> list[list[str]]:
@@ -309,6 +326,8 @@ ROW_TITLES = {
     "deploy_first_bc": "deploy (first, --bytecode archives; ref: its normal first deploy)",
     "publish_zst_bc": "publish tar.zst --bytecode (vs ref tar.xz)",
     "deploy_first_zst_bc": "deploy (first, tar.zst --bytecode archives; ref: its normal first deploy)",
+    "deploy_update_fw": "deploy (one small package in the framework changed; MB: archive bytes read)",
+    "deploy_update_fw_http": "deploy over HTTP (the same update; MB: bytes downloaded)",
 }
 
 
@@ -415,6 +434,10 @@ def step(run: StackRun, row: str, source: Path, rep: int) -> Sample | None:
             previous -= {digest for name, digest in previous_by_name(out).items() if app in name}
             forget_deployed(target, app)
         return measure_deploy(run, out, target, previous=previous)
+    if row in SCALE_ONLY_ROWS:
+        if not (run.current / SCALE_MARK).exists():
+            return None
+        return framework_update(run, row, spec)
     if row == "deploy_first_nobc":
         if tool.name != VENVLAYERS or not tool.deploy_from:
             return None  # compared with the reference's deploy_first row
@@ -434,6 +457,54 @@ def step(run: StackRun, row: str, source: Path, rep: int) -> Sample | None:
     raise ValueError(row)
 
 
+def framework_update(run: StackRun, row: str, spec: Path) -> Sample | None:
+    """The scale stacks' update inside the framework layer (``SCALE_ONLY_ROWS``)."""
+    tool, log = run.tool, run.log
+    assert run.current is not None
+    out, target = run.current / "_out-tar.xz", run.current / "_deployed"
+    if row == "deploy_update_fw":
+        previous = archive_digests(out)
+        bump_framework_package(run.current)
+        for command in tool.noop(spec, out):  # lock, build and publish again (untimed)
+            run_measured(command, env=run.warm_env(), cwd=run.current, log=log, budget=tool.budget)
+        start = log.stat().st_size
+        sample = measure_deploy(run, out, target, previous=previous)
+        if tool.name == VENVLAYERS:
+            with log.open("rb") as f:
+                f.seek(start)
+                sample.archive_bytes = bytes_read(f.read().decode(errors="replace"), out)
+        return sample
+    if tool.name != VENVLAYERS or not tool.deploy_from:
+        return None  # the reference deploys from folders only
+    # back to the deployment before the update (untimed), then the same update over HTTP
+    rollback = [*tool.prefix, "deploy", "--rollback", "--target", str(target)]
+    run_measured(rollback, env=run.warm_env(), cwd=run.current, log=log, budget=tool.budget)
+    cache = run.root / "http-deploy-cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    with RangeServer(out) as server:
+        sample = measure_deploy(run, out, target, previous=set(), source=server.url, cache=cache)
+        sample.archive_bytes = server.bytes_sent()
+    shutil.rmtree(cache, ignore_errors=True)
+    return sample
+
+
+_READING = re.compile(r"; reading \d+ range\(s\), (\d+) of \d+ bytes, of (\S+)$")
+_UNPACKING = re.compile(r": unpacking (\S+)$")
+
+
+def bytes_read(output: str, out: Path) -> int:
+    """The archive bytes a venvlayers deploy from the folder ``out`` read, from its output:
+    the ranges it read in place, and every archive it unpacked whole."""
+    total = 0
+    for line in output.splitlines():
+        line = line.rstrip()
+        if (match := _READING.search(line)) is not None:
+            total += int(match[1])
+        elif (match := _UNPACKING.search(line)) is not None and (out / match[1]).is_file():
+            total += (out / match[1]).stat().st_size
+    return total
+
+
 def file_states(folder: Path) -> dict[str, tuple[int, int, int]]:
     """Every regular file under ``folder``: (inode, mtime_ns, size)."""
     states = {}
@@ -448,6 +519,15 @@ def file_states(folder: Path) -> dict[str, tuple[int, int, int]]:
 
 def archive_digests(out: Path) -> set[str]:
     return set(previous_by_name(out).values())
+
+
+def sha256_of(path: Path) -> str:
+    """A file's sha256, read in blocks (archives of GBs)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def measure_publish(
@@ -467,13 +547,21 @@ def measure_publish(
 
 
 def measure_deploy(
-    run: StackRun, out: Path, target: Path, previous: set[str], *, no_compile: bool = False
+    run: StackRun,
+    out: Path,
+    target: Path,
+    previous: set[str],
+    *,
+    no_compile: bool = False,
+    source: str | None = None,
+    cache: Path | None = None,
 ) -> Sample:
-    """Deploy ``out`` into ``target``; count the bytes written into the target and the archive
-    bytes a remote deploy would fetch (archives not already deployed from ``previous``)."""
+    """Deploy ``out`` (or ``source``, its URL) into ``target``; count the bytes written into
+    the target and the archive bytes a remote deploy would fetch (archives not already
+    deployed from ``previous``)."""
     before = file_states(target) if target.exists() else {}
     sample = run_measured(
-        run.tool.deploy(out, target, no_compile=no_compile),
+        run.tool.deploy(source or out, target, no_compile=no_compile, cache=cache),
         env=run.warm_env(),
         cwd=run.current or out,
         log=run.log,
@@ -487,9 +575,7 @@ def measure_deploy(
     sample.archive_bytes = sum(
         p.stat().st_size
         for p in out.iterdir()
-        if p.is_file()
-        and p.name.endswith(ARCHIVE_SUFFIXES)
-        and hashlib.sha256(p.read_bytes()).hexdigest() not in previous
+        if p.is_file() and p.name.endswith(ARCHIVE_SUFFIXES) and sha256_of(p) not in previous
     )
     return sample
 
@@ -505,7 +591,7 @@ def change_app(stack: Path) -> str:
 
 def previous_by_name(out: Path) -> dict[str, str]:
     return {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        p.name: sha256_of(p)
         for p in out.iterdir()
         if p.is_file() and p.name.endswith(ARCHIVE_SUFFIXES)
     }
@@ -718,7 +804,7 @@ def summarize(runs: dict[str, StackRun]) -> Table:
     """row -> tool -> median seconds / rss MiB / archive bytes / written bytes
     (the reference's publish_zst row is its tar.xz row)."""
     table: Table = {}
-    for row in ROWS:
+    for row in (*ROWS, *SCALE_ONLY_ROWS):
         table[row] = {}
         for tool_name, run in runs.items():
             samples = run.samples.get(row, [])
@@ -779,7 +865,10 @@ def markdown_table(name: str, table: Table, peer: str, rows: Sequence[str] = ROW
         "",
         "MiB: the command's own peak memory (bench/measure.py: the larger of its largest process's ru_maxrss and its process tree's sampled Pss sum). MB: archives written (publish) or "
         "archives a deploy from a remote source needs (deploy: those not already deployed). "
-        "wrote MB: bytes of the files a deploy created or replaced in its target.",
+        "wrote MB: bytes of the files a deploy created or replaced in its target. Framework "
+        "update rows (scale stacks): venvlayers' MB is what it read of the archives (ranges "
+        "read in place, archives unpacked whole; the layer index aside) or, over HTTP, every "
+        "byte the server sent; the reference's is the changed archives it unpacks whole.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -809,7 +898,15 @@ def limits_markdown(table: Table, measured: dict[str, float]) -> str:
         f"{cores:.0f}) = {publish_limit:.2f} s; {closeness('publish_xz', publish_limit)}",
     ]
     compile_cpu = measured.get("compile_cpu_s")
-    for row in ("deploy_first", "deploy_update", "deploy_first_nobc", "deploy_first_bc"):
+    for row in (
+        "deploy_first",
+        "deploy_update",
+        "deploy_first_nobc",
+        "deploy_first_bc",
+        *SCALE_ONLY_ROWS,
+    ):
+        if row not in table:
+            continue
         written = table[row][VENVLAYERS]["written_bytes"]
         needed = table[row][VENVLAYERS]["archive_bytes"] or 0
         if written is None:

@@ -22,7 +22,15 @@ TargetTuple = tuple[str, bool | None, str]
 
 MEMORY_BOUND_MIB = 400.0
 FLAT_WITHIN = 0.15
-MEMORY_ROWS = ("build", "publish_xz", "publish_zst", "deploy_first", "deploy_update")
+MEMORY_ROWS = (
+    "build",
+    "publish_xz",
+    "publish_zst",
+    "deploy_first",
+    "deploy_update",
+    "deploy_update_fw",
+    "deploy_update_fw_http",
+)
 PER_GB_ROWS = ("build", "publish_xz", "publish_zst", "deploy_first", "deploy_first_nobc")
 TITLES = {
     "build": "build (with the post-build check)",
@@ -30,6 +38,8 @@ TITLES = {
     "publish_zst": "publish tar.zst",
     "deploy_first": "deploy (first)",
     "deploy_update": "deploy (one small package changed)",
+    "deploy_update_fw": "deploy (one small package in the framework changed)",
+    "deploy_update_fw_http": "deploy over HTTP (one small package in the framework changed)",
     "deploy_first_nobc": "deploy (first, no bytecode)",
 }
 

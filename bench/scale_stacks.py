@@ -9,11 +9,15 @@
   to look like the big CUDA ones: shared libraries of tens to hundreds of MB whose bytes
   compress like real machine code (xz ratio ~0.36: random, low-entropy and repeated
   blocks), and thousands of small ``.py`` files, in several wheels, built locally and used
-  with ``--local-wheels --no-index`` (no index at all).
+  with ``--local-wheels --no-index`` (no index at all). ``scale-mini`` (~20 MB) is the
+  same recipe at 1/100, to try the scale rows in minutes.
 
 Every stack has an app layer over the framework that pins a tiny local package,
 ``vlbench-patch``; the "one small package changed" update moves that pin from 1.0 to 1.1,
-and both tools then lock, build and publish again before the deploy is timed.
+and both tools then lock, build and publish again before the deploy is timed. The
+framework itself also pins a tiny pure-Python package, ``vlbench-util``; the "one small
+package in the framework changed" update moves that pin from 1.0 to 1.1, so the big
+framework layer is locked, built and published again (untimed) before the deploys.
 
 Generated wheels are deterministic (a seeded generator, fixed zip dates and attributes),
 built once into the benchmark's work folder (``<work>/scale/<name>/``, never the repo) and
@@ -37,10 +41,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SCALE_STACKS = ("torch", "scale", "scale-6g")
+SCALE_STACKS = ("torch", "scale", "scale-6g", "scale-mini")
+#: How many times ``LIBRARIES`` and ``PY_PACKAGES`` each generated stack holds.
+FACTORS = {"scale": 1.0, "scale-6g": 3.0, "scale-mini": 0.01}
 TORCH_VERSION = "2.13.0"
 TORCH_EXCLUDE_NEWER = "2026-11-01T00:00:00Z"
 PATCH = "vlbench-patch"
+UTIL = "vlbench-util"
 PLATFORM_TAG = "manylinux_2_17_x86_64"
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 BLOCK = 64 << 10
@@ -217,27 +224,35 @@ class WheelWriter:
 
 
 def patch_wheels(folder: Path) -> None:
-    for version in ("1.0", "1.1"):
-        wheel = WheelWriter(folder, PATCH, version, "any")
-        module = f'"""A tiny package the benchmark updates."""\n\nVERSION = "{version}"\n'
-        wheel.add("vlbench_patch/__init__.py", module.encode())
-        wheel.close()
+    """The tiny packages the update rows move (1.0 and 1.1 of each): ``vlbench-patch``
+    (the app's) and ``vlbench-util`` (the framework's). Only missing wheels are written
+    (the same bytes every time), so a folder of wheels made before one was added gains it
+    without its big wheels being made again."""
+    for project in (PATCH, UTIL):
+        package = project.replace("-", "_")
+        for version in ("1.0", "1.1"):
+            if (folder / f"{package}-{version}-py3-none-any.whl").is_file():
+                continue
+            wheel = WheelWriter(folder, project, version, "any")
+            module = f'"""A tiny package the benchmark updates."""\n\nVERSION = "{version}"\n'
+            wheel.add(f"{package}/__init__.py", module.encode())
+            wheel.close()
 
 
-def framework_wheels(folder: Path, factor: int) -> None:
+def framework_wheels(folder: Path, factor: float) -> None:
     """The generated framework: ``LIBRARIES`` x ``factor`` MB of shared libraries and
-    ``PY_PACKAGES`` x ``factor`` packages of Python modules."""
+    ``PY_PACKAGES`` x ``factor`` packages of Python modules (at least one)."""
     for project, sizes in LIBRARIES.items():
         package = project.replace("-", "_")
         wheel = WheelWriter(folder, project, "1.0", PLATFORM_TAG)
         wheel.add(f"{package}/__init__.py", b'"""Shared libraries (generated)."""\n')
         for i, mb in enumerate(sizes):
             name = f"{package}/lib/lib{package}_{i}.so.1"
-            wheel.add(name, library_bytes(name, mb * factor * 10**6), mode=0o755)
+            wheel.add(name, library_bytes(name, int(mb * factor * 10**6)), mode=0o755)
         wheel.close()
     wheel = WheelWriter(folder, "vlbench-python", "1.0", "any")
     wheel.add("vlbench_python/__init__.py", b'"""Pure-Python part (generated)."""\n')
-    for p in range(PY_PACKAGES * factor):
+    for p in range(max(1, round(PY_PACKAGES * factor))):
         wheel.add(f"vlbench_python/pkg{p:03d}/__init__.py", b"")
         for m in range(PY_MODULES):
             name = f"vlbench_python/pkg{p:03d}/mod{m:03d}.py"
@@ -320,7 +335,7 @@ def _spec(framework: str, requirements: list[str], app_import: str) -> tuple[str
 [[frameworks]]
 name = "{framework}"
 runtime = "cpython-3.11"
-requirements = {json.dumps(requirements)}
+requirements = {json.dumps([*requirements, f"{UTIL}==1.0"])}
 platforms = ["linux_x86_64"]
 
 [[applications]]
@@ -331,7 +346,10 @@ requirements = ["{PATCH}==1.0"]
 platforms = ["linux_x86_64"]
 """
     )
-    launch = f'"""The scale benchmark\'s app."""\n\nimport vlbench_patch\n\nimport {app_import}\n'
+    launch = (
+        f'"""The scale benchmark\'s app."""\n\nimport vlbench_patch\nimport vlbench_util\n\n'
+        f"import {app_import}\n"
+    )
     return spec, launch
 
 
@@ -356,6 +374,7 @@ def prepare(name: str, work: Path, say: object = print) -> ScaleStack:
             patch_wheels(partial)
 
         wheels = _cached(root / "wheels", {"recipe": RECIPE, "torch": source.name}, make)
+        patch_wheels(wheels)  # a folder made before vlbench-util was added
         spec, launch = _spec("torch", [f"torch=={TORCH_VERSION}+cpu"], "torch")
         _write_stack(folder, spec, launch)
         return ScaleStack(
@@ -365,14 +384,19 @@ def prepare(name: str, work: Path, say: object = print) -> ScaleStack:
             ["--local-wheels", str(wheels)],
             {"UV_EXCLUDE_NEWER": TORCH_EXCLUDE_NEWER},
         )
-    factor = {"scale": 1, "scale-6g": 3}[name]
+    factor = FACTORS[name]
 
     def generate(partial: Path) -> None:
-        say(f"[{name}] generating the framework's wheels ({factor * 2} GB unpacked) in {partial}")  # type: ignore[operator]
+        say(
+            f"[{name}] generating the framework's wheels ({factor * 2.1:g} GB unpacked) in {partial}"
+        )  # type: ignore[operator]
         framework_wheels(partial, factor)
         patch_wheels(partial)
 
-    wheels = _cached(root / "wheels", {"recipe": RECIPE, "factor": factor}, generate)
+    # the key of the stacks made before scale-mini: an int factor, so their wheels are kept
+    key = int(factor) if factor == int(factor) else factor
+    wheels = _cached(root / "wheels", {"recipe": RECIPE, "factor": key}, generate)
+    patch_wheels(wheels)  # a folder made before vlbench-util was added
     projects = [*LIBRARIES, "vlbench-python"]
     spec, launch = _spec("generated", [f"{p}==1.0" for p in projects], "vlbench_python")
     _write_stack(folder, spec, launch)
@@ -392,6 +416,20 @@ def bump_patch(stack: Path) -> str:
         raise ValueError(f"{spec}: no {PATCH}==1.0 pin to move")
     spec.write_text(text.replace(f'"{PATCH}==1.0"', f'"{PATCH}==1.1"'))
     return "app-infer"
+
+
+def bump_framework_package(stack: Path) -> str:
+    """The small-package update inside the framework: its pin of ``vlbench-util`` moves to
+    1.1. Returns the framework's layer name."""
+    spec = stack / "venvstacks.toml"
+    text = spec.read_text()
+    if f'"{UTIL}==1.0"' not in text:
+        raise ValueError(f"{spec}: no {UTIL}==1.0 pin to move")
+    spec.write_text(text.replace(f'"{UTIL}==1.0"', f'"{UTIL}==1.1"'))
+    names = [
+        block.split('name = "', 1)[1].split('"', 1)[0] for block in text.split("[[frameworks]]")[1:]
+    ]
+    return f"framework-{names[0]}"
 
 
 def unpacked_bytes(wheels: Path) -> int:

@@ -44,7 +44,21 @@ def test_the_generated_wheels_are_the_same_bytes_every_time(tmp_path: Path, tiny
         "vlbench_python-1.0-py3-none-any.whl",
         "vlbench_patch-1.0-py3-none-any.whl",
         "vlbench_patch-1.1-py3-none-any.whl",
+        "vlbench_util-1.0-py3-none-any.whl",
+        "vlbench_util-1.1-py3-none-any.whl",
     }
+
+
+def test_a_wheel_folder_made_before_the_framework_package_gains_it(tmp_path: Path) -> None:
+    scale_stacks.patch_wheels(tmp_path)
+    made = _digests(tmp_path)
+    (tmp_path / "vlbench_util-1.0-py3-none-any.whl").unlink()
+    (tmp_path / "vlbench_util-1.1-py3-none-any.whl").unlink()
+    kept = (tmp_path / "vlbench_patch-1.0-py3-none-any.whl").stat()
+    scale_stacks.patch_wheels(tmp_path)
+    assert _digests(tmp_path) == made  # the same bytes again
+    again = (tmp_path / "vlbench_patch-1.0-py3-none-any.whl").stat()
+    assert (again.st_ino, again.st_mtime_ns) == (kept.st_ino, kept.st_mtime_ns)  # not rewritten
 
 
 def test_each_wheel_records_every_file_with_its_hash_and_size(tmp_path: Path, tiny: None) -> None:
@@ -81,6 +95,62 @@ def test_the_small_package_update_moves_one_pin(tmp_path: Path) -> None:
     assert '"vlbench-python==1.0"' in text  # the framework is untouched
     with pytest.raises(ValueError, match=r"no vlbench-patch==1\.0 pin"):
         scale_stacks.bump_patch(tmp_path)
+
+
+def test_the_framework_update_moves_the_framework_pin_only(tmp_path: Path) -> None:
+    spec, launch = scale_stacks._spec("generated", ["vlbench-python==1.0"], "vlbench_python")
+    scale_stacks._write_stack(tmp_path, spec, launch)
+    assert scale_stacks.bump_framework_package(tmp_path) == "framework-generated"
+    text = (tmp_path / "venvstacks.toml").read_text()
+    framework, app = text.split("[[applications]]")
+    assert '"vlbench-util==1.1"' in framework and '"vlbench-python==1.0"' in framework
+    assert '"vlbench-util' not in app and '"vlbench-patch==1.0"' in app  # the app is untouched
+    with pytest.raises(ValueError, match=r"no vlbench-util==1\.0 pin"):
+        scale_stacks.bump_framework_package(tmp_path)
+
+
+def test_the_bytes_a_folder_update_read_come_from_its_report(tmp_path: Path) -> None:
+    import bench
+
+    (tmp_path / "app-infer-linux_x86_64-2.tar.xz").write_bytes(b"x" * 1234)
+    output = "\n".join(
+        [
+            "$ python -m venvlayers deploy --from out --target t",
+            "framework-generated: 4000 of 4003 files unchanged; reading 2 range(s), 56789 of "
+            "845000000 bytes, of framework-generated-linux_x86_64-2.tar.xz",
+            "framework-generated: updating from framework-generated-linux_x86_64-2.tar.xz's "
+            "changed ranges",
+            "app-infer: unpacking app-infer-linux_x86_64-2.tar.xz",
+            "app-infer: unpacking a-name-not-in-the-folder.tar.xz",
+        ]
+    )
+    assert bench.bytes_read(output, tmp_path) == 56789 + 1234
+
+
+def test_the_scale_rows_are_summarized_and_shown(tmp_path: Path) -> None:
+    import bench
+
+    runs = {
+        name: bench.StackRun(bench.Tool(name, [], {}), tmp_path / name)
+        for name in (bench.VENVLAYERS, bench.REFERENCE)
+    }
+    runs[bench.VENVLAYERS].record(
+        "deploy_update_fw", bench.Sample(2.0, 100 << 10, archive_bytes=60_000, written_bytes=10)
+    )
+    runs[bench.VENVLAYERS].record(
+        "deploy_update_fw_http", bench.Sample(3.0, 120 << 10, archive_bytes=90_000)
+    )
+    runs[bench.REFERENCE].record(
+        "deploy_update_fw", bench.Sample(9.0, 300 << 10, archive_bytes=800_000_000)
+    )
+    table = bench.summarize(runs)
+    text = bench.markdown_table("scale", table, "0.8.0", bench.SCALE_ROWS)
+    row = next(line for line in text.splitlines() if "in the framework changed" in line)
+    assert "| 2.00 | 9.00 | 0.22 | 100 | 300 | 0.06 | 800.00 |" in row
+    http = next(line for line in text.splitlines() if "over HTTP" in line)
+    assert "| 3.00 | - | - | 120 | - | 0.09 | - |" in http
+    titles = [t for t, _, _ in scale_report.scale_targets(table, bench.VENVLAYERS, bench.REFERENCE)]
+    assert any("in the framework changed" in t for t in titles)
 
 
 def _table(seconds: float, cpu: float) -> dict[str, dict[str, dict[str, float | None]]]:
