@@ -327,7 +327,7 @@ ROW_TITLES = {
     "publish_zst_bc": "publish tar.zst --bytecode (vs ref tar.xz)",
     "deploy_first_zst_bc": "deploy (first, tar.zst --bytecode archives; ref: its normal first deploy)",
     "deploy_update_fw": "deploy (one small package in the framework changed; MB: archive bytes read)",
-    "deploy_update_fw_http": "deploy over HTTP (the same update; MB: bytes downloaded)",
+    "deploy_update_fw_http": "deploy over HTTP (the same update; MB: bytes downloaded; ref: its deploy from the folder)",
 }
 
 
@@ -818,6 +818,8 @@ def summarize(runs: dict[str, StackRun]) -> Table:
                 samples = run.samples.get("deploy_first", [])
             if tool_name == REFERENCE and row in ("publish_xz_bc", "publish_zst_bc"):
                 samples = run.samples.get("publish_xz", [])
+            if tool_name == REFERENCE and row == "deploy_update_fw_http":
+                samples = run.samples.get("deploy_update_fw", [])
             rss = median(samples, "rss_kib")
             table[row][tool_name] = {
                 "seconds": median(samples, "seconds"),
@@ -838,6 +840,9 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def _mb(value: float | None) -> str:
+    """MB with 2 decimals; under 0.1 MB with 4 (an update's few KB are not 0.00)."""
+    if value is not None and 0 < value < 100_000:
+        return format(value / 1e6, ".4f")
     return _fmt(value / 1e6 if value is not None else None, ".2f")
 
 
@@ -1067,7 +1072,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="append",
         choices=ALL_STACKS,
         help="stacks to run (default: small and realistic; the scale stacks torch, scale "
-        "(2 GB) and scale-6g only when named)",
+        "(2 GB), scale-6g and scale-mini (20 MB, to try the scale rows) only when named)",
     )
     parser.add_argument(
         "--ref-budget",

@@ -1,4 +1,5 @@
-"""What the benchmark reports for its scale stacks (``torch``, ``scale``, ``scale-6g``).
+"""What the benchmark reports for its scale stacks (``torch``, ``scale``, ``scale-6g``,
+``scale-mini``).
 
 - Issue 23's scale targets per stack: peak memory <= 400 MiB for the build (its post-build
   check included), publish and deploy rows, each also <= the reference's on the same row;

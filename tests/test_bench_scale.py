@@ -146,9 +146,11 @@ def test_the_scale_rows_are_summarized_and_shown(tmp_path: Path) -> None:
     table = bench.summarize(runs)
     text = bench.markdown_table("scale", table, "0.8.0", bench.SCALE_ROWS)
     row = next(line for line in text.splitlines() if "in the framework changed" in line)
-    assert "| 2.00 | 9.00 | 0.22 | 100 | 300 | 0.06 | 800.00 |" in row
+    assert "| 2.00 | 9.00 | 0.22 | 100 | 300 | 0.0600 | 800.00 |" in row
+    assert row.endswith("| 0.0000 | - |")  # 10 bytes written: not "0.00"
     http = next(line for line in text.splitlines() if "over HTTP" in line)
-    assert "| 3.00 | - | - | 120 | - | 0.09 | - |" in http
+    # the reference deploys from folders only: its column is that deploy
+    assert "| 3.00 | 9.00 | 0.33 | 120 | 300 | 0.0900 | 800.00 |" in http
     titles = [t for t, _, _ in scale_report.scale_targets(table, bench.VENVLAYERS, bench.REFERENCE)]
     assert any("in the framework changed" in t for t in titles)
 
