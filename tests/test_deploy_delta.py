@@ -288,6 +288,20 @@ def test_range_files_of_killed_runs_are_pruned_and_live_ones_kept(tmp_path: Path
     assert live.read_bytes() == b"in use"
 
 
+def test_a_whole_archive_download_prunes_range_files_killed_runs_left(tmp_path: Path) -> None:
+    from venvlayers.net.downloads import Download
+
+    rig = Rig(tmp_path, ArchiveFormat.TAR_XZ, "a")
+    rig.partial.mkdir(parents=True)
+    (rig.partial / f"{rig.v1.archive_sha256}.k1ll3d_x.ranges").write_bytes(b"stale")
+    name = rig.v2.archive_name or ""
+    with RangeServer(rig.served) as server:
+        item = Download(server.url + name, rig.v2.archive_sha256, rig.v2.archive_size, name)
+        (got,) = rig.downloader.fetch_all([item]).values()
+    assert got.stat().st_size == rig.v2.archive_size
+    assert rig.range_files() == []
+
+
 def test_a_failed_range_fetch_leaves_no_range_file(tmp_path: Path) -> None:
     rig = Rig(tmp_path, ArchiveFormat.TAR_XZ, "a")
     archive = rig.served / (rig.v2.archive_name or "")

@@ -5,7 +5,8 @@ shared by several stacks, apps or targets is fetched once. A download is written
 ``<cache>/partial/<hex>.part`` and resumed with an HTTP ``Range`` request after a dropped
 connection or an interrupted run; dropped connections, timeouts and 5xx/429 answers are
 retried with backoff within a wall-clock deadline; size and sha256 are checked before a
-file enters the cache. Headers given as ``api_headers`` (a token) go to the first host only,
+file enters the cache (ranges of an update go to ``net/scratch`` files there, which
+every fetch prunes when a killed run left them). Headers given as ``api_headers`` (a token) go to the first host only,
 never to the host a redirect leads to.
 """
 
@@ -27,6 +28,7 @@ from venvlayers.core.errors import DeployError
 from venvlayers.core.fsutil import sha256_file as file_sha256
 from venvlayers.core.report import Reporter
 from venvlayers.net.retry import Budget, HttpFailure, retry_delay
+from venvlayers.net.scratch import prune
 from venvlayers.net.urls import scheme_problem
 
 # urllib.request (with http.client, ssl, email) loads when something is fetched: a deploy
@@ -421,6 +423,7 @@ class Downloader:
         unique = list({d.sha256: d for d in downloads}.values())
         if not unique:
             return {}
+        prune(self.cache / "partial")  # range files killed deploys left (net/scratch)
         total = sum(d.size or 0 for d in unique)
         terminal = sys.stderr if sys.stderr.isatty() and not self.reporter.quiet else None
         progress = _Progress(terminal, total, len(unique))

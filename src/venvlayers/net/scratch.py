@@ -10,7 +10,8 @@ version needs other ranges; the cache's reusable content is ``sha256/``), so:
   deployment switched, or the deploy failed);
 - a file nobody holds the lock of was left by a killed run (the OS drops a process's
   locks when it ends, ``kill -9`` included), and ``prune`` removes it; every new scratch
-  file prunes first, so leftovers last only until the next update over HTTP. A file
+  file and every whole-archive fetch (``net/downloads``) prunes first, so leftovers last
+  only until the next deploy that downloads into the same cache. A file
   another run holds is never touched, so deploys into several targets can share a cache.
 
 Windows has no ``flock``: there a file open in another run cannot be deleted, so pruning
