@@ -228,24 +228,30 @@ def zstd_window_log(size: int) -> int:
     return max(tuning.ZSTD_WINDOW_LOG_MIN, min(tuning.ZSTD_WINDOW_LOG_MAX, needed))
 
 
+def zstd_frame_options(size: int, threads: int = 1) -> dict[int, int]:
+    """The options of a frame of ``size`` bytes of tar stream: chosen by its size alone, so
+    the bytes never depend on the cores (zstd's bytes do not depend on its worker count)."""
+    param = zstd.CompressionParameter
+    job = tuning.ZSTD_OPTIONS[param.job_size]
+    # match tables no bigger than the frame needs, as zstd sizes them itself for an input
+    # of known size: a small frame does not clear tens of MiB of tables
+    log = max(10, (size - 1).bit_length())
+    workers = min(threads, param.nb_workers.bounds()[1])
+    return {
+        **tuning.ZSTD_OPTIONS,
+        param.window_log: zstd_window_log(size),
+        param.hash_log: min(tuning.ZSTD_HASH_LOG, log + 1),
+        param.chain_log: min(tuning.ZSTD_CHAIN_LOG, log),
+        # at least one worker: zstd's single-threaded mode writes other bytes. Small frames
+        # run side by side on the pool; a frame of several jobs uses zstd's own workers.
+        param.nb_workers: max(1, workers if size > job else 1),
+    }
+
+
 def _zstd_run(
     parts: list[_Part], starts: list[int], begin: int, end: int, threads: int = 1
 ) -> _Compressed:
-    # At least one worker: zstd's single-threaded mode writes other bytes, and with any
-    # worker count the bytes are the same. Small frames run side by side on the pool; a
-    # frame of several jobs uses zstd's own workers.
-    job = tuning.ZSTD_OPTIONS[zstd.CompressionParameter.job_size]
-    workers = min(threads, zstd.CompressionParameter.nb_workers.bounds()[1])
-    # by size alone: the bytes must not depend on the cores (zstd's bytes do not depend on
-    # its worker count, so a frame of two jobs, a runtime's, shares them too)
-    big = end - begin > 2 * job
-    several_jobs = end - begin > job
-    options = {
-        **tuning.ZSTD_OPTIONS,
-        **(tuning.ZSTD_BIG_FRAME_OPTIONS if big else {}),
-        zstd.CompressionParameter.window_log: zstd_window_log(end - begin),
-        zstd.CompressionParameter.nb_workers: max(1, workers if several_jobs else 1),
-    }
+    options = zstd_frame_options(end - begin, threads)
     if options[zstd.CompressionParameter.nb_workers] == 1:
         return _compress_run(
             parts, starts, begin, end, lambda: zstd.ZstdCompressor(options=options)

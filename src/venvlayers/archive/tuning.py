@@ -25,26 +25,29 @@ XZ_FILTERS_X86: list[dict[str, int]] = [
 XZ_CHUNK = 16 << 20
 # Each preset-6 encoder needs ~94 MiB: the thread count is capped for memory.
 XZ_MAX_THREADS = 16
-# Level 12 with long-distance matching: binaries repeat across packages (OpenBLAS in both
-# numpy.libs and scipy.libs), which a long window finds. The window is just big enough for
-# the frame, at most 32 MiB: a compressor on zstd's workers holds about 10 windows (330 MiB
-# at 128 MiB, 240 MiB at 32 MiB, measured on 300 MiB of generated libraries), and frames
-# are cut every 128 MiB anyway; on the 2 GB bench layer 32 MiB wrote 0.003 % fewer bytes
-# than 128 MiB and publish peaked at 465 instead of 530 MiB. Jobs of 16 MiB,
+# Level 10 (lazy2), no long-distance matching. On the bench stacks' frames (a CPython
+# runtime, NumPy, SciPy, scikit-learn) against level 12 with long-distance matching: 0.1 %
+# more bytes on the runtime, 0.6-0.9 % fewer on the others, 35-45 % less CPU. Frames
+# start at units, so what repeats across distributions is out of reach anyway; inside a
+# window the regular match finder already looks, and long-distance matching only took
+# matches from it (level 12 without it: 0.3 % fewer bytes than level 10, for 50 % more
+# CPU; levels 16+, the optimal parsers: 4-7 % fewer for 4-6x the CPU). Jobs of 16 MiB,
 # each seeing the whole window before it, so a small layer (a runtime) still uses every
-# core. Fixed values: the bytes do not depend on the worker count.
+# core. Fixed values: the bytes do not depend on the worker count. The window is just big enough for the frame,
+# at most 32 MiB: a compressor on zstd's workers holds about 10 windows (330 MiB at 128
+# MiB, 240 MiB at 32 MiB, measured on 300 MiB of generated libraries), and frames are cut
+# every 128 MiB anyway; on the 2 GB bench layer 32 MiB wrote 0.003 % fewer bytes than 128
+# MiB and publish peaked at 465 instead of 530 MiB (level 12; a 128 MiB window on SciPy's
+# 119 MB frame: -0.3 %).
 ZSTD_OPTIONS: dict[int, int] = {
-    zstd.CompressionParameter.compression_level: 12,
-    zstd.CompressionParameter.enable_long_distance_matching: 1,
+    zstd.CompressionParameter.compression_level: 10,
     zstd.CompressionParameter.checksum_flag: 1,
     zstd.CompressionParameter.job_size: 16 << 20,
     zstd.CompressionParameter.overlap_log: 9,
 }
-# A frame of several jobs (a big library) runs on zstd's workers, each with its own match
-# tables: level 12's 8 M-entry hash table is halved there. On the 2 GB bench layer each
-# worker holds 16 MiB less and compresses ~15 % faster, at +0.2 % bytes (NumPy and SciPy:
-# +0.4 %). Small frames, a runtime's among them, keep level 12's tables.
-ZSTD_BIG_FRAME_OPTIONS: dict[int, int] = {zstd.CompressionParameter.hash_log: 22}
+# Level 10's match tables; a small frame gets smaller ones (``tar.zstd_frame_options``).
+ZSTD_HASH_LOG = 22
+ZSTD_CHAIN_LOG = 21
 ZSTD_WINDOW_LOG_MAX = 25
 ZSTD_WINDOW_LOG_MIN = 20
 ZSTD_FEED = 4 << 20
