@@ -65,6 +65,8 @@ def big_layer(root: Path) -> Path:
         {
             "compiled/_core.so": _noise(7, 1_500_000),
             "compiled/__init__.py": b"from ._core import *\n",
+            # a library the wheel vendors (auditwheel): tar.zst puts it in a shared unit
+            "compiled.libs/libblas-1a2b3c4d.so": _noise(9, 60_000),
         },
     )
     for i in range(8):  # more distributions, so one is a small share of the layer
@@ -79,13 +81,19 @@ def variant(base: Path, to: Path, case: str) -> Path:
         shutil.rmtree(site / "small-1.0.dist-info")
         (site / "small.py").unlink()
         _dist(to, "small", "1.1", {"small.py": _noise(99, 3000) + b"1.1"})
-    elif case == "b":  # a compiled package bumped
+    elif case in ("b", "d"):  # a compiled package bumped (d: its vendored library too)
         shutil.rmtree(site / "compiled-1.0.dist-info")
+        shutil.rmtree(site / "compiled.libs")
+        blas = "libblas-5e6f7a8b.so" if case == "d" else "libblas-1a2b3c4d.so"
         _dist(
             to,
             "compiled",
             "1.1",
-            {"compiled/_core.so": _noise(8, 1_500_000), "compiled/__init__.py": b"# 1.1\n"},
+            {
+                "compiled/_core.so": _noise(8, 1_500_000),
+                "compiled/__init__.py": b"# 1.1\n",
+                f"compiled.libs/{blas}": _noise(9, 60_000) + (b"rebuilt" if case == "d" else b""),
+            },
         )
     elif case == "c":  # only the layer's version
         meta = to / "share" / "venv" / "metadata" / "venvstacks_layer.json"
@@ -142,7 +150,7 @@ class Rig:
         return sorted(p.name for p in self.partial.glob("*.ranges"))
 
 
-@pytest.mark.parametrize("case", ["a", "b", "c"])
+@pytest.mark.parametrize("case", ["a", "b", "c", "d"])
 @pytest.mark.parametrize("fmt", [ArchiveFormat.TAR_XZ, ArchiveFormat.TAR_ZST])
 def test_an_update_fetches_only_the_ranges_of_what_changed(
     tmp_path: Path, case: str, fmt: ArchiveFormat, monkeypatch: pytest.MonkeyPatch
@@ -173,6 +181,22 @@ def test_an_update_fetches_only_the_ranges_of_what_changed(
     # unchanged files are hard links to the deployed ones (with their bytecode)
     unchanged = new / SITE / "dep0" / "__init__.py"
     assert os.stat(unchanged).st_ino == os.stat(rig.deployed / SITE / "dep0" / "__init__.py").st_ino
+    if fmt is ArchiveFormat.TAR_ZST and case in ("b", "d"):
+        # the vendored library has a frame of its own: fetched only when it changed
+        vendored = _range_of(rig.served, rig.v2, "compiled.libs/")
+        assert (vendored in ranges) is (case == "d"), (vendored, ranges)
+
+
+def _range_of(served: Path, item: LayerMetadata, prefix: str) -> tuple[int, int]:
+    """The archive range holding the first file under ``SITE/prefix`` (the layer index)."""
+    from venvlayers.formats.layer_index import load_index
+
+    assert item.venvlayers_index is not None
+    data = (served / item.venvlayers_index.name).read_bytes()
+    index = load_index(data, item.venvlayers_index.sha256, item.venvlayers_index.name)
+    found = next(e for e in index.entries if e.path.startswith(f"{SITE}/{prefix}"))
+    assert found.range is not None
+    return found.range
 
 
 @pytest.mark.parametrize("mode", ["corrupt", "truncate"])

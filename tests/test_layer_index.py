@@ -118,6 +118,84 @@ def test_inside_a_unit_like_files_sit_together(tmp_path: Path) -> None:
     assert order.index("pkg/data.json") < order.index("pkg/a.py") < order.index("pkg/z.pyi")
 
 
+def _vendoring_layer(root: Path) -> Path:
+    """Two distributions vendoring the same libraries under other names (auditwheel's
+    ``<name>.libs/``, delocate's ``.dylibs/``)."""
+    blas, gfortran = _noise(3, 200_000), _noise(4, 150_000)
+    _dist(
+        root,
+        "alpha",
+        "1.0",
+        {
+            "alpha/__init__.py": _noise(1, 150_000),
+            "alpha.libs/libblas-aaaa1111.so": blas,
+            "alpha.libs/libgfortran-1111aaaa.so.5.0.0": gfortran,
+        },
+    )
+    _dist(
+        root,
+        "beta",
+        "2.0",
+        {
+            "beta/__init__.py": _noise(2, 150_000),
+            "beta.libs/libblas-bbbb2222.so": blas + b"beta",
+            "beta.libs/libgfortran-2222bbbb.so.5.0.0": gfortran,
+            "beta/.dylibs/libomp.dylib": _noise(5, 1000),
+            "beta/_ext.so": _noise(6, 1000),  # an extension module: beta's own
+        },
+    )
+    return root
+
+
+def test_zstd_gives_the_vendored_libraries_of_every_distribution_one_unit(
+    tmp_path: Path,
+) -> None:
+    from venvlayers.archive.scan import scan_tree
+
+    entries = scan_tree(_vendoring_layer(tmp_path / "layer"), None)
+    shared = plan_units(entries, shared_vendored=True)
+    vendored = [u for u in shared if u.name == units.VENDORED]
+    assert len(vendored) == 1
+    # each library beside its namesakes from the other distributions
+    assert [e.rel.removeprefix(f"{SITE}/") for e in vendored[0].entries] == [
+        "alpha.libs/libblas-aaaa1111.so",
+        "beta.libs/libblas-bbbb2222.so",
+        "alpha.libs/libgfortran-1111aaaa.so.5.0.0",
+        "beta.libs/libgfortran-2222bbbb.so.5.0.0",
+        "beta/.dylibs/libomp.dylib",
+    ]
+    beta = next(u for u in shared if "beta-2.0" in u.name)
+    assert f"{SITE}/beta/_ext.so" in {e.rel for e in beta.entries}
+    everything = [e.rel for u in shared for e in u.entries]
+    assert sorted(everything) == sorted(e.rel for e in entries)  # each entry exactly once
+    # tar.xz's 16 MiB streams gain nothing from it: each distribution keeps its own
+    plain = plan_units(entries)
+    assert all(u.name != units.VENDORED for u in plain)
+    alpha = next(u for u in plain if "alpha-1.0" in u.name)
+    assert f"{SITE}/alpha.libs/libblas-aaaa1111.so" in {e.rel for e in alpha.entries}
+
+
+def test_vendored_libraries_share_a_frame_and_decode_from_their_range(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(units, "ZSTD_GROUP", 64 << 10)  # zstd frames group units up to 2 MiB
+    src = _vendoring_layer(tmp_path / "layer")
+    archive = tmp_path / "layer.tar.zst"
+    info = write_archive(src, archive, root_name="layer", fmt="tar.zst", mtime=1)
+    index = build_index(archive, "layer", info)
+    assert index is not None
+    ranges = {e.path.removeprefix(f"{SITE}/"): e.range for e in index.entries if e.range}
+    assert ranges["alpha.libs/libblas-aaaa1111.so"] == ranges["beta.libs/libblas-bbbb2222.so"]
+    assert ranges["alpha.libs/libblas-aaaa1111.so"] != ranges["alpha/__init__.py"]
+    data = archive.read_bytes()
+    for entry in index.entries:
+        if entry.range is None or entry.skip is None:
+            continue
+        piece = data[entry.range[0] : entry.range[1]]
+        out = b"".join(decode_segments(ArchiveFormat.TAR_ZST, piece, entry.skip + entry.size))
+        assert out[entry.skip :] == (src / entry.path).read_bytes(), entry.path
+
+
 @pytest.mark.parametrize("fmt", [ArchiveFormat.TAR_XZ, ArchiveFormat.TAR_ZST])
 def test_every_file_decodes_from_its_index_range(
     tmp_path: Path, fmt: ArchiveFormat, monkeypatch: pytest.MonkeyPatch
@@ -153,7 +231,7 @@ def test_every_file_decodes_from_its_index_range(
 def test_unit_layout_is_reproducible_and_plain_tools_unpack_it(
     tmp_path: Path, fmt: ArchiveFormat
 ) -> None:
-    src = make_layer(tmp_path / "layer")
+    src = _vendoring_layer(make_layer(tmp_path / "layer"))
     one = write_archive(src, tmp_path / f"a.{fmt}", root_name="layer", fmt=fmt, mtime=1, threads=1)
     two = write_archive(src, tmp_path / f"b.{fmt}", root_name="layer", fmt=fmt, mtime=1, threads=8)
     assert one.sha256 == two.sha256

@@ -76,7 +76,7 @@ def write_archive(
     return_big_blocks()  # compressors' buffers come and go: keep them out of the heap
     entries = scan_tree(source_dir, exclude)
     # members unit by unit in every format (tar writers start a stream/frame at each)
-    units = plan_units(entries)
+    units = plan_units(entries, shared_vendored=fmt is ArchiveFormat.TAR_ZST)
     entries = [e for unit in units for e in unit.entries]
     starts, count = [], 0
     for n, unit in enumerate(units):
