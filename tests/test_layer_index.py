@@ -228,6 +228,33 @@ def test_every_file_decodes_from_its_index_range(
 
 
 @pytest.mark.parametrize("fmt", [ArchiveFormat.TAR_XZ, ArchiveFormat.TAR_ZST])
+def test_index_digests_are_the_archived_bytes_also_of_files_cut_by_segments(
+    tmp_path: Path, fmt: ArchiveFormat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from venvlayers.archive import tuning
+
+    # segments of 16 KiB: the writer hashes a file as it compresses it when the file is
+    # whole inside one segment; the others (and empty files) are hashed apart
+    monkeypatch.setattr(tuning, "XZ_CHUNK", 16 << 10)
+    monkeypatch.setattr(tuning, "ZSTD_SPLIT", 16 << 10)
+    src = _vendoring_layer(make_layer(tmp_path / "layer"))
+    info = write_archive(src, tmp_path / f"a.{fmt}", root_name="layer", fmt=fmt, mtime=1)
+    index = build_index(tmp_path / f"a.{fmt}", "layer", info)
+    assert index is not None
+    assert info.layout is not None
+    starts = [s.start for s in info.layout.segments]
+    files = {e.path: e for e in index.entries if e.kind == "file"}
+    cut = [
+        e
+        for e in files.values()
+        if e.range and sum(e.range[0] <= x < e.range[1] for x in starts) > 1
+    ]
+    assert len(cut) >= 3  # files over several segments
+    for path, entry in files.items():
+        assert entry.sha256 == hashlib.sha256((src / path).read_bytes()).hexdigest(), path
+
+
+@pytest.mark.parametrize("fmt", [ArchiveFormat.TAR_XZ, ArchiveFormat.TAR_ZST])
 def test_unit_layout_is_reproducible_and_plain_tools_unpack_it(
     tmp_path: Path, fmt: ArchiveFormat
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import hashlib
 import lzma
 import os
 import tarfile
@@ -58,11 +59,13 @@ class _Part:
 
 @dataclass(frozen=True)
 class TarLayout:
-    """Where a tar writer put things: its segments, and each entry's content offset in
-    the tar stream (same order as the job's entries)."""
+    """Where a tar writer put things: its segments, each entry's content offset in the tar
+    stream (same order as the job's entries), and the sha256 of every file it read whole
+    inside one segment (by path below the root; a file cut by a segment end is not)."""
 
     segments: list[Segment]
     data_offsets: list[int]
+    digests: dict[str, str]
 
 
 def _tar_layout(job: ArchiveJob) -> tuple[list[_Part], int, list[tuple[int, int]]]:
@@ -110,6 +113,7 @@ class _Compressed:
 
     pieces: list[bytes]
     content: int
+    digests: dict[str, str]
 
     @property
     def size(self) -> int:
@@ -120,9 +124,11 @@ def _compress_run(
     parts: list[_Part], starts: list[int], begin: int, end: int, make: Callable[[], Compressor]
 ) -> _Compressed:
     """The tar stream's bytes ``begin:end``, read from the files, as one xz stream or zstd
-    frame."""
+    frame; each file read whole is hashed on the way (the layer index needs its sha256:
+    no second pass over the files)."""
     out: list[bytes] = []
     content = 0
+    digests: dict[str, str] = {}
     compressor = make()
     # headers and small files gathered into ~1 MiB feeds: fewer, larger encoder calls
     feed = bytearray()
@@ -133,17 +139,22 @@ def _compress_run(
         hi = min(end - part.offset, part.length)
         if part.entry is not None:
             content += hi - lo
+            digest = hashlib.sha256() if hi - lo == part.length else None
             for piece in read_pieces(part.entry, lo, hi - lo):
+                if digest is not None:
+                    digest.update(piece)
                 feed += piece
                 if len(feed) >= _FEED:
                     out.append(compressor.compress(feed))
                     feed.clear()
+            if digest is not None:
+                digests[part.entry.rel] = digest.hexdigest()
         elif part.data is not None:
             feed += part.data[lo:hi]
         index += 1
     out.append(compressor.compress(feed))
     out.append(compressor.flush())
-    return _Compressed([piece for piece in out if piece], content)
+    return _Compressed([piece for piece in out if piece], content, digests)
 
 
 def _xz_run(
@@ -174,12 +185,14 @@ def _write_segments(job: ArchiveJob, fmt: ArchiveFormat, run: _Run) -> TarLayout
     cuts = cut_points(heads, total, fmt)
     bounds = list(zip(cuts, [*cuts[1:], total], strict=True))
     segments: list[Segment] = []
+    digests: dict[str, str] = {}
     written = 0
 
     def sink(result: _Compressed) -> None:
         nonlocal written
         begin, end = bounds[len(segments)]
         size = result.size
+        digests.update(result.digests)
         for piece in result.pieces:
             out.write(piece)
         result.pieces.clear()  # let the pieces go now, not when the queue moves on
@@ -196,7 +209,7 @@ def _write_segments(job: ArchiveJob, fmt: ArchiveFormat, run: _Run) -> TarLayout
     except BaseException:
         ordered.cancel()
         raise
-    return TarLayout(segments, [o[1] for o in offsets])
+    return TarLayout(segments, [o[1] for o in offsets], digests)
 
 
 def write_tar_xz(job: ArchiveJob, filters: list[dict[str, int]] = tuning.XZ_FILTERS) -> TarLayout:

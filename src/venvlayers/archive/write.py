@@ -112,15 +112,16 @@ def write_archive(
             info = ArchiveInfo(size=tmp.stat().st_size, sha256=sha256_file(tmp))
     tracker.finish()
     if tar_layout is not None:
-        layout = ArchiveLayout(
-            fmt, entries, tar_layout.data_offsets, tar_layout.segments, _digests(entries, workers)
-        )
+        digests = _digests(entries, tar_layout.digests, workers)
+        layout = ArchiveLayout(fmt, entries, tar_layout.data_offsets, tar_layout.segments, digests)
         info = dataclasses.replace(info, layout=layout)
     return info
 
 
-def _digests(entries: list[Entry], workers: int) -> dict[str, str]:
-    """sha256 of every file, by path below the root (for the layer index)."""
+def _digests(entries: list[Entry], known: dict[str, str], workers: int) -> dict[str, str]:
+    """sha256 of every file, by path below the root (for the layer index): those the
+    writer hashed as it read them, the rest (empty files, files cut by a segment end) read
+    again here."""
 
     def digest(entry: Entry) -> str:
         h = hashlib.sha256()
@@ -129,5 +130,7 @@ def _digests(entries: list[Entry], workers: int) -> dict[str, str]:
         return h.hexdigest()
 
     files = [e for e in entries if e.kind == "file"]
+    missing = [e for e in files if e.rel not in known]
     with ThreadPoolExecutor(workers) as pool:
-        return dict(zip((e.rel for e in files), pool.map(digest, files), strict=True))
+        found = dict(zip((e.rel for e in missing), pool.map(digest, missing), strict=True))
+    return {e.rel: known.get(e.rel) or found[e.rel] for e in files}

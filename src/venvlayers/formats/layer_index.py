@@ -134,8 +134,13 @@ class LayerIndex:
             "root": self.root,
             "entries": [e.dump() for e in self.entries],
         }
-        text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return lzma.compress(text.encode("utf-8"), format=lzma.FORMAT_XZ, preset=6)
+        data = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        raw = data.encode("utf-8")
+        # preset 6 with a dictionary no bigger than the document: the same matches, without
+        # setting up preset 6's 8 MiB dictionary for every index (a quarter of its time)
+        window = min(8 << 20, max(4096, 1 << max(len(raw) - 1, 1).bit_length()))
+        filters = [{"id": lzma.FILTER_LZMA2, "preset": 6, "dict_size": window}]
+        return lzma.compress(raw, format=lzma.FORMAT_XZ, filters=filters)
 
     @staticmethod
     def parse(document: Any) -> LayerIndex:
