@@ -136,8 +136,11 @@ def test_thread_count_does_not_change_bytes(
     monkeypatch.setattr(tuning, "XZ_CHUNK", 64 << 10)
     monkeypatch.setattr(tuning, "ZIP_CHUNK", 64 << 10)
     monkeypatch.setattr(tuning, "ZSTD_FEED", 64 << 10)
-    # our zstd jobs are 16 MiB (tuning.ZSTD_OPTIONS); 1 MiB jobs give several workers work here.
-    monkeypatch.setitem(tuning.ZSTD_OPTIONS, zstd.CompressionParameter.job_size, 1 << 20)
+    # our zstd jobs are 16 or 32 MiB (tuning.ZSTD_*_JOBS); jobs of 512 KiB (zstd's least)
+    # seeing 1/8 of the window before them give several workers work here
+    for jobs in (tuning.ZSTD_SMALL_JOBS, tuning.ZSTD_BIG_JOBS):
+        monkeypatch.setitem(jobs, zstd.CompressionParameter.job_size, 512 << 10)
+        monkeypatch.setitem(jobs, zstd.CompressionParameter.overlap_log, 6)
     src = big_tree(tmp_path / "src")
     infos = {t: write(src, tmp_path / f"t{t}.out", fmt, threads=t) for t in (1, 2, 5)}
     assert len(set(infos.values())) == 1

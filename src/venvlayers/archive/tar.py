@@ -245,13 +245,17 @@ def zstd_frame_options(size: int, threads: int = 1) -> dict[int, int]:
     """The options of a frame of ``size`` bytes of tar stream: chosen by its size alone, so
     the bytes never depend on the cores (zstd's bytes do not depend on its worker count)."""
     param = zstd.CompressionParameter
-    job = tuning.ZSTD_OPTIONS[param.job_size]
+    jobs = tuning.ZSTD_SMALL_JOBS
+    if size > 2 * jobs[param.job_size]:
+        jobs = tuning.ZSTD_BIG_JOBS
+    job = jobs[param.job_size]
     # match tables no bigger than the frame needs, as zstd sizes them itself for an input
     # of known size: a small frame does not clear tens of MiB of tables
     log = max(10, (size - 1).bit_length())
     workers = min(threads, param.nb_workers.bounds()[1])
     return {
         **tuning.ZSTD_OPTIONS,
+        **jobs,
         param.window_log: zstd_window_log(size),
         param.hash_log: min(tuning.ZSTD_HASH_LOG, log + 1),
         param.chain_log: min(tuning.ZSTD_CHAIN_LOG, log),

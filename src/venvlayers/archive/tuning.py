@@ -31,18 +31,23 @@ XZ_MAX_THREADS = 16
 # start at units, so what repeats across distributions is out of reach anyway; inside a
 # window the regular match finder already looks, and long-distance matching only took
 # matches from it (level 12 without it: 0.3 % fewer bytes than level 10, for 50 % more
-# CPU; levels 16+, the optimal parsers: 4-7 % fewer for 4-6x the CPU). Jobs of 16 MiB,
-# each seeing the whole window before it, so a small layer (a runtime) still uses every
-# core. Fixed values: the bytes do not depend on the worker count. The window is just big enough for the frame,
-# at most 32 MiB: a compressor on zstd's workers holds about 10 windows (330 MiB at 128
-# MiB, 240 MiB at 32 MiB, measured on 300 MiB of generated libraries), and frames are cut
-# every 128 MiB anyway; on the 2 GB bench layer 32 MiB wrote 0.003 % fewer bytes than 128
-# MiB and publish peaked at 465 instead of 530 MiB (level 12; a 128 MiB window on SciPy's
-# 119 MB frame: -0.3 %).
+# CPU; levels 16+, the optimal parsers: 4-7 % fewer for 4-6x the CPU). Fixed values: the
+# bytes do not depend on the worker count. zstd makes a job at least as big as the overlap
+# it sees (the data before it): a frame of up to 32 MiB (a runtime's 29 MB) is cut into
+# jobs of 16 MiB seeing the 16 MiB before them, so it still uses two cores (+0.09 % bytes
+# against one job); a bigger frame, whose jobs keep every core busy anyway, into jobs of
+# the largest window seeing the whole window before them (a 16 MiB overlap there: the
+# realistic framework +2 %, OpenBLAS builds 25 MB long side by side).
 ZSTD_OPTIONS: dict[int, int] = {
     zstd.CompressionParameter.compression_level: 10,
     zstd.CompressionParameter.checksum_flag: 1,
+}
+ZSTD_SMALL_JOBS: dict[int, int] = {
     zstd.CompressionParameter.job_size: 16 << 20,
+    zstd.CompressionParameter.overlap_log: 8,
+}
+ZSTD_BIG_JOBS: dict[int, int] = {
+    zstd.CompressionParameter.job_size: 32 << 20,
     zstd.CompressionParameter.overlap_log: 9,
 }
 # Level 10's match tables; a small frame gets smaller ones (``tar.zstd_frame_options``).
