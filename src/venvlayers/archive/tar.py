@@ -248,6 +248,8 @@ def zstd_frame_options(size: int, threads: int = 1) -> dict[int, int]:
     jobs = tuning.ZSTD_SMALL_JOBS
     if size > 2 * jobs[param.job_size]:
         jobs = tuning.ZSTD_BIG_JOBS
+    elif size > jobs[param.job_size]:
+        jobs = {**jobs, **tuning.ZSTD_TWO_JOBS}
     job = jobs[param.job_size]
     # match tables no bigger than the frame needs, as zstd sizes them itself for an input
     # of known size: a small frame does not clear tens of MiB of tables

@@ -33,19 +33,23 @@ XZ_MAX_THREADS = 16
 # matches from it (level 12 without it: 0.3 % fewer bytes than level 10, for 50 % more
 # CPU; levels 16+, the optimal parsers: 4-7 % fewer for 4-6x the CPU). Fixed values: the
 # bytes do not depend on the worker count. zstd makes a job at least as big as the overlap
-# it sees (the data before it): a frame of up to 32 MiB (a runtime's 29 MB) is cut into
-# jobs of 16 MiB seeing the 16 MiB before them, so it still uses two cores (+0.09 % bytes
-# against one job); a bigger frame, whose jobs keep every core busy anyway, into jobs of
-# the largest window seeing the whole window before them (a 16 MiB overlap there: the
-# realistic framework +2 %, OpenBLAS builds 25 MB long side by side).
+# it sees (the data before it). A frame of up to 32 MiB (a runtime's 29 MB) is cut into
+# jobs of 16 MiB seeing the 8 MiB before them, so it still uses two cores: on a runtime the
+# longer job takes 0.8 CPU s instead of 1.1-1.4 for one job (the whole window overlap),
+# 1.45 CPU s in all, +0.14 % bytes (a 16 MiB overlap: +0.09 %, but 1.5-1.8 CPU s and a
+# 0.9-1.0 s job); with min_match 4 such a frame is 0.19 % smaller again (-0.06 % against
+# one job) for 5-10 % more CPU. A bigger frame, whose jobs keep every core busy anyway, is
+# cut into jobs of the largest window seeing the whole window before them (a 16 MiB overlap
+# there: the realistic framework +2 %, OpenBLAS builds 25 MB long side by side).
 ZSTD_OPTIONS: dict[int, int] = {
     zstd.CompressionParameter.compression_level: 10,
     zstd.CompressionParameter.checksum_flag: 1,
 }
 ZSTD_SMALL_JOBS: dict[int, int] = {
     zstd.CompressionParameter.job_size: 16 << 20,
-    zstd.CompressionParameter.overlap_log: 8,
+    zstd.CompressionParameter.overlap_log: 7,
 }
+ZSTD_TWO_JOBS: dict[int, int] = {zstd.CompressionParameter.min_match: 4}
 ZSTD_BIG_JOBS: dict[int, int] = {
     zstd.CompressionParameter.job_size: 32 << 20,
     zstd.CompressionParameter.overlap_log: 9,
