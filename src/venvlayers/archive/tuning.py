@@ -40,7 +40,10 @@ XZ_MAX_THREADS = 16
 # 0.9-1.0 s job); with min_match 4 such a frame is 0.19 % smaller again (-0.06 % against
 # one job) for 5-10 % more CPU. A bigger frame, whose jobs keep every core busy anyway, is
 # cut into jobs of the largest window seeing the whole window before them (a 16 MiB overlap
-# there: the realistic framework +2 %, OpenBLAS builds 25 MB long side by side).
+# there: the realistic framework +2 %, OpenBLAS builds 25 MB long side by side). Memory:
+# SciPy's 119 MB frame on two workers peaks at 201 MiB (level 12 with long-distance
+# matching in 16 MiB jobs: 162 MiB); the 2 GB bench layer's publish (352 MiB before)
+# has not been measured with it.
 ZSTD_OPTIONS: dict[int, int] = {
     zstd.CompressionParameter.compression_level: 10,
     zstd.CompressionParameter.checksum_flag: 1,
