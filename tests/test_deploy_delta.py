@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -373,6 +374,94 @@ def test_a_changed_deployed_file_is_fetched_not_trusted(tmp_path: Path) -> None:
         digest
         == hashlib.sha256((rig.v2_src / SITE / "dep1" / "__init__.py").read_bytes()).hexdigest()
     )
+
+
+def _bytes_read_by_this_process() -> int:
+    """What the kernel counts as read by this process's system calls (page cache too)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
+def _settled_rig(tmp_path: Path) -> Rig:
+    """A rig whose deployed files last changed longer ago than the racy window
+    (``KnownCopy.is_settled``), as a deployment being updated days later does."""
+    rig = Rig(tmp_path, ArchiveFormat.TAR_XZ, "a")
+    time.sleep(2.2)
+    return rig
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="reads counted from /proc")
+def test_unchanged_files_are_read_once_and_fresh_ones_checked_again(tmp_path: Path) -> None:
+    settled = _settled_rig(tmp_path / "settled")
+    fresh = Rig(tmp_path / "fresh", ArchiveFormat.TAR_XZ, "a")  # just deployed: racy
+    read: dict[str, int] = {}
+    for name, rig in (("settled", settled), ("fresh", fresh)):
+        with RangeServer(rig.served) as server:
+            plan = rig.plan(server)
+        assert plan is not None and len(plan.reused) > 10
+        known = [k for k in plan.reused.values() if k is not None]
+        assert len(known) == (len(plan.reused) if name == "settled" else 0), name
+        reused_bytes = sum(os.path.getsize(rig.deployed / p) for p in plan.reused)
+        before = _bytes_read_by_this_process()
+        new = rig.unpack(plan)
+        read[name] = _bytes_read_by_this_process() - before
+        assert snapshot(new) == snapshot(rig.v2_src)
+        assert snapshot(rig.deployed) == rig.before
+        dep0 = f"{SITE}/dep0/__init__.py"
+        assert os.stat(new / dep0).st_ino == os.stat(rig.deployed / dep0).st_ino
+        print(f"\n{name}: unpack read {read[name]} bytes, reused {reused_bytes}", file=sys.stderr)
+        plan.discard()
+        if name == "settled":  # hashed at planning, linked unread when staged
+            assert read[name] < reused_bytes / 4, (read, reused_bytes)
+        else:  # changed moments before it was hashed: read and checked again
+            assert read[name] > reused_bytes, (read, reused_bytes)
+
+
+@pytest.mark.parametrize("change", ["in-place", "replaced"])
+def test_a_deployed_file_changed_after_planning_is_refused_not_linked(
+    tmp_path: Path, change: str
+) -> None:
+    rig = _settled_rig(tmp_path)
+    with RangeServer(rig.served) as server:
+        plan = rig.plan(server)
+    victim = rig.deployed / SITE / "dep1" / "__init__.py"
+    assert plan is not None and plan.reused[f"{SITE}/dep1/__init__.py"] is not None
+    data = victim.read_bytes()
+    edited = b"X" + data[1:]  # the same size
+    if change == "in-place":
+        with open(victim, "r+b") as f:
+            f.write(b"X")
+    else:  # a new file renamed over the deployed one
+        other = victim.with_name("edited.tmp")
+        other.write_bytes(edited)
+        os.chmod(other, os.stat(victim).st_mode & 0o777)
+        os.replace(other, victim)
+    with pytest.raises(ArchiveError, match="damaged"):
+        rig.unpack(plan)
+    plan.discard()
+    assert not (tmp_path / "new" / "layer").exists()
+    assert victim.read_bytes() == edited  # the deployed layer is only read
+
+
+def test_a_folder_linked_out_of_the_deployed_layer_is_neither_read_nor_linked(
+    tmp_path: Path,
+) -> None:
+    rig = _settled_rig(tmp_path)
+    outside = tmp_path / "outside-dep2"
+    shutil.copytree(rig.deployed / SITE / "dep2", outside)  # the very bytes the index names
+    shutil.rmtree(rig.deployed / SITE / "dep2")
+    os.symlink(outside, rig.deployed / SITE / "dep2")
+    with RangeServer(rig.served) as server:
+        plan = rig.plan(server)
+        assert plan is not None and f"{SITE}/dep2/__init__.py" not in plan.reused
+        assert f"{SITE}/dep3/__init__.py" in plan.reused
+        new = rig.unpack(plan)
+    assert snapshot(new) == snapshot(rig.v2_src)
+    linked = os.stat(new / SITE / "dep2" / "__init__.py")
+    assert linked.st_ino != os.stat(outside / "__init__.py").st_ino
+    assert linked.st_nlink == 1
 
 
 # --- through `venvlayers deploy`, on a real stack ----------------------------------------

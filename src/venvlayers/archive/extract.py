@@ -19,6 +19,7 @@ from venvlayers.archive.read import CORRUPT, Member, corrupt, members
 from venvlayers.archive.scan import check_root_name
 from venvlayers.core.errors import ArchiveError
 from venvlayers.core.fsutil import replace_dir
+from venvlayers.core.linkfree import LinkFreeTree
 from venvlayers.core.rmtree import remove_tree_quietly
 
 # --- safe extraction --------------------------------------------------------------------
@@ -174,6 +175,18 @@ class _Extractor:
         assert m.open is not None
         mode = 0o755 if m.mode & 0o111 else 0o644
         old = self.reuse.candidate(parts, m.size, mode) if self.reuse is not None else None
+        if old is not None and m.known_copy is not None and self.reuse is not None:
+            # read and found equal moments ago, unchanged since: linked without a read
+            try:
+                if m.known_copy.is_same(os.fstat(old.fileno())) and self.reuse.link(
+                    old, target, parts
+                ):
+                    self.reuse.unread += 1
+                    old.close()
+                    return
+            except BaseException:
+                old.close()
+                raise
         try:
             with m.open() as src:
                 if old is None:
@@ -260,31 +273,22 @@ class _Reuse:
     """
 
     def __init__(self, root: Path):
-        self.root = os.path.realpath(root)
-        self.dirs: dict[tuple[str, ...], str | None] = {}
+        self.tree = LinkFreeTree(root)
+        self.root = self.tree.root
+        self.folder = self.tree.folder
         self.linked: list[tuple[str, ...]] = []
-
-    def folder(self, parts: tuple[str, ...]) -> str | None:
-        """The real folder at ``parts`` under the root, None if a link or nothing is there."""
-        if parts not in self.dirs:
-            path = os.path.join(self.root, *parts)
-            self.dirs[parts] = path if os.path.realpath(path) == path else None
-        return self.dirs[parts]
+        self.unread = 0
+        """Files linked on the strength of a ``KnownCopy``, not compared."""
 
     def candidate(self, parts: tuple[str, ...], size: int, mode: int) -> IO[bytes] | None:
-        folder = self.folder(parts[:-1])
-        if folder is None:
+        old = self.tree.open_file(parts)
+        if old is None:
             return None
-        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-        try:
-            fd = os.open(os.path.join(folder, parts[-1]), flags)
-        except OSError:
+        st = os.fstat(old.fileno())
+        if st.st_size != size or st.st_mode & 0o777 != mode:
+            old.close()
             return None
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size != size or st.st_mode & 0o777 != mode:
-            os.close(fd)
-            return None
-        return os.fdopen(fd, "rb")
+        return old
 
     def link(self, old: IO[bytes], target: Path, parts: tuple[str, ...]) -> bool:
         folder = self.folder(parts[:-1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lzma
+import os
 import stat
 import struct
 import tarfile
@@ -69,6 +70,31 @@ def corrupt(archive_path: Path, exc: BaseException, member: str | None = None) -
     )
 
 
+@dataclass(frozen=True)
+class KnownCopy:
+    """A file on disk read and found to hold exactly a member's bytes, identified by what
+    any later change to it alters: device, inode, size, mtime and ctime (a write sets
+    ctime, which no one can set back). Only made when the file had not changed for
+    ``racy_seconds`` before it was read (``is_settled``): a second write within one tick
+    of the file system's clock could leave all five as they were (git's "racy clean")."""
+
+    identity: tuple[int, int, int, int, int]
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> KnownCopy:
+        return cls((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+
+    def is_same(self, st: os.stat_result) -> bool:
+        return KnownCopy.of(st) == self
+
+    @staticmethod
+    def is_settled(st: os.stat_result, read_from_ns: int, racy_seconds: float = 2.0) -> bool:
+        """``st`` (taken after the read that began at ``read_from_ns``) shows no change
+        close enough to that read for a later one to go unseen."""
+        newest = max(st.st_mtime_ns, st.st_ctime_ns)
+        return newest < read_from_ns - int(racy_seconds * 1e9)
+
+
 @dataclass
 class Member:
     name: str
@@ -77,6 +103,9 @@ class Member:
     size: int
     linkname: str
     open: Callable[[], IO[bytes]] | None
+    known_copy: KnownCopy | None = None
+    """A file below the extraction's ``reuse_from`` at this member's path holding its
+    bytes (``deploy/delta``): hard-linked while it is still the same, without reading."""
 
 
 def _tar_members(

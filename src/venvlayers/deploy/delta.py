@@ -5,7 +5,10 @@ whose metadata names a layer index (``formats/layer_index``, checked against the
 in the metadata):
 
 1. every file of the new index whose deployed twin (same path, a regular file, same size)
-   has the sha256 the index gives is taken from the deployed layer;
+   has the sha256 the index gives is taken from the deployed layer: hard-linked when staged
+   without being read again if it is still the file that was hashed (``KnownCopy``: same
+   inode, size, mtime and ctime, none of them recent when it was hashed), read and checked
+   against its sha256 again otherwise;
 2. the others' byte ranges (``net/ranges``: coalesced, several per request) are fetched
    into a sparse file of this run's own in the download cache (``net/scratch``: locked
    while in use, removed by ``DeltaPlan.discard`` once the deploy is done with it, and by
@@ -30,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import stat
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,9 +41,10 @@ from pathlib import Path
 from typing import IO
 
 from venvlayers.archive.formats import READ_SIZE, ArchiveFormat
-from venvlayers.archive.read import Member
+from venvlayers.archive.read import KnownCopy, Member
 from venvlayers.archive.units import decode_segments
 from venvlayers.core.errors import ArchiveError, DeployError
+from venvlayers.core.linkfree import LinkFreeTree
 from venvlayers.core.report import Reporter
 from venvlayers.deploy.sources import ArchiveSource
 from venvlayers.formats.layer_index import IndexEntry, LayerIndex, load_index
@@ -61,8 +65,10 @@ class DeltaPlan:
     index: LayerIndex
     base: Path
     """The deployed version of the layer (a real folder)."""
-    reused: set[str]
-    """Paths whose bytes come from ``base``."""
+    reused: dict[str, KnownCopy | None]
+    """Paths whose bytes come from ``base``, with the deployed file as it was hashed (None:
+    it had changed too recently to be linked on the strength of that hash)."""
+    tree: LinkFreeTree
     ranges: Path
     """A sparse file of the archive's size holding the fetched ranges at their offsets
     (for an archive in a folder: that archive)."""
@@ -87,20 +93,22 @@ class DeltaPlan:
             elif entry.kind == "symlink":
                 yield Member(name, "symlink", entry.mode, 0, entry.target or "", None)
             else:
-                yield Member(name, "file", entry.mode, entry.size, "", self._opener(entry, cursor))
+                opener = self._opener(entry, cursor)
+                known = self.reused.get(entry.path)
+                yield Member(name, "file", entry.mode, entry.size, "", opener, known)
 
     def _opener(self, entry: IndexEntry, cursor: _Cursor) -> Callable[[], IO[bytes]]:
         label = f"{self.index.archive_name}: {entry.path}"
 
         def opener() -> IO[bytes]:
             if entry.path in self.reused:
-                try:
-                    raw: IO[bytes] = _open_plain(self.base, entry.path)
-                except OSError as exc:
+                deployed = self.tree.open_file(tuple(entry.path.split("/")))
+                if deployed is None:
                     raise ArchiveError(
-                        f"{self.base / entry.path}: the deployed file went away while the "
-                        f"update was staged ({exc.strerror}); run the deploy again"
-                    ) from None
+                        f"{self.base / entry.path}: the deployed file went away or was "
+                        "replaced while the update was staged; run the deploy again"
+                    )
+                raw: IO[bytes] = deployed
             elif entry.size == 0:
                 raw = io.BytesIO(b"")
             else:
@@ -108,15 +116,6 @@ class DeltaPlan:
             return _Checked(raw, entry, label)  # type: ignore[return-value]
 
         return opener
-
-
-def _open_plain(base: Path, relative: str) -> IO[bytes]:
-    """A regular file below ``base``, no link followed on the way."""
-    path = base.joinpath(*relative.split("/"))
-    if os.path.realpath(path.parent) != str(path.parent):
-        raise ArchiveError(f"{path}: a link on the way; deploy the whole archive")
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
-    return os.fdopen(fd, "rb")
 
 
 class _Checked:
@@ -212,19 +211,29 @@ class _Slice:
         pass
 
 
-def _same_file(base: Path, entry: IndexEntry) -> bool:
-    """The deployed file at the entry's path is a regular file with the entry's bytes."""
+def _same_file(tree: LinkFreeTree, entry: IndexEntry) -> tuple[bool, KnownCopy | None]:
+    """Whether the deployed file at the entry's path is a regular file with the entry's
+    bytes, and if so what it was when read (None: it had changed too recently to tell a
+    later change apart)."""
+    started = time.time_ns()
     try:
-        with _open_plain(base, entry.path) as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
-                return False
+        f = tree.open_file(tuple(entry.path.split("/")))
+        if f is None:
+            return False, None
+        with f:
+            if os.fstat(f.fileno()).st_size != entry.size:
+                return False, None
             digest = hashlib.sha256()
             while block := f.read(READ_SIZE):
                 digest.update(block)
-            return digest.hexdigest() == entry.sha256
-    except (OSError, ArchiveError):
-        return False
+            if digest.hexdigest() != entry.sha256:
+                return False, None
+            st = os.fstat(f.fileno())
+    except OSError:
+        return False, None
+    if st.st_size != entry.size:  # changed while read
+        return False, None
+    return True, KnownCopy.of(st) if KnownCopy.is_settled(st, started) else None
 
 
 def plan_delta(
@@ -267,11 +276,12 @@ def plan_delta(
             f"{ref.name}: describes {index.archive_name} ({index.archive_sha256}), not the "
             f"archive of {item.layer_name} the metadata names; publish again"
         )
-    base = Path(os.path.realpath(base))
+    tree = LinkFreeTree(base)
+    base = Path(tree.root)
     files = [e for e in index.entries if e.kind == "file"]
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        same = list(pool.map(lambda e: _same_file(base, e), files))
-    reused = {e.path for e, ok in zip(files, same, strict=True) if ok}
+        same = list(pool.map(lambda e: _same_file(tree, e), files))
+    reused = {e.path: known for e, (ok, known) in zip(files, same, strict=True) if ok}
     wanted = [e.range for e in files if e.path not in reused and e.range is not None]
     ranges = coalesce(wanted)
     need = sum(b - a for a, b in ranges)
@@ -285,7 +295,7 @@ def plan_delta(
             f"{name}: {len(reused)} of {len(files)} files unchanged; reading {len(ranges)} "
             f"range(s), {need} of {item.archive_size} bytes, of {where.local.name}"
         )
-        return DeltaPlan(item, index, base, reused, where.local)
+        return DeltaPlan(item, index, base, reused, tree, where.local)
     assert where.download is not None
     scratch = new_scratch(downloader.cache / "partial", item.archive_sha256, item.archive_size)
     try:
@@ -307,4 +317,4 @@ def plan_delta(
     except BaseException:
         scratch.close()
         raise
-    return DeltaPlan(item, index, base, reused, scratch.path, stats, scratch)
+    return DeltaPlan(item, index, base, reused, tree, scratch.path, stats, scratch)
