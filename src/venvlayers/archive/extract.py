@@ -181,7 +181,6 @@ class _Extractor:
                 if m.known_copy.is_same(os.fstat(old.fileno())) and self.reuse.link(
                     old, target, parts
                 ):
-                    self.reuse.unread += 1
                     old.close()
                     return
             except BaseException:
@@ -277,8 +276,6 @@ class _Reuse:
         self.root = self.tree.root
         self.folder = self.tree.folder
         self.linked: list[tuple[str, ...]] = []
-        self.unread = 0
-        """Files linked on the strength of a ``KnownCopy``, not compared."""
 
     def candidate(self, parts: tuple[str, ...], size: int, mode: int) -> IO[bytes] | None:
         old = self.tree.open_file(parts)

@@ -27,11 +27,11 @@ class LinkFreeTree:
 
     def folder(self, parts: tuple[str, ...]) -> str | None:
         """The real folder at ``parts`` below the root (None: a link or nothing there)."""
-        depth = len(parts)
-        while parts[:depth] not in self._folders:  # the deepest folder known (a loop:
-            depth -= 1  # layers nest thousands deep)
-        path = self._folders[parts[:depth]]
-        for depth in range(depth + 1, len(parts) + 1):
+        known = len(parts)
+        while parts[:known] not in self._folders:  # the deepest folder known (a loop:
+            known -= 1  # layers nest thousands deep)
+        path = self._folders[parts[:known]]
+        for depth in range(known + 1, len(parts) + 1):
             if path is not None:
                 path = os.path.join(path, parts[depth - 1])
                 try:
