@@ -35,9 +35,10 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(REPO / "src"))
 
 import scale_stacks  # noqa: E402
-from delta_bench import old_source  # noqa: E402
+from delta_bench import metadata, old_source  # noqa: E402
 
 SITE = "lib/python3.11/site-packages"
+ROOT = "framework"  # the install target of ``delta_bench.metadata``
 
 #: Runs in the measured interpreter: PYTHONPATH picks the code (this tree or --before).
 ROW = r"""
@@ -47,11 +48,11 @@ from venvlayers.archive.extract import extract_members
 from venvlayers.core.report import Reporter
 from venvlayers.deploy.delta import plan_delta
 from venvlayers.deploy.sources import FolderSource
-from venvlayers.formats.models import LayerMetadata
+from venvlayers.formats.records import LayerMetadata
 from venvlayers.net.downloads import Downloader
 
 served, deployed, into = map(Path, sys.argv[1:4])
-item = LayerMetadata.model_validate_json((served / "v2.json").read_text())
+item = LayerMetadata.from_json((served / "v2.json").read_text())
 start = time.perf_counter()
 reporter = Reporter(sys.stderr)
 source = FolderSource(served)
@@ -61,7 +62,7 @@ plan = plan_delta(item, source.archive(item.archive_name, item),
                   Downloader(into.parent / "cache", reporter=reporter), reporter)
 planned = time.perf_counter()
 assert plan is not None
-extract_members(plan.ranges, plan.members(), into, expected_root="layer",
+extract_members(plan.ranges, plan.members(), into, expected_root=item.install_target,
                 bound_size=item.archive_size, reuse_from=deployed)
 done = time.perf_counter()
 rchar = next(int(l.split()[1]) for l in open("/proc/self/io") if l.startswith("rchar:"))
@@ -96,27 +97,21 @@ def build_tree(wheels: Path, dest: Path, util_version: str) -> None:
 
 
 def publish(tree: Path, served: Path, build: int, fmt: str) -> Path:
+    """Archive ``tree`` with its layer index into ``served``; its metadata as ``v<build>.json``."""
     from venvlayers.archive.formats import ArchiveFormat
     from venvlayers.archive.write import write_archive
-    from venvlayers.formats.models import ArchiveHashes, LayerMetadata
     from venvlayers.publish.layer_index import write_index
 
-    archive = served / f"layer-linux_x86_64-{build}.{fmt}"
-    info = write_archive(tree, archive, root_name="layer", fmt=ArchiveFormat(fmt), mtime=0)
-    item = LayerMetadata(
-        layer_name="framework-scale",
-        install_target="layer",
-        requirements_hash="sha256:x",
-        lock_version=1,
-        locked_at="2026-01-01T00:00:00Z",
-        archive_build=build,
-        archive_name=archive.name,
-        archive_size=info.size,
-        archive_hashes=ArchiveHashes(sha256=info.sha256),
-        venvlayers_index=write_index(archive, "layer", info),
+    archive = served / f"{ROOT}-linux_x86_64-{build}.{fmt}"
+    info = write_archive(tree, archive, root_name=ROOT, fmt=ArchiveFormat(fmt), mtime=0)
+    ref = write_index(archive, ROOT, info)
+    assert ref is not None
+    index = {"name": ref.name, "sha256": ref.sha256}
+    item = metadata(
+        served, archive.name, {"index": index, "size": info.size, "sha256": info.sha256}
     )
     path = served / f"v{build}.json"
-    path.write_text(item.model_dump_json())
+    path.write_text(json.dumps(item.dump()))
     return path
 
 
@@ -131,7 +126,7 @@ def prepare(work: Path, factor: float, fmt: str) -> tuple[Path, Path]:
         scale_stacks.framework_wheels(wheels, factor)
         scale_stacks.patch_wheels(wheels)
         (wheels / "done").write_text(f"{factor}\n")
-    served, deployed = work / f"served-{fmt}", work / f"deployed-{fmt}"
+    served, deployed = work / f"served-{ROOT}-{fmt}", work / f"deployed-{ROOT}-{fmt}"
     if not (served / "v2.json").exists():
         shutil.rmtree(served, ignore_errors=True)
         served.mkdir()
@@ -142,9 +137,9 @@ def prepare(work: Path, factor: float, fmt: str) -> tuple[Path, Path]:
             publish(tree, served, build, fmt)
             shutil.rmtree(tree)
         shutil.rmtree(deployed, ignore_errors=True)
-    if not (deployed / "layer").is_dir():
-        extract_archive(served / f"layer-linux_x86_64-1.{fmt}", deployed, expected_root="layer")
-    return served, deployed / "layer"
+    if not (deployed / ROOT).is_dir():
+        extract_archive(served / f"{ROOT}-linux_x86_64-1.{fmt}", deployed, expected_root=ROOT)
+    return served, deployed / ROOT
 
 
 def measure(src: Path, served: Path, deployed: Path, scratch: Path) -> dict[str, float]:
