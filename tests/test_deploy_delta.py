@@ -395,7 +395,12 @@ def _settled_rig(tmp_path: Path) -> Rig:
 @pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="reads counted from /proc")
 def test_unchanged_files_are_read_once_and_fresh_ones_checked_again(tmp_path: Path) -> None:
     settled = _settled_rig(tmp_path / "settled")
-    fresh = Rig(tmp_path / "fresh", ArchiveFormat.TAR_XZ, "a")  # just deployed: racy
+    fresh = Rig(tmp_path / "fresh", ArchiveFormat.TAR_XZ, "a")
+    # changed "just now" however slow this machine is: mtimes an hour ahead (clock skew)
+    ahead = time.time_ns() + 3600 * 10**9
+    for path in fresh.deployed.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            os.utime(path, ns=(ahead, ahead))
     read: dict[str, int] = {}
     for name, rig in (("settled", settled), ("fresh", fresh)):
         with RangeServer(rig.served) as server:
