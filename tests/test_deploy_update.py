@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -166,3 +168,71 @@ def test_a_local_deploy_and_update_load_no_pydantic_and_no_spec_lock_build_or_ht
     )
     assert done.stdout.strip() == "[0, 0] []", done.stderr
     assert run_app(target, "app-one").startswith("one v2")
+
+
+def test_cached_archives_unused_for_weeks_are_removed_after_a_deploy(
+    server: FileServer, versions: Versions, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache = tmp_path / "cache"
+    entries = cache / "sha256"
+    first = tmp_path / "first"
+    assert deploy("--from", server.url + "v1", "--target", first, "--cache", cache) == 0
+    v1 = {p.name for p in entries.iterdir()}
+    assert len(v1) == len(LAYERS)
+    weeks_ago = time.time() - 15 * 86400
+
+    def age(path: Path, when: float = weeks_ago) -> Path:
+        os.utime(path, (when, when), follow_symlinks=False)
+        return path
+
+    for name in v1:
+        age(entries / name)
+    stale = entries / ("a" * 64)
+    stale.write_bytes(b"an archive of a stack deployed long ago\n")
+    age(stale)
+    recent = entries / ("b" * 64)
+    recent.write_bytes(b"fetched yesterday\n")
+    age(recent, time.time() - 86400)
+    notes = entries / "notes.txt"
+    notes.write_text("not an entry of ours\n")
+    age(notes)
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(b"never followed\n")
+    link = entries / ("c" * 64)
+    os.symlink(outside, link)
+    age(link)
+    capsys.readouterr()
+
+    # another target from the same cache: every archive a hit, used, so kept (and touched)
+    server.clear()
+    assert (
+        deploy("--from", server.url + "v1", "--target", tmp_path / "second", "--cache", cache) == 0
+    )
+    assert server.fetched(".tar.xz") == []
+    assert all(time.time() - (entries / n).stat().st_mtime < 3600 for n in v1)
+    assert not stale.exists() and not link.is_symlink()
+    assert outside.read_bytes() == b"never followed\n"
+    assert recent.exists() and notes.exists()
+    assert "removed 2 cached archive(s) unused for 14 days" in capsys.readouterr().err
+
+    # weeks later, an update: the replaced app's old archive goes; the stack's others stay
+    for name in v1:
+        age(entries / name)
+    assert deploy("--from", server.url + "v2", "--target", first, "--cache", cache) == 0
+    replaced = hashlib.sha256(archive(versions.v1, "app-one").read_bytes()).hexdigest()
+    assert replaced in v1 and not (entries / replaced).exists()
+    assert all((entries / n).exists() for n in v1 - {replaced})
+    assert run_app(first, "app-one").startswith("one v2")
+    assert run_app(tmp_path / "second", "app-one").startswith("one v1")  # its layers are its own
+
+
+def test_a_deploy_from_a_folder_leaves_the_download_cache_alone(
+    versions: Versions, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    stale = cache / "sha256" / ("a" * 64)
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old\n")
+    os.utime(stale, (0, 0))
+    assert deploy("--from", versions.v1, "--target", tmp_path / "t", "--cache", cache) == 0
+    assert stale.exists()

@@ -47,7 +47,12 @@ from venvlayers.formats.records import (
     read_record,
 )
 from venvlayers.layer_scripts import postinstall
-from venvlayers.net.downloads import Download, Downloader
+from venvlayers.net.downloads import (
+    UNUSED_ARCHIVE_DAYS,
+    Download,
+    Downloader,
+    prune_unused_archives,
+)
 
 if TYPE_CHECKING:  # deploy/delta loads only when a layer is updated from ranges
     from venvlayers.deploy.delta import DeltaPlan
@@ -123,6 +128,9 @@ def deploy_stack(
     finally:
         for delta in deltas.values():  # fetched ranges are of no use to another run
             delta.discard()
+    counters = downloader.counters
+    if counters.fetched or counters.cached or counters.bytes_downloaded:  # a remote source
+        _prune_cache(downloader.cache, {i.archive_sha256 for i in selected}, reporter)
     result.apps = _app_commands(
         target, [(i.install_target, i.app_launch_module) for i in selected], reporter
     )
@@ -169,6 +177,17 @@ def _deploy_locked(
         elif current is not None:
             result.deployment = current.id
     return result
+
+
+def _prune_cache(cache: Path, keep: set[str], reporter: Reporter) -> None:
+    """After a deploy: the cached archives nobody used for weeks go (``net/downloads``); those
+    of the stack just deployed stay, to deploy another target from."""
+    removed, freed = prune_unused_archives(cache, keep)
+    if removed:
+        reporter.info(
+            f"{cache}: removed {removed} cached archive(s) unused for {UNUSED_ARCHIVE_DAYS} "
+            f"days ({freed / 1e6:.1f} MB)"
+        )
 
 
 def _app_commands(

@@ -8,16 +8,23 @@ retried with backoff within a wall-clock deadline; size and sha256 are checked b
 file enters the cache (ranges of an update go to ``net/scratch`` files there, which
 every fetch prunes when a killed run left them). Headers given as ``api_headers`` (a token) go to the first host only,
 never to the host a redirect leads to.
+
+Every use of a cached archive touches it; after a deploy, archives nobody used for
+``UNUSED_ARCHIVE_DAYS`` are removed (``prune_unused_archives``): a target whose 2 GB framework
+is replaced every week would otherwise keep every version it ever downloaded, while the
+deployed layers, not these files, are what its updates and rollbacks use.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import stat
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +49,9 @@ STALL_TIMEOUT = 60.0
 """Seconds without a byte before a connection counts as stalled (and is retried)."""
 MAX_ATTEMPTS_WITHOUT_PROGRESS = 6
 MAX_SMALL_FILE = 64 * 1024 * 1024
+UNUSED_ARCHIVE_DAYS = 14
+"""Cached archives not used for this many days are removed after a deploy."""
+_CACHE_ENTRY = re.compile(r"[0-9a-f]{64}")
 
 
 def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -323,6 +333,7 @@ class Downloader:
         self._check_url(download)
         hit = self.cached(download.sha256, download.size)
         if hit is not None:
+            _touch(hit)  # in use: not pruned (before the check, which takes a while)
             if file_sha256(hit) == download.sha256:
                 self.counters.cached.append(download.label)
                 if progress is not None and download.size:
@@ -437,6 +448,45 @@ class Downloader:
             if terminal is not None:
                 progress.close()
         return {d.sha256: path for d, path in zip(unique, paths, strict=True)}
+
+
+def _touch(path: Path) -> None:
+    with contextlib.suppress(OSError):  # a read-only cache is still a cache
+        os.utime(path)
+
+
+def prune_unused_archives(
+    cache: Path,
+    keep: Collection[str],
+    *,
+    days: float = UNUSED_ARCHIVE_DAYS,
+    now: float | None = None,
+) -> tuple[int, int]:
+    """Remove the archives in ``<cache>/sha256/`` whose sha256 is not in ``keep`` and that
+    nobody used (their mtime: fetched, or touched on a hit) for ``days``; (files, bytes)
+    removed. Only entries named by a sha256 are considered; a link is removed, never
+    followed."""
+    folder = cache / "sha256"
+    cutoff = (time.time() if now is None else now) - days * 86400
+    removed = freed = 0
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return 0, 0
+    for name in names:
+        if not _CACHE_ENTRY.fullmatch(name) or name in keep:
+            continue
+        path = folder / name
+        try:
+            st = os.lstat(path)
+            if st.st_mtime >= cutoff or not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+                continue
+            path.unlink()
+        except OSError:
+            continue  # removed meanwhile, or not ours to remove
+        removed += 1
+        freed += st.st_size if stat.S_ISREG(st.st_mode) else 0
+    return removed, freed
 
 
 @contextlib.contextmanager
