@@ -120,12 +120,14 @@ def prepare(work: Path, factor: float, fmt: str) -> tuple[Path, Path]:
     from venvlayers.archive.extract import extract_archive
 
     wheels = work / "wheels"
-    if not (wheels / "done").exists():
+    made = f"{factor} {scale_stacks.RECIPE}\n"
+    if not (wheels / "done").exists() or (wheels / "done").read_text() != made:
         shutil.rmtree(wheels, ignore_errors=True)
         wheels.mkdir(parents=True)
         scale_stacks.framework_wheels(wheels, factor)
         scale_stacks.patch_wheels(wheels)
-        (wheels / "done").write_text(f"{factor}\n")
+        (wheels / "done").write_text(made)
+        shutil.rmtree(work / f"served-{ROOT}-{fmt}", ignore_errors=True)  # made from the old ones
     served, deployed = work / f"served-{ROOT}-{fmt}", work / f"deployed-{ROOT}-{fmt}"
     if not (served / "v2.json").exists():
         shutil.rmtree(served, ignore_errors=True)
