@@ -226,6 +226,24 @@ def test_cached_archives_unused_for_weeks_are_removed_after_a_deploy(
     assert run_app(tmp_path / "second", "app-one").startswith("one v1")  # its layers are its own
 
 
+def test_a_cache_folder_linked_elsewhere_is_not_pruned(tmp_path: Path) -> None:
+    from venvlayers.net.downloads import prune_unused_archives
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    old = elsewhere / ("a" * 64)
+    old.write_bytes(b"someone else's file\n")
+    os.utime(old, (0, 0))
+    (tmp_path / "cache").mkdir()
+    os.symlink(elsewhere, tmp_path / "cache" / "sha256")
+    assert prune_unused_archives(tmp_path / "cache", set()) == (0, 0)
+    assert old.exists()
+    real = tmp_path / "real"  # the same entry in a real folder is pruned
+    (real / "sha256").mkdir(parents=True)
+    shutil.copy2(old, real / "sha256" / old.name)
+    assert prune_unused_archives(real, set()) == (1, old.stat().st_size)
+
+
 def test_a_deploy_from_a_folder_leaves_the_download_cache_alone(
     versions: Versions, tmp_path: Path
 ) -> None:

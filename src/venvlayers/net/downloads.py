@@ -465,11 +465,13 @@ def prune_unused_archives(
     """Remove the archives in ``<cache>/sha256/`` whose sha256 is not in ``keep`` and that
     nobody used (their mtime: fetched, or touched on a hit) for ``days``; (files, bytes)
     removed. Only entries named by a sha256 are considered; a link is removed, never
-    followed."""
+    followed, and a ``sha256`` that is itself a link is left alone."""
     folder = cache / "sha256"
     cutoff = (time.time() if now is None else now) - days * 86400
     removed = freed = 0
     try:
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):  # a link: not ours to empty
+            return 0, 0
         names = sorted(os.listdir(folder))
     except OSError:
         return 0, 0
