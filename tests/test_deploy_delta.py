@@ -469,6 +469,41 @@ def test_a_folder_linked_out_of_the_deployed_layer_is_neither_read_nor_linked(
     assert linked.st_nlink == 1
 
 
+@pytest.mark.parametrize("path", ["../outside/secret.bin", "lib/../../outside/secret.bin"])
+def test_an_index_path_leaving_the_layer_is_never_read(tmp_path: Path, path: str) -> None:
+    """A hostile index naming a file outside the deployed layer: if the update hashed it,
+    the ranges it then asked for would tell the server whether that file has a given
+    sha256. The file is never opened, and the unpack refuses the name."""
+    import dataclasses
+
+    from venvlayers.formats.layer_index import IndexEntry, load_index
+    from venvlayers.formats.models import LayerIndexRef
+
+    rig = _settled_rig(tmp_path)
+    secret = rig.deployed.parent / "outside" / "secret.bin"  # where the path leads
+    secret.parent.mkdir()
+    secret.write_bytes(b"a file outside the layer\n" * 100)
+    ref = rig.v2.venvlayers_index
+    assert ref is not None
+    index = load_index((rig.served / ref.name).read_bytes(), ref.sha256, ref.name)
+    # its "range" is the whole archive: fetched, it would be far more than the share
+    digest = hashlib.sha256(secret.read_bytes()).hexdigest()
+    size = secret.stat().st_size
+    entry = IndexEntry(path, "file", 0o644, size, digest, range=(0, 1), skip=0)
+    data = dataclasses.replace(index, entries=[*index.entries, entry]).to_bytes()
+    (rig.served / ref.name).write_bytes(data)
+    rig.v2.venvlayers_index = LayerIndexRef(name=ref.name, sha256=hashlib.sha256(data).hexdigest())
+    before = os.stat(secret).st_atime_ns
+    os.utime(secret, ns=(before - 10**9, os.stat(secret).st_mtime_ns))  # atime: was it read?
+    with RangeServer(rig.served) as server:
+        plan = rig.plan(server)
+        assert plan is not None and path not in plan.reused
+        with pytest.raises(ArchiveError):
+            rig.unpack(plan)
+    assert os.stat(secret).st_atime_ns == before - 10**9
+    assert not (tmp_path / "new" / "layer").exists()
+
+
 # --- through `venvlayers deploy`, on a real stack ----------------------------------------
 
 

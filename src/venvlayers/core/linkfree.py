@@ -4,7 +4,8 @@ A deployed layer's files are read (updates hash them, hard-link them into the ne
 deployment); a symlinked folder planted inside it must not lead those reads elsewhere.
 Each folder is checked once per tree (``os.path.realpath`` costs a system call per path
 component: per file, it was a fifth of a multi-GB update's planning), and the file itself
-is opened with ``O_NOFOLLOW``.
+is opened with ``O_NOFOLLOW``. Paths come from layer indexes, which a hostile server
+writes: a part that is not one plain name (``..``, ``.``, empty) never resolves.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ class LinkFreeTree:
         self._folders: dict[tuple[str, ...], str | None] = {(): self.root}
 
     def folder(self, parts: tuple[str, ...]) -> str | None:
-        """The real folder at ``parts`` below the root (None: a link or nothing there)."""
+        """The real folder at ``parts`` below the root (None: a link or nothing there, or
+        ``parts`` is not a plain path below the root)."""
+        if not all(_plain(part) for part in parts):  # "..", "", "a/b": could leave the tree
+            return None
         known = len(parts)
         while parts[:known] not in self._folders:  # the deepest folder known (a loop:
             known -= 1  # layers nest thousands deep)
@@ -46,7 +50,7 @@ class LinkFreeTree:
         """The regular file at ``parts``, open for reading (None: a link on the way, not a
         regular file, or nothing there)."""
         folder = self.folder(parts[:-1])
-        if folder is None:
+        if folder is None or not parts or not _plain(parts[-1]):
             return None
         try:
             fd = os.open(os.path.join(folder, parts[-1]), _READ_FLAGS)
@@ -56,3 +60,13 @@ class LinkFreeTree:
             os.close(fd)
             return None
         return os.fdopen(fd, "rb")
+
+
+def _plain(name: str) -> bool:
+    """A name of one entry in a folder: never its parent or itself, never two levels."""
+    return (
+        name not in ("", ".", "..")
+        and "/" not in name
+        and "\0" not in name
+        and (os.sep == "/" or ("\\" not in name and ":" not in name))
+    )
