@@ -71,6 +71,8 @@ def _compile(base_python: Path, folders: list[str]) -> None:
     run_process(
         [base_python, "-S", "-B", compile_bytecode.__file__, *folders],
         what=f"{base_python}: compiling {', '.join(folders)}",
+        # killed with this process: a killed deploy leaves no compiler in its staging
+        env={**os.environ, compile_bytecode.PARENT_PID: str(os.getpid())},
         error=DeployError,
     )
 

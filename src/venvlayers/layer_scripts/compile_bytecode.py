@@ -72,6 +72,27 @@ def up_to_date(path: str, cache_tag: str | None = None, magic: bytes | None = No
     return flags == 0 and head[8:12] == struct.pack("<L", mtime & 0xFFFFFFFF)
 
 
+#: The process that started this one (set by it): on Linux this one is killed when that
+#: one dies, so a deploy killed with ``kill -9`` leaves no compiler writing into the
+#: staging folder the next deploy removes.
+PARENT_PID = "VENVLAYERS_PARENT_PID"
+
+
+def die_with_parent(parent: int) -> None:
+    """Linux: be killed (SIGKILL) when ``parent`` dies; exit now if it is gone already."""
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before we asked
+        os._exit(1)
+
+
 def compile_one(job: tuple[str, str]) -> bool:
     import compileall
 
@@ -87,9 +108,8 @@ def compile_timestamped(jobs: list[tuple[str, str]]) -> None:
         return
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(
-        workers
-    ) as pool:  # a worker starts as a copy (or a re-run) of this script
+    # a worker starts as a copy (or a re-run) of this script
+    with ProcessPoolExecutor(workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         for _ in pool.map(compile_one, jobs, chunksize=32):
             pass
 
@@ -99,6 +119,7 @@ def compile_unchecked(jobs: list[tuple[str, str]]) -> None:
     chunks = [jobs[i : i + CHUNK] for i in range(0, len(jobs), CHUNK)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PYTHONHASHSEED"] = "0"
+    env[PARENT_PID] = str(os.getpid())
 
     def run(chunk: list[tuple[str, str]]) -> None:
         listing = "".join(f"{source}\0{recorded}\0" for source, recorded in chunk)
@@ -132,6 +153,7 @@ def compile_chunk(data: bytes) -> None:
 
 
 def main(argv: list[str]) -> int:
+    die_with_parent(int(os.environ.get(PARENT_PID) or 0))
     if argv[:1] == ["--chunk"]:
         compile_chunk(sys.stdin.buffer.read())
         return 0
