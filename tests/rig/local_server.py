@@ -10,7 +10,11 @@ class LocalHTTPServer:
     """Serves ``handler`` on a free local port until stop()."""
 
     def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        # TCP_NODELAY, as real servers set it: a handler writes its headers and its body
+        # apart, and with Nagle's algorithm a keep-alive client's delayed ACK (40 ms on
+        # Linux) held every small body back; index lookups then measured the rig, not uv
+        nodelay = type(handler.__name__, (handler,), {"disable_nagle_algorithm": True})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), nodelay)
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
         # a short poll interval keeps stop() (and so each fixture's teardown) quick
