@@ -7,6 +7,7 @@ something work on a copy (copied with mtimes, so "untouched" can be checked by m
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tomllib
@@ -20,7 +21,7 @@ from rig import run_uv
 from rig.cli import LAYERED_LAYERS as LAYERS
 from rig.cli import Run, index_table, make_stack
 from rig.index import SimpleIndex
-from rig.runtime import RuntimeMirror
+from rig.runtime import RuntimeMirror, local_cpython_prefix
 from rig.wheels import build_wheel
 
 from venvlayers.cli.commands import main
@@ -540,3 +541,73 @@ def test_windows_line_endings_do_not_make_locks_stale(stack: Path, cli: Callable
             path.write_bytes(path.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
     run = cli("lock", "--check", stack)
     assert run.code == 0, run.out + run.err
+
+
+# -- which interpreter uv locks with ------------------------------------------------------
+
+FRAMEWORK = '[[frameworks]]\nname = "fw"\nruntime = "cpython-3.12"\nrequirements = ["beta"]\n'
+
+
+@pytest.fixture
+def python_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A CPython 3.12.1 first on PATH, as ``python3.12``, that logs every start to the
+    returned file; a fresh, empty folder of uv-managed Pythons."""
+    prefix = local_cpython_prefix("3.12.1")
+    if prefix is None:
+        pytest.skip("no local CPython 3.12.1")
+    bin_dir, log = tmp_path / "path-bin", tmp_path / "path-python.log"
+    bin_dir.mkdir()
+    for name in ("python3.12", "python3", "python"):
+        shim = bin_dir / name
+        shim.write_text(f'#!/bin/sh\necho "$0" >> "{log}"\nexec "{prefix}/bin/python3.12" "$@"\n')
+        shim.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("UV_PYTHON_INSTALL_DIR", str(tmp_path / "managed"))
+    return log
+
+
+def _managed(tmp_path: Path) -> list[str]:
+    folder = tmp_path / "managed"
+    return sorted(p.name for p in folder.glob("cpython-3.12.1-*")) if folder.is_dir() else []
+
+
+def test_a_cold_lock_takes_the_managed_runtime_without_querying_pythons_on_path(
+    tmp_path: Path, local_index: SimpleIndex, python_on_path: Path, cli: Callable[..., Run]
+) -> None:
+    """Each Python on PATH uv queries is a process start (pyenv's shims ~0.1 s each): the
+    lock asks for the managed runtime its layer is built on, installed from the mirror."""
+    spec = write_spec(tmp_path / "stack", local_index.url, FRAMEWORK)
+    run = cli("lock", spec)
+    assert run.code == 0, run.out + run.err
+    assert pinned(spec, "framework-fw")["beta"] == "1.0.0"
+    assert not python_on_path.exists(), python_on_path.read_text()
+    assert _managed(tmp_path)
+
+
+def test_with_downloads_off_a_lock_takes_the_python_on_path(
+    tmp_path: Path,
+    local_index: SimpleIndex,
+    python_on_path: Path,
+    cli: Callable[..., Run],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("UV_PYTHON_DOWNLOADS", "never")
+    spec = write_spec(tmp_path / "stack", local_index.url, FRAMEWORK)
+    run = cli("lock", spec)
+    assert run.code == 0, run.out + run.err
+    assert pinned(spec, "framework-fw")["beta"] == "1.0.0"
+    assert python_on_path.exists() and not _managed(tmp_path)
+
+
+def test_a_python_preference_the_user_set_is_kept(
+    tmp_path: Path,
+    local_index: SimpleIndex,
+    python_on_path: Path,
+    cli: Callable[..., Run],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("UV_PYTHON_PREFERENCE", "only-system")
+    spec = write_spec(tmp_path / "stack", local_index.url, FRAMEWORK)
+    run = cli("lock", spec)
+    assert run.code == 0, run.out + run.err
+    assert python_on_path.exists() and not _managed(tmp_path)
