@@ -28,7 +28,7 @@ from venvlayers.archive.formats import (
     archive_suffix,
     default_format_for,
 )
-from venvlayers.archive.read import iter_archive_members
+from venvlayers.archive.read import KnownCopy, iter_archive_members
 from venvlayers.archive.write import write_archive
 from venvlayers.core.errors import ArchiveError
 
@@ -878,3 +878,26 @@ def test_reported_size_and_sha256_are_the_files(tmp_path: Path, fmt: ArchiveForm
     info = write(make_tree(tmp_path / "src"), tmp_path / "a.out", fmt)
     data = (tmp_path / "a.out").read_bytes()
     assert (info.size, info.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+
+
+def test_a_verified_copy_changed_since_is_hashed_again_and_refused(
+    tmp_path: Path, deploy_dir: Path
+) -> None:
+    """``verified`` spares the hash only while the file is still the copy that was
+    hashed: a byte changed in place (same size; its ctime moves) is caught by the sha256."""
+    layer = tmp_path / "layer"
+    (layer / "lib").mkdir(parents=True)
+    (layer / "lib" / "data.bin").write_bytes(os.urandom(50_000))
+    archive = tmp_path / "layer.tar.xz"
+    write(layer, archive, ArchiveFormat.TAR_XZ)
+    good = hashlib.sha256(archive.read_bytes()).hexdigest()
+    hashed = KnownCopy.of(archive.stat())
+    before = snapshot(deploy_dir)
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    with pytest.raises(ArchiveError, match="sha256 mismatch"):
+        extract_archive(
+            archive, deploy_dir, expected_root="layer", expected_sha256=good, verified=hashed
+        )
+    assert snapshot(deploy_dir) == before

@@ -170,6 +170,37 @@ def test_a_local_deploy_and_update_load_no_pydantic_and_no_spec_lock_build_or_ht
     assert run_app(target, "app-one").startswith("one v2")
 
 
+def test_a_settled_local_archive_is_hashed_once_and_a_fresh_copy_while_unpacked(
+    versions: Versions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deploy hashes a local archive before it takes the target's lock (a damaged one is
+    refused with the target untouched: test_publish); unpacking the very copy it hashed
+    does not hash it again. A copy changed within 2 s before that hash may have changed
+    unseen (mtime and ctime ticks): it is hashed again while unpacked."""
+    from venvlayers.archive import extract
+
+    hashed: list[int] = []
+    real_update = extract._Sha256.update
+
+    def counting(self: extract._Sha256, data: bytes, /) -> None:
+        hashed.append(len(data))
+        real_update(self, data)
+
+    monkeypatch.setattr(extract._Sha256, "update", counting)
+    tars = [p for p in versions.v1.iterdir() if p.name.endswith((".tar.xz", ".tar.zst"))]
+    assert tars
+    newest = max(max(p.stat().st_mtime, p.stat().st_ctime) for p in tars)
+    time.sleep(max(0.0, newest + 2.2 - time.time()))  # settled, whatever ran before
+    assert deploy("--no-compile", "--from", versions.v1, "--target", tmp_path / "a") == 0
+    assert sum(hashed) == 0
+    assert run_app(tmp_path / "a", "app-one").startswith("one v1")
+
+    fresh = tmp_path / "fresh"
+    shutil.copytree(versions.v1, fresh)  # new files: changed just now
+    assert deploy("--no-compile", "--from", fresh, "--target", tmp_path / "b") == 0
+    assert sum(hashed) == sum(p.stat().st_size for p in tars)
+
+
 def test_cached_archives_unused_for_weeks_are_removed_after_a_deploy(
     server: FileServer, versions: Versions, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from venvlayers.archive.formats import READ_SIZE, ArchiveFormat, detect_format
-from venvlayers.archive.read import CORRUPT, Member, corrupt, members
+from venvlayers.archive.read import CORRUPT, KnownCopy, Member, corrupt, members
 from venvlayers.archive.scan import check_root_name
 from venvlayers.core.errors import ArchiveError
 from venvlayers.core.fsutil import replace_dir
@@ -419,6 +419,7 @@ def extract_archive(
     replace: bool = False,
     sibling_roots: Collection[str] = (),
     reuse_from: Path | None = None,
+    verified: KnownCopy | None = None,
 ) -> Path:
     """Safely unpack ``archive_path`` to ``dest_parent/expected_root`` and return that path.
 
@@ -433,6 +434,11 @@ def extract_archive(
     ``reuse_from``: an earlier version of this layer, deployed at the path this one will
     be deployed at; a file with the same path, mode and bytes there is hard-linked
     instead of written, its bytecode with it (``_Reuse``). Nothing in it is changed.
+
+    ``verified``: the file was found to have ``expected_sha256`` when it was this copy
+    (``KnownCopy``: deploy hashes a local archive before it takes the target's lock, so
+    a damaged one is refused before the target is touched). While it still is, before
+    and after unpacking, its bytes are not hashed a second time.
     """
     check_root_name(expected_root, "Expected archive root folder")
     dest = dest_parent / expected_root
@@ -441,14 +447,20 @@ def extract_archive(
             f"{dest}: already exists; remove it or unpack {archive_path.name} with replace."
         )
     archive_size = _check_size(archive_path, expected_size)
+    known = verified if verified is not None and verified.is_same(archive_path.stat()) else None
     seen: _Sha256 | None = None
-    if expected_sha256 is not None:
+    if expected_sha256 is not None and known is None:
         if detect_format(archive_path) is ArchiveFormat.ZIP:
             _check_sha256(archive_path, expected_sha256)
         else:
             seen = _Sha256()
 
     def check_after() -> None:
+        if known is not None and not known.is_same(archive_path.stat()):
+            raise ArchiveError(
+                f"{archive_path}: changed while it was unpacked; nothing was installed — "
+                "deploy again once nothing writes to it"
+            )
         if expected_sha256 is not None and seen is not None:
             _check_sha256(archive_path, expected_sha256, seen)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from venvlayers.archive.read import KnownCopy
 from venvlayers.core.errors import DeployError, VenvlayersError
 from venvlayers.core.fsutil import sha256_file
 from venvlayers.core.platforms import host_platform
@@ -112,14 +114,15 @@ def deploy_stack(
     current = read_current(target, reporter)
     todo = [item for item in selected if not _reusable(item, current, target)]
     # everything checked before the target changes
-    archives, deltas = _fetch(source, todo, downloader, _current_dir(target), reporter)
+    verified: dict[str, KnownCopy] = {}
+    archives, deltas = _fetch(source, todo, downloader, _current_dir(target), reporter, verified)
     try:
         result = _deploy_locked(
             source,
             target,
             selected,
             platform,
-            archives,
+            (archives, verified),
             deltas,
             downloader,
             reporter,
@@ -144,7 +147,7 @@ def _deploy_locked(
     target: Path,
     selected: list[LayerMetadata],
     platform: str,
-    archives: dict[str, Path],
+    local: tuple[dict[str, Path], dict[str, KnownCopy]],
     deltas: dict[str, DeltaPlan],
     downloader: Downloader,
     reporter: Reporter,
@@ -152,12 +155,15 @@ def _deploy_locked(
 ) -> DeployResult:
     """The deploy under the target's lock: what changed meanwhile is fetched too (into
     ``archives`` and ``deltas``), then staged and switched to."""
+    archives, verified = local
     with target_lock(target, reporter):
         clean_debris(target, reporter)
         current = read_current(target, reporter)
         todo = [item for item in selected if not _reusable(item, current, target)]
         more = [i for i in todo if i.archive_sha256 not in archives | deltas]
-        fetched, new_deltas = _fetch(source, more, downloader, _current_dir(target), reporter)
+        fetched, new_deltas = _fetch(
+            source, more, downloader, _current_dir(target), reporter, verified
+        )
         archives.update(fetched)
         deltas.update(new_deltas)
         unchanged = [i.install_target for i in selected if i not in todo]
@@ -170,7 +176,14 @@ def _deploy_locked(
         if todo or not same_set:
             _check_entries(target, selected)
             plan = StagePlan(
-                selected, todo, archives, _current_dir(target), target, compile_bytecode, deltas
+                selected,
+                todo,
+                archives,
+                _current_dir(target),
+                target,
+                compile_bytecode,
+                deltas,
+                verified,
             )
             record = _stage_and_switch(source, target, plan, platform, reporter)
             result.deployment = record.id
@@ -216,15 +229,22 @@ def _fetch(
     downloader: Downloader,
     current: Path | None,
     reporter: Reporter,
+    verified: dict[str, KnownCopy],
 ) -> tuple[dict[str, Path], dict[str, DeltaPlan]]:
     """sha256 -> a verified archive file for each of ``items``, or the ranges that update
-    its deployed version (``delta``)."""
+    its deployed version (``delta``); ``verified`` gets the copies of local archives that
+    were hashed."""
     found: dict[str, Path] = {}
     deltas: dict[str, DeltaPlan] = {}
     downloads: list[Download] = []
     try:
         for item in items:
             _plan_one(item, source, downloader, current, reporter, found, deltas, downloads)
+            local = found.get(item.archive_sha256)
+            if local is not None and item.archive_sha256 not in verified:
+                copy = _verify_local(local, item)
+                if copy is not None:
+                    verified[item.archive_sha256] = copy
         found.update(downloader.fetch_all(downloads))
     except BaseException:
         for delta in deltas.values():  # fetched ranges: removed with the failed deploy
@@ -258,25 +278,33 @@ def _plan_one(
     if delta is not None:
         deltas[item.archive_sha256] = delta
     elif where.local is not None:
-        _verify_local(where.local, item)
-        found[item.archive_sha256] = where.local
+        found[item.archive_sha256] = where.local  # checked by _fetch
     elif where.download is not None:
         downloads.append(where.download)
 
 
-def _verify_local(archive: Path, item: LayerMetadata) -> None:
-    size = archive.stat().st_size
-    if item.archive_size is not None and size != item.archive_size:
+def _verify_local(archive: Path, item: LayerMetadata) -> KnownCopy | None:
+    """Refuse a local archive whose size or sha256 is not the metadata's, before the
+    target is touched. Returns the copy that was hashed when it had not changed for a
+    while (``KnownCopy``): unpacking it then does not hash its bytes again (0.8 CPU s per
+    GB here)."""
+    before = archive.stat()
+    if item.archive_size is not None and before.st_size != item.archive_size:
         raise DeployError(
-            f"{archive}: size {size} bytes, metadata says {item.archive_size}; the download is incomplete or altered",
+            f"{archive}: size {before.st_size} bytes, metadata says {item.archive_size}; the download is incomplete or altered",
             path=archive,
         )
+    started = time.time_ns()
     digest = sha256_file(archive)
     if digest != item.archive_sha256:
         raise DeployError(
             f"{archive}: sha256 {digest} does not match the metadata ({item.archive_sha256}); refusing to unpack",
             path=archive,
         )
+    after = archive.stat()
+    if KnownCopy.of(before) == KnownCopy.of(after) and KnownCopy.is_settled(after, started):
+        return KnownCopy.of(after)
+    return None
 
 
 # ---------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from venvlayers.archive.extract import extract_archive, extract_members
+from venvlayers.archive.read import KnownCopy
 from venvlayers.core.errors import DeployError
 from venvlayers.core.fsutil import link_or_copy
 from venvlayers.deploy.bytecode import compile_layers
@@ -59,6 +60,8 @@ class StagePlan:
     compile_bytecode: bool = True
     deltas: dict[str, DeltaPlan] = field(default_factory=dict)
     """sha256 -> a changed layer made from its deployed version plus fetched ranges"""
+    verified: dict[str, KnownCopy] = field(default_factory=dict)
+    """sha256 -> the copy of a local archive that was hashed (not hashed again if unchanged)"""
 
 
 def lower_layers(item: LayerMetadata, selected: Sequence[LayerMetadata]) -> set[str]:
@@ -142,6 +145,7 @@ def _unpack_job(
             expected_root=name,
             expected_size=item.archive_size,
             expected_sha256=item.archive_sha256,
+            verified=plan.verified.get(item.archive_sha256),
             # venvstacks' layers link bin/python_ to ../../<runtime>/bin/python
             sibling_roots=lower_layers(item, plan.layers),
             # the deployed version of this layer, at the same TARGET/<install_target>
