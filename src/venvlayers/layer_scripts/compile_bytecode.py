@@ -24,9 +24,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import struct
-import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 #: Files per fresh interpreter in --unchecked-hash mode (fixed: the chunks decide the bytes).
 CHUNK = 200
@@ -94,10 +92,17 @@ def die_with_parent(parent: int) -> None:
 
 
 def compile_one(job: tuple[str, str]) -> bool:
-    import compileall
+    """What ``compileall.compile_file(source, ddir=dirname(recorded), quiet=2)`` writes
+    (the same ``py_compile`` call), without importing compileall and its pathlib: an
+    app-only update's compiler compiles a file or two, and its imports were most of it."""
+    import py_compile
 
     source, recorded = job
-    return compileall.compile_file(source, ddir=os.path.dirname(recorded), quiet=2)
+    try:
+        py_compile.compile(source, dfile=recorded, doraise=True)
+    except (py_compile.PyCompileError, SyntaxError, UnicodeError, OSError):
+        return False  # as compileall: no bytecode for a file this Python cannot compile
+    return True
 
 
 def compile_timestamped(jobs: list[tuple[str, str]]) -> None:
@@ -116,6 +121,9 @@ def compile_timestamped(jobs: list[tuple[str, str]]) -> None:
 
 def compile_unchecked(jobs: list[tuple[str, str]]) -> None:
     """Each chunk in a fresh ``-S -B`` interpreter with a fixed hash seed (see above)."""
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
     chunks = [jobs[i : i + CHUNK] for i in range(0, len(jobs), CHUNK)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PYTHONHASHSEED"] = "0"
