@@ -680,6 +680,7 @@ def data_for_limits(run: StackRun, work: Path, say: Callable[[str], None]) -> No
         "xz_bytes": data.archive_bytes,
         "xz_encode_bytes_per_cpu_s": rates.encode,
         "xz_decode_bytes_per_cpu_s": rates.decode,
+        "zstd_encode_bytes_per_cpu_s": limits.zstd_encode_rate(data.sample),
         "disk_write_bytes_per_s": limits.disk_write_rate(work),
         "cores": limits.cores(),
     }
@@ -1138,7 +1139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"(median of {args.reps}, {started:%Y-%m-%d %H:%M} UTC)\n"
     ]
     failed = False
-    per_gb_input: dict[str, tuple[scale_report.Table, float]] = {}
+    per_gb_input: dict[str, tuple[scale_report.Table, scale_report.Limits]] = {}
     for name in args.stack:
         scale = name in SCALE_STACKS
         with stack_environment(name, work) as setup:
@@ -1159,7 +1160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         measured = runs[VENVLAYERS].limits
         if scale:
             targets = [Target(*t) for t in scale_report.scale_targets(table, VENVLAYERS, REFERENCE)]
-            per_gb_input[name] = (table, measured.get("tar_bytes", 0.0))
+            per_gb_input[name] = (table, measured)
         else:
             targets = check_targets(table, name, measured)
         report.append(markdown_table(name, table, peer_version, setup.rows))
@@ -1187,10 +1188,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         results["time_per_gb"] = {  # type: ignore[assignment]
             name: {
-                "wall": scale_report.per_gb(table, tar, VENVLAYERS),
-                "cpu": scale_report.per_gb(table, tar, VENVLAYERS, "cpu_seconds"),
+                "wall": scale_report.per_gb(table, stack_limits.get("tar_bytes", 0.0), VENVLAYERS),
+                "cpu": scale_report.per_gb(
+                    table, stack_limits.get("tar_bytes", 0.0), VENVLAYERS, "cpu_seconds"
+                ),
+                "over_limit": scale_report.over_limit(table, stack_limits, VENVLAYERS),
             }
-            for name, (table, tar) in per_gb_input.items()
+            for name, (table, stack_limits) in per_gb_input.items()
         }
     results["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     text = "\n".join(report)

@@ -106,6 +106,24 @@ def xz_rates(sample: list[bytes]) -> XzRates:
     )
 
 
+def zstd_encode_rate(sample: list[bytes]) -> float:
+    """One core's zstd throughput (uncompressed bytes per CPU second) on the sample with
+    the tar.zst writer's level and window (``tuning``), one frame per piece."""
+    from venvlayers.archive.formats import zstd
+
+    options = {
+        **_tuning.ZSTD_OPTIONS,
+        zstd.CompressionParameter.window_log: _tuning.ZSTD_WINDOW_LOG_MAX,
+        zstd.CompressionParameter.hash_log: _tuning.ZSTD_HASH_LOG,
+        zstd.CompressionParameter.chain_log: _tuning.ZSTD_CHAIN_LOG,
+    }
+    raw = sum(len(p) for p in sample)
+    start = time.thread_time()
+    for piece in sample:
+        zstd.compress(piece, options=options)
+    return raw / max(time.thread_time() - start, 1e-9)
+
+
 def disk_write_rate(folder: Path, total: int = 256 << 20) -> float:
     """Bytes per second writing ``total`` bytes in 1 MiB writes to a new file, then fsync."""
     folder.mkdir(parents=True, exist_ok=True)
