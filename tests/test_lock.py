@@ -584,30 +584,25 @@ def test_a_cold_lock_takes_the_managed_runtime_without_querying_pythons_on_path(
     assert _managed(tmp_path)
 
 
-def test_with_downloads_off_a_lock_takes_the_python_on_path(
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("UV_PYTHON_DOWNLOADS", "never"),  # the managed runtime cannot be had: PATH, as before
+        ("UV_PYTHON_PREFERENCE", "only-system"),  # the user's preference, used as it is
+    ],
+)
+def test_a_lock_takes_the_python_on_path_when_downloads_are_off_or_the_user_says_so(
     tmp_path: Path,
     local_index: SimpleIndex,
     python_on_path: Path,
     cli: Callable[..., Run],
     monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
 ) -> None:
-    monkeypatch.setenv("UV_PYTHON_DOWNLOADS", "never")
+    monkeypatch.setenv(variable, value)
     spec = write_spec(tmp_path / "stack", local_index.url, FRAMEWORK)
     run = cli("lock", spec)
     assert run.code == 0, run.out + run.err
     assert pinned(spec, "framework-fw")["beta"] == "1.0.0"
-    assert python_on_path.exists() and not _managed(tmp_path)
-
-
-def test_a_python_preference_the_user_set_is_kept(
-    tmp_path: Path,
-    local_index: SimpleIndex,
-    python_on_path: Path,
-    cli: Callable[..., Run],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("UV_PYTHON_PREFERENCE", "only-system")
-    spec = write_spec(tmp_path / "stack", local_index.url, FRAMEWORK)
-    run = cli("lock", spec)
-    assert run.code == 0, run.out + run.err
     assert python_on_path.exists() and not _managed(tmp_path)
