@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import threading
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -901,3 +902,35 @@ def test_a_verified_copy_changed_since_is_hashed_again_and_refused(
             archive, deploy_dir, expected_root="layer", expected_sha256=good, verified=hashed
         )
     assert snapshot(deploy_dir) == before
+
+
+def test_closing_a_parallel_reader_never_joins_its_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader left open inside a members generator is closed by the garbage collector,
+    in whatever thread it runs: in CI it ran inside a new thread's start, with threading's
+    shutdown-locks lock held, and joining the workers there deadlocked (the starting thread
+    then waited forever). Closing under that lock must return."""
+    from venvlayers.archive.xz import ParallelXzReader, open_xz
+
+    lock = getattr(threading, "_shutdown_locks_lock", None)
+    if lock is None:
+        pytest.skip("this Python's threading has no shutdown-locks lock")
+    monkeypatch.setattr(tuning, "XZ_CHUNK", 64 << 10)
+    src = tmp_path / "src" / "lib"
+    src.mkdir(parents=True)
+    for i in range(8):  # 8 x 64 KiB of noise: one xz stream each
+        (src / f"part{i}.bin").write_bytes(os.urandom(64 << 10))
+    write(src.parent, tmp_path / "a.tar.xz", ArchiveFormat.TAR_XZ)
+    reader = open_xz(tmp_path / "a.tar.xz", threads=2)
+    assert isinstance(reader, ParallelXzReader)
+    assert reader.read(1 << 16)  # workers started
+
+    def close_as_the_collector_did() -> None:
+        with lock:
+            reader.close()
+
+    closer = threading.Thread(target=close_as_the_collector_did, daemon=True)
+    closer.start()
+    closer.join(timeout=30)
+    assert not closer.is_alive()

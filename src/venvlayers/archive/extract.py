@@ -533,8 +533,11 @@ def _unpack(
                 extractor.add(member)
                 count += 1
         except ArchiveError:
+            _close(source)
             on_error()
             raise
+        finally:
+            _close(source)  # here and now, not by the garbage collector in another thread
         check_after()
         if not count:
             raise ArchiveError(f"{label}: the archive has no members; build it again.")
@@ -552,6 +555,13 @@ def _unpack(
         if scratch is not None:
             remove_tree_quietly(scratch)
     return dest
+
+
+def _close(source: Iterable[Member]) -> None:
+    """Close a members generator stopped early (its archive reader with it)."""
+    close = getattr(source, "close", None)
+    if close is not None:
+        close()
 
 
 def _make_parents(folder: Path) -> list[Path]:

@@ -183,8 +183,13 @@ class ParallelXzReader:
         return piece
 
     def close(self) -> None:
-        self._pending.clear()  # workers still running finish into queues nobody reads
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        # Workers still running finish decoding in-memory data into queues nobody reads,
+        # then exit; not waited for. A reader left unclosed inside a generator is closed by
+        # the garbage collector, in whichever thread it runs, and a join there deadlocked:
+        # inside a new thread's start (threading's shutdown-locks lock held), which the
+        # starting thread then waited for forever (seen in CI, test_archive's zip writer).
+        self._pending.clear()
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self._file.close()
 
     def __enter__(self) -> ParallelXzReader:
