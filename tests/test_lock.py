@@ -606,3 +606,24 @@ def test_a_lock_takes_the_python_on_path_when_downloads_are_off_or_the_user_says
     assert run.code == 0, run.out + run.err
     assert pinned(spec, "framework-fw")["beta"] == "1.0.0"
     assert python_on_path.exists() and not _managed(tmp_path)
+
+
+def test_a_lock_that_fails_on_one_layer_writes_no_lock_at_all(
+    tmp_path: Path, local_index: SimpleIndex, cli: Callable[..., Run]
+) -> None:
+    """The runtime and a good framework lock; a framework asking for a package no index
+    has fails: exit 2, one error, and no lock file of any layer written."""
+    body = FRAMEWORK + (
+        '\n[[frameworks]]\nname = "broken"\nruntime = "cpython-3.12"\n'
+        'requirements = ["no-such-package-anywhere"]\n'
+    )
+    spec = write_spec(tmp_path / "stack", local_index.url, body)
+    run = cli("lock", spec)
+    assert run.code == 2, run.out + run.err
+    assert "framework-broken" in run.err and "Traceback" not in run.err
+    assert not (spec.parent / "requirements").exists()
+    # once the broken layer is fixed, every layer locks
+    edit(spec, '"no-such-package-anywhere"', '"beta"')
+    assert cli("lock", spec).code == 0
+    assert pinned(spec, "framework-fw")["beta"] == "1.0.0"
+    assert pinned(spec, "framework-broken")["beta"] == "1.0.0"

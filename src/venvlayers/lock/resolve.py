@@ -21,7 +21,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from venvlayers.core.errors import LockError, StaleLockError, UvError
-from venvlayers.core.fsutil import write_text_atomic
+from venvlayers.core.fsutil import dumps_json, write_text_atomic
 from venvlayers.core.platforms import Platform, marker_environment, target_text, uncovered_platforms
 from venvlayers.core.report import Reporter
 from venvlayers.core.rmtree import remove_tree_quietly
@@ -59,6 +59,8 @@ class LayerLockState:
     """Package name -> the lower layer whose lock pins it."""
     metadata: LockMetadata | None = None
     changed: bool = False
+    writes: list[tuple[Path, str]] = field(default_factory=list)
+    """Files of its new lock, written once every layer has locked (``lock_stack``)."""
 
     @property
     def stale(self) -> bool:
@@ -162,6 +164,11 @@ def lock_stack(
     # Layers that do not depend on each other lock concurrently (each is one uv process)
     selected = [layer for layer in graph if layer.name in wanted]
     run_in_stack_order(selected, lock_layer)
+    # Only now, every layer locked: a lock that fails on one layer writes no lock file at
+    # all (before, the layers locked before it kept their new locks, half a run)
+    for layer in selected:
+        for path, text in states[layer.name].writes:
+            write_text_atomic(path, text)
     return LockResult([states[layer.name] for layer in selected])
 
 
@@ -444,7 +451,8 @@ def _record_lock(
     cutoff: str | None,
     reporter: Reporter,
 ) -> None:
-    """Write the lock, its inputs, metadata and package summary (each only if changed).
+    """The lock, its inputs, metadata and package summary, to be written (each only if
+    changed) once every layer has locked.
 
     The metadata is kept while venvstacks would still call it valid; otherwise it is
     rewritten with ``lock_version`` one past the previous metadata's (versioned layers)
@@ -475,17 +483,27 @@ def _record_lock(
             lock_version=lock_version,
             locked_at=locked_at.astimezone(UTC).isoformat(),
         )
-    changed = write_text_atomic(paths.pylock, lock_text)
-    changed = write_text_atomic(paths.inputs, lockfiles.inputs_text(inputs.requirements)) or changed
-    changed = meta.write(paths.meta) or changed
-    summary = lockfiles.summary_text(layer.name, entries)
-    changed = write_text_atomic(paths.packages, summary) or changed
+    state.writes = [
+        (paths.pylock, lock_text),
+        (paths.inputs, lockfiles.inputs_text(inputs.requirements)),
+        (paths.meta, dumps_json(meta.dump())),  # as LockMetadata.write writes it
+        (paths.packages, lockfiles.summary_text(layer.name, entries)),
+    ]
+    changed = any(_differs(path, text) for path, text in state.writes)
     state.entries = entries
     state.metadata = meta
     state.changed = changed
     reporter.info(
         f"{layer.name}: {'updated' if changed else 'unchanged'} ({len(state.own)} packages)"
     )
+
+
+def _differs(path: Path, text: str) -> bool:
+    """Whether writing ``text`` would change ``path`` (what ``write_text_atomic`` skips)."""
+    try:
+        return path.read_bytes() != text.encode("utf-8")
+    except OSError:
+        return True
 
 
 def require_fresh_locks(result: LockResult) -> None:
