@@ -111,20 +111,27 @@ def regular_file_target(target: Path) -> os.stat_result | None:
     return st
 
 
+def holds_text(target: Path, text: str) -> bool:
+    """Whether ``target`` is a regular file holding exactly ``text`` (UTF-8)."""
+    data = text.encode("utf-8")
+    existing = regular_file_target(target)
+    try:
+        return (
+            existing is not None and existing.st_size == len(data) and target.read_bytes() == data
+        )
+    except OSError:
+        return False
+
+
 def write_text_atomic(target: Path, text: str) -> bool:
     """Write ``text`` to ``target`` unless it already holds exactly that. True if written.
 
     Leaving identical files alone keeps their mtime, so "nothing changed" is visible.
     """
-    data = text.encode("utf-8")
-    existing = regular_file_target(target)
-    try:
-        if existing is not None and existing.st_size == len(data) and target.read_bytes() == data:
-            return False
-    except OSError:
-        pass
+    if holds_text(target, text):
+        return False
     with atomic_path(target) as tmp:
-        tmp.write_bytes(data)
+        tmp.write_bytes(text.encode("utf-8"))
     return True
 
 

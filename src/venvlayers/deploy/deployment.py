@@ -239,12 +239,9 @@ def _fetch(
     downloads: list[Download] = []
     try:
         for item in items:
-            _plan_one(item, source, downloader, current, reporter, found, deltas, downloads)
-            local = found.get(item.archive_sha256)
-            if local is not None and item.archive_sha256 not in verified:
-                copy = _verify_local(local, item)
-                if copy is not None:
-                    verified[item.archive_sha256] = copy
+            _plan_one(
+                item, source, downloader, current, reporter, found, deltas, downloads, verified
+            )
         found.update(downloader.fetch_all(downloads))
     except BaseException:
         for delta in deltas.values():  # fetched ranges: removed with the failed deploy
@@ -262,9 +259,11 @@ def _plan_one(
     found: dict[str, Path],
     deltas: dict[str, DeltaPlan],
     downloads: list[Download],
+    verified: dict[str, KnownCopy],
 ) -> None:
     """Where ``item``'s new version comes from: ranges (``deltas``), a local archive
-    (``found``) or a whole download (``downloads``)."""
+    (``found``, checked here; the copy hashed in ``verified``) or a whole download
+    (``downloads``)."""
     assert item.archive_name is not None
     where: ArchiveSource = source.archive(item.archive_name, item)
     ref = item.venvlayers_index
@@ -278,7 +277,10 @@ def _plan_one(
     if delta is not None:
         deltas[item.archive_sha256] = delta
     elif where.local is not None:
-        found[item.archive_sha256] = where.local  # checked by _fetch
+        copy = _verify_local(where.local, item)
+        if copy is not None:
+            verified[item.archive_sha256] = copy
+        found[item.archive_sha256] = where.local
     elif where.download is not None:
         downloads.append(where.download)
 

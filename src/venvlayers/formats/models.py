@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, RootModel, ValidationError
 
 from venvlayers.core.errors import VenvlayersError
-from venvlayers.core.fsutil import write_json_atomic
+from venvlayers.core.fsutil import dumps_json, write_json_atomic, write_text_atomic
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -30,9 +30,13 @@ class FileModel(BaseModel):
     def dump(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)
 
+    def text(self) -> str:
+        """The sorted, indented JSON ``write`` writes."""
+        return dumps_json(self.dump())
+
     def write(self, path: Path) -> bool:
-        """Write sorted, indented JSON; True if the file changed."""
-        return write_json_atomic(path, self.dump())
+        """Write ``text()``; True if the file changed."""
+        return write_text_atomic(path, self.text())
 
 
 def read_model(model: type[M], path: Path, error: type[VenvlayersError] = VenvlayersError) -> M:
@@ -91,8 +95,8 @@ class SupportModule(FileModel):
 class VenvstacksFile(FileModel):
     """A file venvstacks also writes: JSON byte for byte as it does (ASCII, ``\\u`` escapes)."""
 
-    def write(self, path: Path) -> bool:
-        return write_json_atomic(path, self.dump(), ascii_only=True)
+    def text(self) -> str:
+        return dumps_json(self.dump(), ascii_only=True)
 
 
 class LayerMetadata(VenvstacksFile):

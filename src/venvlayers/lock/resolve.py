@@ -21,7 +21,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from venvlayers.core.errors import LockError, StaleLockError, UvError
-from venvlayers.core.fsutil import dumps_json, write_text_atomic
+from venvlayers.core.fsutil import holds_text, write_text_atomic
 from venvlayers.core.platforms import Platform, marker_environment, target_text, uncovered_platforms
 from venvlayers.core.report import Reporter
 from venvlayers.core.rmtree import remove_tree_quietly
@@ -486,24 +486,16 @@ def _record_lock(
     state.writes = [
         (paths.pylock, lock_text),
         (paths.inputs, lockfiles.inputs_text(inputs.requirements)),
-        (paths.meta, dumps_json(meta.dump())),  # as LockMetadata.write writes it
+        (paths.meta, meta.text()),
         (paths.packages, lockfiles.summary_text(layer.name, entries)),
     ]
-    changed = any(_differs(path, text) for path, text in state.writes)
+    changed = not all(holds_text(path, text) for path, text in state.writes)
     state.entries = entries
     state.metadata = meta
     state.changed = changed
     reporter.info(
         f"{layer.name}: {'updated' if changed else 'unchanged'} ({len(state.own)} packages)"
     )
-
-
-def _differs(path: Path, text: str) -> bool:
-    """Whether writing ``text`` would change ``path`` (what ``write_text_atomic`` skips)."""
-    try:
-        return path.read_bytes() != text.encode("utf-8")
-    except OSError:
-        return True
 
 
 def require_fresh_locks(result: LockResult) -> None:
